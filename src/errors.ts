@@ -25,13 +25,14 @@ export const RULES = Object.freeze({
   E_EXPERT_NAME: 'expert_name does not match block_type and layer_id',
   E_LAYER: 'layer_id is missing, set where it must not be, or outside the architecture',
   E_INDEX: 'index is not the height this block must have',
-  E_PREV: 'prev is missing, unknown, on another chain, or set where it must be null',
+  E_PREV: 'prev is missing, on another chain, or set where it must be null',
   E_DEPS: 'depends_on is not strictly ascending, or names a block that cannot be a dependency',
-  E_UNKNOWN_DEP: 'depends_on names a block that is not known',
-  E_INVALID_DEP: 'depends_on names a block that was rejected',
+  E_UNKNOWN_DEP: 'prev or depends_on names a block that is not known (yet): the block is an orphan',
+  E_INVALID_DEP: 'prev or depends_on names a block that was rejected',
   E_META_DEP: 'depends_on must name exactly one chain A block, not older than those of its dependencies',
   E_CYCLE: 'the dependency graph has a cycle',
-  E_TIMESTAMP: 'timestamp is before a predecessor or too far in the future',
+  E_TIMESTAMP: 'timestamp is before a predecessor',
+  E_FUTURE: 'timestamp is too far ahead of the validator\'s clock: retry later',
   E_DIFFICULTY: 'difficulty is below what chain A requires for this chain',
   E_POW: 'the block CID digest does not have `difficulty` leading zero bits',
   E_PUBKEY: 'miner_pub is not a valid compressed secp256k1 public key',
@@ -98,6 +99,9 @@ export class RuleError extends Error {
     this.field = field
   }
 }
+
+/** Codes that may pass later without any byte changing (an orphan's parent arrives, the clock moves). */
+export const TRANSIENT_CODES: readonly RuleCode[] = Object.freeze(['E_UNKNOWN_DEP', 'E_FUTURE'])
 
 /** True for a RuleError with the given code (or any RuleError when code is omitted). */
 export function isRuleError(e: unknown, code?: RuleCode): e is RuleError {

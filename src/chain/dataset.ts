@@ -1,0 +1,63 @@
+/**
+ * Chain D documents: datasets used to train experts and to evaluate them for PoL.
+ *
+ * The data itself is a UnixFS file (`content`); the block records what it is, under which licence,
+ * and which role it plays. Text datasets are UTF-8 with sequences separated by a blank line.
+ *
+ * @module
+ */
+import type { CID } from 'multiformats/cid'
+import { reject } from '../errors.ts'
+import { DAG_PB, RAW, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { MAX_DOCUMENT_BYTES } from './header.ts'
+import * as S from './schema.ts'
+
+export const DATASET_KIND = 'blyan/dataset'
+export const DATASET_VERSION = 1
+export type DatasetSplit = 'train' | 'validation'
+export const DATASET_SPLITS: readonly DatasetSplit[] = Object.freeze(['train', 'validation'])
+
+export interface DatasetDocument {
+  readonly kind: typeof DATASET_KIND
+  readonly version: typeof DATASET_VERSION
+  /** Short identifier, e.g. `tinystories-train`. */
+  readonly name: string
+  /** SPDX licence identifier, e.g. `CDLA-Sharing-1.0`. */
+  readonly license: string
+  /** Training shards, or the public validation pool PoL slices are drawn from. */
+  readonly split: DatasetSplit
+  readonly format: 'text/plain; blank-line-separated'
+  /** The data: a UnixFS file. */
+  readonly content: CID
+  readonly content_size: number
+  readonly description: string
+}
+
+const KEYS = ['kind', 'version', 'name', 'license', 'split', 'format', 'content', 'content_size', 'description'] as const
+
+export function encodeDataset(doc: DatasetDocument): Uint8Array {
+  return encodeCbor(doc)
+}
+
+/** Decode and check a dataset document (E_DATASET). */
+export function decodeDataset(bytes: Uint8Array): DatasetDocument {
+  const o = S.exactMap(decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload'), KEYS, 'payload', 'E_DATASET')
+  const p = 'payload'
+  if (o['kind'] !== DATASET_KIND) reject('E_DATASET', 'payload.kind', `expected "${DATASET_KIND}"`)
+  if (S.uint(o, 'version', p, undefined, 'E_DATASET') !== DATASET_VERSION) reject('E_VERSION', 'payload.version', `dataset version ${String(o['version'])}`)
+  const content = S.cid(o, 'content', p, 'E_DATASET')
+  if (!isProtocolCid(content, [DAG_PB, RAW])) reject('E_DATASET', 'payload.content', 'a UnixFS file CID (dag-pb or raw, sha2-256, v1)')
+  const size = S.uint(o, 'content_size', p, undefined, 'E_DATASET')
+  if (size === 0) reject('E_DATASET', 'payload.content_size', 'must be positive')
+  return Object.freeze({
+    kind: DATASET_KIND,
+    version: DATASET_VERSION,
+    name: S.str(o, 'name', p, 64, /^[a-z0-9][a-z0-9._-]*$/, 'E_DATASET'),
+    license: S.str(o, 'license', p, 64, /^[A-Za-z0-9.+-]+$/, 'E_DATASET'),
+    split: S.oneOf(o, 'split', p, DATASET_SPLITS, 'E_DATASET'),
+    format: S.oneOf(o, 'format', p, ['text/plain; blank-line-separated'] as const, 'E_DATASET'),
+    content,
+    content_size: size,
+    description: S.str(o, 'description', p, 4096, undefined, 'E_DATASET')
+  })
+}

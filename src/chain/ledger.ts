@@ -1,0 +1,67 @@
+/**
+ * Chain C documents: transfers and PoL rewards, and the reward formula.
+ *
+ * Amounts are integer units (a safe integer, so they survive JSON and float64 arithmetic exactly);
+ * balances start at zero and only rewards mint. A transfer is signed by its sender (the header's
+ * miner_pub); a reward by a validator, for a certificate that no earlier reward on the same branch
+ * used.
+ *
+ * @module
+ */
+import { reject } from '../errors.ts'
+import { decodeCbor, encodeCbor } from './cbor.ts'
+import { MAX_DOCUMENT_BYTES } from './header.ts'
+import { isValidPublicKey, type PublicKey } from './keys.ts'
+import type { RewardParams } from './meta.ts'
+import { improvement, type CertificateBody } from './pol.ts'
+import * as S from './schema.ts'
+
+export const TRANSFER_KIND = 'blyan/transfer'
+export const REWARD_KIND = 'blyan/reward'
+export const LEDGER_VERSION = 1
+
+export interface TransferDocument {
+  readonly kind: typeof TRANSFER_KIND
+  readonly version: typeof LEDGER_VERSION
+  readonly to: PublicKey
+  readonly amount: number
+  /** Free text for the recipient, at most 256 characters. */
+  readonly memo: string
+}
+
+export interface RewardDocument {
+  readonly kind: typeof REWARD_KIND
+  readonly version: typeof LEDGER_VERSION
+  /** The candidate's miner_pub. */
+  readonly to: PublicKey
+  /** Exactly {@link rewardAmount} of the certificate. */
+  readonly amount: number
+}
+
+export type LedgerDocument = TransferDocument | RewardDocument
+
+export function encodeLedgerDocument(doc: LedgerDocument): Uint8Array {
+  return encodeCbor(doc)
+}
+
+/** Decode the payload of a chain C block of type `blockType` (E_SCHEMA, E_PUBKEY, E_AMOUNT). */
+export function decodeLedgerDocument(bytes: Uint8Array, blockType: 'transfer' | 'reward'): LedgerDocument {
+  const keys = blockType === 'transfer' ? ['kind', 'version', 'to', 'amount', 'memo'] : ['kind', 'version', 'to', 'amount']
+  const o = S.exactMap(decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload'), keys, 'payload')
+  const kind = blockType === 'transfer' ? TRANSFER_KIND : REWARD_KIND
+  if (o['kind'] !== kind) reject('E_SCHEMA', 'payload.kind', `expected "${kind}"`)
+  if (S.uint(o, 'version', 'payload') !== LEDGER_VERSION) reject('E_VERSION', 'payload.version', `ledger version ${String(o['version'])}`)
+  const to = S.bytes(o, 'to', 'payload', 33)
+  if (!isValidPublicKey(to)) reject('E_PUBKEY', 'payload.to', 'not a compressed secp256k1 point')
+  const amount = o['amount']
+  if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount <= 0) reject('E_AMOUNT', 'payload.amount')
+  if (blockType === 'reward') return Object.freeze({ kind: REWARD_KIND, version: LEDGER_VERSION, to, amount })
+  const memo = S.str(o, 'memo', 'payload', 256)
+  return Object.freeze({ kind: TRANSFER_KIND, version: LEDGER_VERSION, to, amount, memo })
+}
+
+/** Units minted for a certified improvement: floor(base * (1 + min(improvement, 1))). */
+export function rewardAmount(cert: CertificateBody, params: RewardParams): number {
+  const gain = Math.min(Math.max(improvement(cert), 0), 1)
+  return Math.floor(params.base * (1 + gain))
+}

@@ -1,0 +1,160 @@
+/**
+ * Proof-of-Learning certificates.
+ *
+ * Validators evaluate a candidate expert block against the version it supersedes on a validation
+ * slice and, when the loss dropped by at least delta, sign the certificate body. The certificate is a
+ * DAG-CBOR document named by its CID; it is handed in with the candidate (chain B accepts a new version
+ * only with one) and linked from the chain C reward (`pol`).
+ *
+ * Each signature is over sha256 of the body: the certificate without `signatures`. A certificate
+ * counts when signatures from more than 2/3 of the validator set of its `meta` block verify.
+ *
+ * @module
+ */
+import type { CID } from 'multiformats/cid'
+import { reject } from '../errors.ts'
+import { DAG_CBOR, compareBytes, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import type { ParamHeader } from './header.ts'
+import { signMessage, verifyMessage, publicKeyOf, type SecretKey, type PublicKey } from './keys.ts'
+import { isValidator, quorumSize, type MetaDocument } from './meta.ts'
+import * as S from './schema.ts'
+
+export const CERT_KIND = 'blyan/pol-certificate'
+export const CERT_VERSION = 1
+export const MAX_CERT_BYTES = 64 * 1024
+
+/** Which sequences of the validation pool were evaluated. */
+export interface ValidationSlice {
+  /** The chain D dataset block of the validation pool. */
+  readonly dataset: CID
+  /** First sequence index in the pool. */
+  readonly start: number
+  /** Number of sequences. */
+  readonly count: number
+}
+
+/** What validators sign. */
+export interface CertificateBody {
+  readonly kind: typeof CERT_KIND
+  readonly version: typeof CERT_VERSION
+  /** The chain B candidate block. */
+  readonly candidate: CID
+  /** The version it supersedes (its `supersedes`). */
+  readonly base: CID
+  /** The chain A block whose validator set and PoL parameters apply. */
+  readonly meta: CID
+  readonly slice: ValidationSlice
+  /** Mean cross-entropy (nats per token) of the model with `base`, then with `candidate`. */
+  readonly loss_before: number
+  readonly loss_after: number
+}
+
+export interface CertificateSignature {
+  readonly validator: PublicKey
+  /** 64-byte compact low-S signature over sha256(body bytes). */
+  readonly signature: Uint8Array
+}
+
+export interface Certificate extends CertificateBody {
+  /** Strictly ascending by validator key. */
+  readonly signatures: readonly CertificateSignature[]
+}
+
+const BODY_KEYS = ['kind', 'version', 'candidate', 'base', 'meta', 'slice', 'loss_before', 'loss_after'] as const
+
+/** The body fields alone (a Certificate passed as a body would otherwise carry its signatures). */
+function bodyFields(cert: CertificateBody): Record<string, unknown> {
+  const o: Record<string, unknown> = {}
+  for (const k of BODY_KEYS) o[k] = cert[k]
+  return o
+}
+
+/** Canonical bytes validators sign. */
+export function certificateBodyBytes(body: CertificateBody): Uint8Array {
+  return encodeCbor(bodyFields(body))
+}
+
+export function encodeCertificate(cert: Certificate): Uint8Array {
+  const signatures = cert.signatures.map((s) => ({ validator: s.validator, signature: s.signature }))
+  return encodeCbor({ ...bodyFields(cert), signatures })
+}
+
+/** One validator's signature over a certificate body. */
+export function signCertificate(body: CertificateBody, secretKey: SecretKey): CertificateSignature {
+  return Object.freeze({ validator: publicKeyOf(secretKey), signature: signMessage(certificateBodyBytes(body), secretKey) })
+}
+
+/** Assemble a certificate from signatures, sorted as the encoding requires. */
+export function assembleCertificate(body: CertificateBody, signatures: readonly CertificateSignature[]): Certificate {
+  const sorted = [...signatures].sort((a, b) => compareBytes(a.validator, b.validator))
+  return Object.freeze({ ...(bodyFields(body) as unknown as CertificateBody), signatures: Object.freeze(sorted) })
+}
+
+/** Decode certificate bytes and check their schema (E_CERT), signature order (E_CERT_SIGNER). */
+export function decodeCertificate(bytes: Uint8Array): Certificate {
+  const o = S.exactMap(decodeCbor(bytes, MAX_CERT_BYTES, 'certificate'), [...BODY_KEYS, 'signatures'], 'certificate', 'E_CERT')
+  const p = 'certificate'
+  if (o['kind'] !== CERT_KIND) reject('E_CERT', 'certificate.kind', `expected "${CERT_KIND}"`)
+  if (S.uint(o, 'version', p, undefined, 'E_CERT') !== CERT_VERSION) reject('E_VERSION', 'certificate.version', `certificate version ${String(o['version'])}`)
+  const links = (['candidate', 'base', 'meta'] as const).map((k) => {
+    const c = S.cid(o, k, p, 'E_CERT')
+    if (!isProtocolCid(c, [DAG_CBOR])) reject('E_CERT', `certificate.${k}`, 'not a block CID')
+    return c
+  }) as [CID, CID, CID]
+  const sl = S.exactMap(o['slice'], ['dataset', 'start', 'count'], 'certificate.slice', 'E_CERT')
+  const slice: ValidationSlice = Object.freeze({
+    dataset: S.cid(sl, 'dataset', 'certificate.slice', 'E_CERT'),
+    start: S.uint(sl, 'start', 'certificate.slice', undefined, 'E_CERT'),
+    count: S.uint(sl, 'count', 'certificate.slice', 1 << 16, 'E_CERT')
+  })
+  if (slice.count === 0) reject('E_CERT', 'certificate.slice.count', 'must be positive')
+  const lossBefore = S.finite(o, 'loss_before', p, 'E_CERT')
+  const lossAfter = S.finite(o, 'loss_after', p, 'E_CERT')
+  if (lossBefore <= 0 || lossAfter < 0) reject('E_CERT', 'certificate.loss_before', 'losses are non-negative, loss_before positive')
+  const signatures = S.list(o, 'signatures', p, 256, 'E_CERT').map((v, i) => {
+    const field = `certificate.signatures[${i}]`
+    const s = S.exactMap(v, ['validator', 'signature'], field, 'E_CERT')
+    return Object.freeze({ validator: S.bytes(s, 'validator', field, 33, 'E_CERT'), signature: S.bytes(s, 'signature', field, 64, 'E_CERT') })
+  })
+  signatures.forEach((s, i) => {
+    if (i > 0 && compareBytes((signatures[i - 1] as CertificateSignature).validator, s.validator) >= 0) {
+      reject('E_CERT_SIGNER', `certificate.signatures[${i}]`, 'validators not strictly ascending (or repeated)')
+    }
+  })
+  return Object.freeze({
+    kind: CERT_KIND,
+    version: CERT_VERSION,
+    candidate: links[0],
+    base: links[1],
+    meta: links[2],
+    slice,
+    loss_before: lossBefore,
+    loss_after: lossAfter,
+    signatures: Object.freeze(signatures)
+  })
+}
+
+/** Relative improvement (loss_before - loss_after) / loss_before. */
+export function improvement(cert: CertificateBody): number {
+  return (cert.loss_before - cert.loss_after) / cert.loss_before
+}
+
+/**
+ * Check a certificate for a candidate under the rules of its meta block:
+ * it names the candidate and its base (E_CERT), meets delta (E_POL_THRESHOLD), every signer is a
+ * validator (E_CERT_SIGNER), every signature verifies (E_CERT_SIG), and they reach quorum (E_QUORUM).
+ */
+export function checkCertificate(cert: Certificate, candidateCid: CID, candidate: ParamHeader, meta: MetaDocument): void {
+  if (!cert.candidate.equals(candidateCid)) reject('E_CERT', 'certificate.candidate', 'names another block')
+  if (candidate.supersedes === null || !cert.base.equals(candidate.supersedes)) reject('E_CERT', 'certificate.base', 'is not the candidate\'s supersedes')
+  if (!(cert.loss_after <= cert.loss_before * (1 - meta.pol.delta))) {
+    reject('E_POL_THRESHOLD', 'certificate.loss_after', `${cert.loss_after} > ${cert.loss_before} * (1 - ${meta.pol.delta})`)
+  }
+  const message = certificateBodyBytes(cert)
+  cert.signatures.forEach((s, i) => {
+    if (!isValidator(meta, s.validator)) reject('E_CERT_SIGNER', `certificate.signatures[${i}].validator`, 'not in the validator set')
+    if (!verifyMessage(s.signature, message, s.validator)) reject('E_CERT_SIG', `certificate.signatures[${i}].signature`)
+  })
+  const need = quorumSize(meta.validators.length)
+  if (cert.signatures.length < need) reject('E_QUORUM', 'certificate.signatures', `${cert.signatures.length} of ${meta.validators.length}, need ${need}`)
+}

@@ -1,0 +1,314 @@
+/**
+ * Block validation: every rule of chains A-D, in one place, over a {@link ChainView}.
+ *
+ * Rules run cheapest first, so junk costs little: decode and header-only rules, PoW (one hash),
+ * links to accepted blocks, the signature, the payload, then certificates and balances. The first
+ * broken rule throws a RuleError naming it; nothing is returned or stored for an invalid block.
+ *
+ * @module
+ */
+import type { CID } from 'multiformats/cid'
+import { reject } from '../errors.ts'
+import { parsePayload } from '../tensor/payload.ts'
+import { importPayload } from '../tensor/tiles.ts'
+import { DAG_CBOR, cidMatches, cidOf, compareBytes } from './cbor.ts'
+import { decodeDataset } from './dataset.ts'
+import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, type ParamHeader } from './header.ts'
+import { verifyMessage } from './keys.ts'
+import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
+import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
+import { checkParamShapes, expectedTensors } from './params.ts'
+import { checkCertificate, decodeCertificate, type Certificate } from './pol.ts'
+import { blockWork, leadingZeroBits } from './pow.ts'
+import type { AcceptedBlock, ChainView } from './view.ts'
+
+/** How far a timestamp may run ahead of the validator's clock. */
+export const MAX_FUTURE_MS = 15 * 60 * 1000
+
+/** A block as submitted: header bytes, the full payload, and a PoL certificate where one is needed. */
+export interface BlockInput {
+  readonly header: Uint8Array
+  readonly payload: Uint8Array
+  readonly certificate?: Uint8Array
+}
+
+export interface ValidateOptions {
+  /** The validator's clock, ms since the epoch. */
+  readonly now: number
+  readonly signal?: AbortSignal
+}
+
+/** Validate a block against accepted state; returns what to store, or throws RuleError. */
+export async function validateBlock(input: BlockInput, view: ChainView, options: ValidateOptions): Promise<AcceptedBlock> {
+  const header = decodeHeader(input.header)
+  const cid = headerCid(input.header)
+  checkPow(cid, header.difficulty)
+  if (header.timestamp > options.now + MAX_FUTURE_MS) reject('E_FUTURE', 'timestamp', `${header.timestamp - options.now} ms ahead, at most ${MAX_FUTURE_MS}`)
+
+  switch (header.chain_id) {
+    case 'A':
+      return validateMeta(header, cid, input, view)
+    case 'B':
+      return validateParam(header, cid, input, view, options)
+    case 'C':
+      return validateLedger(header, cid, input, view)
+    case 'D':
+      return validateDataset(header, cid, input, view)
+  }
+}
+
+/** Rule E_POW: the CID digest has `difficulty` leading zero bits. */
+export function checkPow(cid: CID, difficulty: number): void {
+  const zeros = leadingZeroBits(cid.multihash.digest)
+  if (zeros < difficulty) reject('E_POW', 'nonce', `${zeros} leading zero bits, difficulty ${difficulty}`)
+}
+
+/** Rule E_SIG: `payload_sig` is miner_pub's signature over the signing bytes (decodeHeader checked the key). */
+export function checkSignature(header: Header): void {
+  if (!verifyMessage(header.payload_sig, signingBytes(header), header.miner_pub)) reject('E_SIG', 'payload_sig')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared link rules
+
+/** An accepted block a link names; unknown -> E_UNKNOWN_DEP, rejected -> E_INVALID_DEP. */
+function linked(view: ChainView, cid: CID, field: string): AcceptedBlock {
+  const block = view.get(cid)
+  if (block !== undefined) return block
+  if (view.isRejected(cid)) reject('E_INVALID_DEP', field, `${cid} was rejected`)
+  reject('E_UNKNOWN_DEP', field, `${cid} is not known`)
+}
+
+function metaOf(block: AcceptedBlock): MetaDocument {
+  return block.document as MetaDocument
+}
+
+/** Linear chains: prev is an accepted block of the same chain; index and timestamp follow it. */
+function checkPrev(header: Header, view: ChainView): AcceptedBlock | null {
+  if (header.prev === null) return null
+  const prev = linked(view, header.prev, 'prev')
+  if (prev.header.chain_id !== header.chain_id) reject('E_PREV', 'prev', `is a chain ${prev.header.chain_id} block`)
+  if (header.index !== prev.header.index + 1) reject('E_INDEX', 'index', `prev has index ${prev.header.index}`)
+  if (header.timestamp < prev.header.timestamp) reject('E_TIMESTAMP', 'timestamp', 'before prev')
+  return prev
+}
+
+/**
+ * Chains B, C, D: every dependency is accepted, exactly one is a chain A block (the rules), it is
+ * not older than the rules of the block's other links, and the timestamp is not before any of them.
+ */
+function checkDependencies(header: Header, view: ChainView, prev: AcceptedBlock | null): { meta: AcceptedBlock; deps: AcceptedBlock[] } {
+  const deps = header.depends_on.map((d, i) => linked(view, d, `depends_on[${i}]`))
+  const metas = deps.filter((d) => d.header.chain_id === 'A')
+  if (metas.length !== 1) reject('E_META_DEP', 'depends_on', `names ${metas.length} chain A blocks, needs exactly 1`)
+  const meta = metas[0] as AcceptedBlock
+  for (const [i, d] of deps.entries()) {
+    if (header.timestamp < d.header.timestamp) reject('E_TIMESTAMP', 'timestamp', `before depends_on[${i}]`)
+  }
+  for (const other of prev === null ? deps : [...deps, prev]) {
+    if (other.header.chain_id === 'A') continue
+    const otherRules = view.get(other.meta)
+    if (otherRules !== undefined && otherRules.header.index > meta.header.index) {
+      reject('E_META_DEP', 'depends_on', `rules are older than those of ${other.cid}`)
+    }
+  }
+  return { meta, deps }
+}
+
+function checkDifficulty(header: Header, meta: MetaDocument): void {
+  const required = meta.pow[header.chain_id]
+  if (header.difficulty < required) reject('E_DIFFICULTY', 'difficulty', `${header.difficulty} < ${required} required on chain ${header.chain_id}`)
+}
+
+function checkValidatorSigner(header: Header, meta: MetaDocument, why: string): void {
+  if (!isValidator(meta, header.miner_pub)) reject('E_UNAUTHORIZED', 'miner_pub', `${why} must be signed by a validator`)
+}
+
+/** Payload of a document chain: the bytes hash to `payload` and have `payload_size` bytes. */
+function checkDocumentPayload(header: Header, payload: Uint8Array): void {
+  if (payload.length !== header.payload_size) reject('E_PAYLOAD_SIZE', 'payload_size', `payload has ${payload.length} bytes`)
+  if (!cidMatches(header.payload, payload)) reject('E_PAYLOAD', 'payload', 'payload bytes do not hash to it')
+}
+
+function accepted(fields: AcceptedBlock): AcceptedBlock {
+  return Object.freeze(fields)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chain A: meta
+
+function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
+  const prev = checkPrev(header, view)
+  checkDocumentPayload(header, input.payload)
+  const doc = decodeMeta(input.payload)
+  // The genesis states its own rules; every later meta block follows its predecessor's.
+  const rules = prev === null ? doc : metaOf(prev)
+  checkDifficulty(header, rules)
+  checkValidatorSigner(header, rules, prev === null ? 'the genesis' : 'a meta block')
+  if (prev !== null) {
+    const before = metaOf(prev)
+    if (doc.network !== before.network) reject('E_ARCH_CHANGE', 'payload.network', 'the network name is fixed at genesis')
+    for (const key of Object.keys(before.architecture) as (keyof MetaDocument['architecture'])[]) {
+      if (doc.architecture[key] !== before.architecture[key]) reject('E_ARCH_CHANGE', `payload.architecture.${key}`, 'the architecture is fixed at genesis')
+    }
+  }
+  checkSignature(header)
+  return accepted({
+    cid,
+    bytes: input.header,
+    header,
+    document: doc,
+    tensors: null,
+    certificate: null,
+    meta: cid,
+    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
+    expertVersion: 0
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chain B: parameters
+
+async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, view: ChainView, options: ValidateOptions): Promise<AcceptedBlock> {
+  const { meta, deps } = checkDependencies(header, view, null)
+  const rules = metaOf(meta)
+  const paramDeps = deps.filter((d) => d.header.chain_id !== 'A')
+  for (const d of paramDeps) {
+    const at = header.depends_on.findIndex((c) => c.equals(d.cid))
+    if (d.header.chain_id !== 'B') reject('E_DEPS', `depends_on[${at}]`, `chain B blocks depend on chain A and B blocks only, not ${d.header.chain_id}`)
+  }
+  const height = paramDeps.length === 0 ? 0 : 1 + Math.max(...paramDeps.map((d) => d.header.index))
+  if (header.index !== height) reject('E_INDEX', 'index', `must be ${height}: 1 + the highest chain B dependency`)
+  checkDifficulty(header, rules)
+  expectedTensors(header.expert_name, rules.architecture) // E_LAYER / E_EXPERT_NAME outside the architecture
+
+  let base: AcceptedBlock | null = null
+  if (header.supersedes === null) {
+    // An initial version carries no certificate: the validators vouch for it by signing it.
+    checkValidatorSigner(header, rules, 'an initial parameter version')
+  } else {
+    base = deps.find((d) => d.cid.equals(header.supersedes as CID)) as AcceptedBlock
+    if (base.header.chain_id !== 'B' || base.header.expert_name !== header.expert_name) {
+      reject('E_SUPERSEDES', 'supersedes', `is not a version of ${header.expert_name}`)
+    }
+  }
+  checkSignature(header)
+
+  if (input.payload.length !== header.payload_size) reject('E_PAYLOAD_SIZE', 'payload_size', `payload has ${input.payload.length} bytes`)
+  const imported = await importPayload(input.payload, options.signal === undefined ? {} : { signal: options.signal })
+  if (!imported.cid.equals(header.payload)) reject('E_PAYLOAD', 'payload', `payload bytes import as ${imported.cid}`)
+  const { index } = parsePayload(input.payload)
+  checkParamShapes(header.expert_name, rules.architecture, index)
+
+  let certificate: AcceptedBlock['certificate'] = null
+  if (base !== null) {
+    if (input.certificate === undefined) reject('E_POL', 'certificate', 'a new version is accepted only with its PoL certificate')
+    const value = decodeCertificate(input.certificate)
+    checkCertificateContext(value, meta, view)
+    checkCertificate(value, cid, header, metaOf(linked(view, value.meta, 'certificate.meta')))
+    certificate = Object.freeze({ cid: cidOf(input.certificate, DAG_CBOR), bytes: input.certificate, value })
+  }
+  return accepted({
+    cid,
+    bytes: input.header,
+    header,
+    document: null,
+    tensors: index,
+    certificate,
+    meta: meta.cid,
+    work: blockWork(header.difficulty),
+    expertVersion: base === null ? 0 : base.expertVersion + 1
+  })
+}
+
+/** The certificate's rules block is accepted and not older than the candidate's; its slice is a validation pool. */
+function checkCertificateContext(cert: Certificate, candidateMeta: AcceptedBlock, view: ChainView): void {
+  const certMeta = view.get(cert.meta)
+  if (certMeta === undefined || certMeta.header.chain_id !== 'A') reject('E_CERT', 'certificate.meta', 'not an accepted chain A block')
+  if (certMeta.header.index < candidateMeta.header.index) reject('E_CERT', 'certificate.meta', 'older than the candidate\'s rules')
+  const pool = view.get(cert.slice.dataset)
+  if (pool === undefined || pool.header.chain_id !== 'D' || (pool.document as { split?: string }).split !== 'validation') {
+    reject('E_CERT', 'certificate.slice.dataset', 'not an accepted validation dataset')
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chain C: ledger
+
+function validateLedger(header: LedgerHeader, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
+  const prev = checkPrev(header, view)
+  const { meta, deps } = checkDependencies(header, view, prev)
+  const rules = metaOf(meta)
+  checkDifficulty(header, rules)
+  const others = deps.filter((d) => d !== meta)
+  let candidate: AcceptedBlock | null = null
+  if (header.block_type === 'transfer') {
+    if (others.length > 0) reject('E_DEPS', 'depends_on', 'a transfer depends on its chain A block only')
+  } else {
+    candidate = others[0] ?? null
+    if (others.length !== 1 || candidate === null || candidate.header.chain_id !== 'B') {
+      reject('E_DEPS', 'depends_on', 'a reward depends on its chain A block and the rewarded chain B block')
+    }
+    checkValidatorSigner(header, rules, 'a reward')
+  }
+  checkSignature(header)
+  checkDocumentPayload(header, input.payload)
+  const doc = decodeLedgerDocument(input.payload, header.block_type)
+
+  let certificate: AcceptedBlock['certificate'] = null
+  if (candidate === null) {
+    const balance = view.balance(header.miner_pub, header.prev)
+    if (balance < doc.amount) reject('E_BALANCE', 'payload.amount', `balance ${balance} < ${doc.amount}`)
+  } else {
+    certificate = checkReward(header, doc, candidate, rules, input, view)
+  }
+  return accepted({
+    cid,
+    bytes: input.header,
+    header,
+    document: doc,
+    tensors: null,
+    certificate,
+    meta: meta.cid,
+    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
+    expertVersion: 0
+  })
+}
+
+/** A reward mints for a certified candidate once per branch, to its miner, exactly the formula's amount. */
+function checkReward(header: LedgerHeader, doc: LedgerDocument, candidate: AcceptedBlock, rules: MetaDocument, input: BlockInput, view: ChainView): NonNullable<AcceptedBlock['certificate']> {
+  if (input.certificate === undefined) reject('E_POL', 'certificate', 'a reward is accepted only with its PoL certificate')
+  if (!cidMatches(header.pol as CID, input.certificate)) reject('E_POL', 'pol', 'the certificate bytes do not hash to it')
+  const value = decodeCertificate(input.certificate)
+  if (!value.candidate.equals(candidate.cid)) reject('E_REWARD', 'pol', 'certifies another block than the one this reward depends on')
+  checkCertificateContext(value, view.get(candidate.meta) as AcceptedBlock, view)
+  checkCertificate(value, candidate.cid, candidate.header as ParamHeader, metaOf(linked(view, value.meta, 'certificate.meta')))
+  if (view.isRewarded(candidate.cid, header.prev)) reject('E_REWARD', 'pol', `${candidate.cid} was already rewarded on this branch`)
+  if (compareBytes(doc.to, candidate.header.miner_pub) !== 0) reject('E_REWARD', 'payload.to', 'rewards go to the candidate\'s miner')
+  const due = rewardAmount(value, rules.reward)
+  if (doc.amount !== due) reject('E_REWARD', 'payload.amount', `the certificate earns ${due}`)
+  return Object.freeze({ cid: header.pol as CID, bytes: input.certificate, value })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chain D: datasets
+
+function validateDataset(header: Header & { chain_id: 'D' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
+  const prev = checkPrev(header, view)
+  const { meta, deps } = checkDependencies(header, view, prev)
+  if (deps.length !== 1) reject('E_DEPS', 'depends_on', 'a dataset depends on its chain A block only')
+  checkDifficulty(header, metaOf(meta))
+  checkSignature(header)
+  checkDocumentPayload(header, input.payload)
+  return accepted({
+    cid,
+    bytes: input.header,
+    header,
+    document: decodeDataset(input.payload),
+    tensors: null,
+    certificate: null,
+    meta: meta.cid,
+    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
+    expertVersion: 0
+  })
+}
