@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { documentPayload } from '../../src/chain/build.ts'
+import { documentPayload, type HeaderDraft } from '../../src/chain/build.ts'
 import { DAG_CBOR, cidOf, compareCids } from '../../src/chain/cbor.ts'
 import { orderBlocks, topologicalOrder } from '../../src/chain/dag.ts'
 import { encodeDataset, type DatasetDocument } from '../../src/chain/dataset.ts'
 import { bestTip, compareTips } from '../../src/chain/forkchoice.ts'
-import { expertName, headerCid, routerName, type HeaderDraft } from '../../src/chain/header.ts'
+import { expertName, headerCid, routerName } from '../../src/chain/header.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import { encodeLedgerDocument } from '../../src/chain/ledger.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
@@ -30,7 +30,7 @@ describe('the standard devnet', () => {
     const d = await Devnet.standard()
     assert.equal(d.chain.size, 13)
     const head = d.chain.head('C')
-    assert.ok(head?.cid.equals(d.cid('transfer')))
+    assert.ok(head !== undefined && head.cid.equals(d.cid('transfer')))
     const earned = 1080 // floor(1000 * (1 + (2.5 - 2.3) / 2.5))
     assert.equal(d.chain.balance(publicKeyOf(d.miner), head.cid), earned - 100)
     assert.equal(d.chain.balance(publicKeyOf(d.alice), head.cid), 100)

@@ -1,0 +1,164 @@
+/**
+ * Protocol test vectors: built deterministically from the test devnet (fixed keys, fixed clock,
+ * RFC 6979 signatures, seeded weights) and written to test/vectors/protocol.json.
+ *
+ * `npm run vectors` rewrites the file; test/chain/vectors.test.ts rebuilds the vectors and fails if
+ * they differ from the committed file, so any change to an encoding is a deliberate, visible one.
+ */
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { sha256 } from '@noble/hashes/sha2.js'
+import type { CID } from 'multiformats/cid'
+import { RAW, cidOf, toHex } from '../../src/chain/cbor.ts'
+import { signingBytes } from '../../src/chain/header.ts'
+import { encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex.ts'
+import { buildPayload } from '../../src/tensor/payload.ts'
+import { encodeTensorBlock } from '../../src/tensor/tensorblock.ts'
+import { extractTilePath, importPayload, tileCount } from '../../src/tensor/tiles.ts'
+import { Devnet } from '../fixtures/devnet.ts'
+import type { DType } from '../../src/tensor/tblock.ts'
+
+export interface HeaderVector {
+  name: string
+  chain_id: string
+  block_type: string
+  dag_cbor_hex: string
+  cid: string
+  signing_bytes_hex: string
+  /** 33-byte compressed secp256k1 key. */
+  pubkey_hex: string
+  /** Test key only: lets another implementation reproduce the RFC 6979 signature. */
+  secret_key_hex: string
+  /** 64-byte r || s, low-S. */
+  signature_hex: string
+  difficulty: number
+  nonce: number
+}
+
+export interface TensorBlockVector {
+  name: string
+  header_hex: string
+  bytes_hex: string
+  dtype: DType
+  shape: number[]
+  values: number[]
+}
+
+export interface PayloadVector {
+  name: string
+  /** How the bytes were made, when they are too long to list. */
+  recipe?: string
+  bytes_hex?: string
+  bytes_sha256?: string
+  size: number
+  root_cid: string
+  tile_cids: string[]
+}
+
+export interface DocumentVector {
+  name: string
+  kind: string
+  dag_cbor_hex: string
+  cid: string
+}
+
+export interface ProtocolVectors {
+  description: string
+  headers: HeaderVector[]
+  documents: DocumentVector[]
+  tensorblocks: TensorBlockVector[]
+  payloads: PayloadVector[]
+}
+
+/** Tile CIDs of a payload, in byte order, read from its own UnixFS DAG. */
+async function tileCids(bytes: Uint8Array): Promise<{ root: CID; tiles: string[] }> {
+  const { cid, blocks } = await importPayload(bytes)
+  const get = async (c: CID): Promise<Uint8Array> => blocks.get(c.toString()) as Uint8Array
+  const tiles: string[] = []
+  for (let t = 0; t < tileCount(bytes.length); t++) {
+    const path = await extractTilePath(cid, t, get)
+    tiles.push(cidOf(path.blocks[path.blocks.length - 1] as Uint8Array, RAW).toString())
+  }
+  return { root: cid, tiles }
+}
+
+/** Signer of each devnet block, by role. */
+function signerOf(d: Devnet, name: string): Uint8Array {
+  return name === 'transfer' || name === 'expert0.0v1' ? d.miner : (d.validators[0] as Uint8Array)
+}
+
+export async function buildVectors(): Promise<ProtocolVectors> {
+  const d = await Devnet.standard()
+  const headers: HeaderVector[] = []
+  for (const [name, built] of d.built) {
+    const h = built.sealed.header
+    headers.push({
+      name,
+      chain_id: h.chain_id,
+      block_type: h.block_type,
+      dag_cbor_hex: toHex(built.sealed.bytes),
+      cid: built.sealed.cid.toString(),
+      signing_bytes_hex: toHex(signingBytes(h)),
+      pubkey_hex: toHex(h.miner_pub),
+      secret_key_hex: toHex(signerOf(d, name)),
+      signature_hex: toHex(h.payload_sig),
+      difficulty: h.difficulty,
+      nonce: h.nonce
+    })
+  }
+
+  const documents: DocumentVector[] = []
+  const doc = (name: string, kind: string, bytes: Uint8Array): void => {
+    documents.push({ name, kind, dag_cbor_hex: toHex(bytes), cid: cidOf(bytes).toString() })
+  }
+  doc('genesis meta', 'blyan/meta', d.built.get('genesis')!.input.payload)
+  doc('train dataset', 'blyan/dataset', d.built.get('train')!.input.payload)
+  doc('reward', 'blyan/reward', d.built.get('reward')!.input.payload)
+  doc('transfer', 'blyan/transfer', d.built.get('transfer')!.input.payload)
+  doc('certificate of expert0.0v1', 'blyan/pol-certificate', d.built.get('expert0.0v1')!.input.certificate!)
+  doc('param index', 'blyan/param-index', encodeParamIndex(paramIndexDocument(d.chain.paramIndex())).bytes)
+
+  const tb = (name: string, dtype: DType, shape: number[], values: number[]): TensorBlockVector => {
+    const bytes = encodeTensorBlock(Float32Array.from(values), shape, dtype)
+    return { name, header_hex: toHex(bytes.subarray(0, 128)), bytes_hex: toHex(bytes), dtype, shape, values }
+  }
+  const tensorblocks = [
+    tb('fp32 2x3', 'fp32', [2, 3], [1, -2, 0.5, 3.25, 0, -0.125]),
+    tb('fp16 vector', 'fp16', [5], [1, -2.5, 65504, 0.0001, 0.333333]),
+    tb('int8 3x4 per-row scales', 'int8', [3, 4], [0.5, -1, 0.25, 0.125, 10, 20, -30, 40, 0, 0, 0, 0])
+  ]
+
+  const payloads: PayloadVector[] = []
+  const small = d.built.get('embedding')!.input.payload
+  const smallTiles = await tileCids(small)
+  payloads.push({ name: 'devnet embedding (one tile)', bytes_hex: toHex(small), size: small.length, root_cid: smallTiles.root.toString(), tile_cids: smallTiles.tiles })
+  const rows = 600
+  const cols = 256
+  const ramp = new Float32Array(rows * cols).map((_, i) => ((i % 1000) - 500) / 256)
+  const big = buildPayload([{ name: 'ramp', values: ramp, shape: [rows, cols], dtype: 'fp32' }])
+  const bigTiles = await tileCids(big)
+  payloads.push({
+    name: 'ramp (three tiles)',
+    recipe: 'buildPayload of one fp32 tensor "ramp", shape [600, 256], values[i] = ((i mod 1000) - 500) / 256',
+    bytes_sha256: toHex(sha256(big)),
+    size: big.length,
+    root_cid: bigTiles.root.toString(),
+    tile_cids: bigTiles.tiles
+  })
+
+  return {
+    description: 'Blyan protocol test vectors (docs/protocol.md). Test keys: sha256("blyan test key <role>"). Regenerate with `npm run vectors`.',
+    headers,
+    documents,
+    tensorblocks,
+    payloads
+  }
+}
+
+export const VECTORS_PATH = fileURLToPath(new URL('./protocol.json', import.meta.url))
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const vectors = await buildVectors()
+  writeFileSync(VECTORS_PATH, JSON.stringify(vectors, null, 2) + '\n')
+  console.log(`wrote ${VECTORS_PATH}: ${vectors.headers.length} headers, ${vectors.documents.length} documents, ${vectors.tensorblocks.length} TensorBlocks, ${vectors.payloads.length} payloads`)
+}
