@@ -9,16 +9,12 @@
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { abytes } from '../assert.ts'
 
 /** Secret key: 32 bytes. */
 export type SecretKey = Uint8Array
 /** Public key: 33-byte compressed point. */
 export type PublicKey = Uint8Array
-
-function abytes(value: unknown, length: number, title: string): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${title}: expected Uint8Array`)
-  if (value.length !== length) throw new RangeError(`${title}: expected ${length} bytes, got ${value.length}`)
-}
 
 /** A fresh random secret key (CSPRNG). */
 export function randomSecretKey(): SecretKey {
@@ -27,7 +23,7 @@ export function randomSecretKey(): SecretKey {
 
 /** Compressed public key of a secret key. */
 export function publicKeyOf(secretKey: SecretKey): PublicKey {
-  abytes(secretKey, 32, 'secretKey')
+  abytes(secretKey, 'secretKey', 32)
   return secp256k1.getPublicKey(secretKey, true)
 }
 
@@ -38,8 +34,8 @@ export function isValidPublicKey(publicKey: Uint8Array): boolean {
 
 /** Sign sha256(message); returns 64-byte compact low-S r || s. Verifies its own output before returning. */
 export function signMessage(message: Uint8Array, secretKey: SecretKey): Uint8Array {
-  if (!(message instanceof Uint8Array)) throw new TypeError('message: expected Uint8Array')
-  abytes(secretKey, 32, 'secretKey')
+  abytes(message, 'message')
+  abytes(secretKey, 'secretKey', 32)
   const digest = sha256(message)
   const signature = secp256k1.sign(digest, secretKey, { prehash: false, lowS: true, format: 'compact' })
   if (!secp256k1.verify(signature, digest, secp256k1.getPublicKey(secretKey, true), { prehash: false, lowS: true })) {
@@ -50,9 +46,9 @@ export function signMessage(message: Uint8Array, secretKey: SecretKey): Uint8Arr
 
 /** Verify a 64-byte compact low-S signature over sha256(message). False on any failure. */
 export function verifyMessage(signature: Uint8Array, message: Uint8Array, publicKey: PublicKey): boolean {
-  if (!(signature instanceof Uint8Array) || !(message instanceof Uint8Array) || !(publicKey instanceof Uint8Array)) {
-    throw new TypeError('verifyMessage: expected Uint8Array arguments')
-  }
+  abytes(signature, 'signature')
+  abytes(message, 'message')
+  abytes(publicKey, 'publicKey')
   if (signature.length !== 64 || publicKey.length !== 33) return false
   try {
     return secp256k1.verify(signature, sha256(message), publicKey, { prehash: false, lowS: true, format: 'compact' })

@@ -130,8 +130,13 @@ function checkDocumentPayload(header: Header, payload: Uint8Array): void {
   if (!cidMatches(header.payload, payload)) reject('E_PAYLOAD', 'payload', 'payload bytes do not hash to it')
 }
 
-function accepted(fields: AcceptedBlock): AcceptedBlock {
-  return Object.freeze(fields)
+/** A linear-chain block's record: cumulative work continues from prev. */
+function acceptedLinear(
+  cid: CID, input: BlockInput, header: Header, prev: AcceptedBlock | null, meta: CID,
+  document: NonNullable<AcceptedBlock['document']>, certificate: AcceptedBlock['certificate'] = null
+): AcceptedBlock {
+  const work = (prev?.work ?? 0n) + blockWork(header.difficulty)
+  return Object.freeze({ cid, bytes: input.header, header, document, tensors: null, certificate, meta, work, expertVersion: 0 })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,17 +158,7 @@ function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: Block
     }
   }
   checkSignature(header)
-  return accepted({
-    cid,
-    bytes: input.header,
-    header,
-    document: doc,
-    tensors: null,
-    certificate: null,
-    meta: cid,
-    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
-    expertVersion: 0
-  })
+  return acceptedLinear(cid, input, header, prev, cid, doc)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +203,7 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
     checkCertificate(value, cid, header, metaOf(linked(view, value.meta, 'certificate.meta')))
     certificate = Object.freeze({ cid: cidOf(input.certificate, DAG_CBOR), bytes: input.certificate, value })
   }
-  return accepted({
+  return Object.freeze({
     cid,
     bytes: input.header,
     header,
@@ -262,17 +257,7 @@ function validateLedger(header: LedgerHeader, cid: CID, input: BlockInput, view:
   } else {
     certificate = checkReward(header, doc, candidate, rules, input, view)
   }
-  return accepted({
-    cid,
-    bytes: input.header,
-    header,
-    document: doc,
-    tensors: null,
-    certificate,
-    meta: meta.cid,
-    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
-    expertVersion: 0
-  })
+  return acceptedLinear(cid, input, header, prev, meta.cid, doc, certificate)
 }
 
 /** A reward mints for a certified candidate once per branch, to its miner, exactly the formula's amount. */
@@ -300,15 +285,5 @@ function validateDataset(header: Header & { chain_id: 'D' }, cid: CID, input: Bl
   checkDifficulty(header, metaOf(meta))
   checkSignature(header)
   checkDocumentPayload(header, input.payload)
-  return accepted({
-    cid,
-    bytes: input.header,
-    header,
-    document: decodeDataset(input.payload),
-    tensors: null,
-    certificate: null,
-    meta: meta.cid,
-    work: (prev?.work ?? 0n) + blockWork(header.difficulty),
-    expertVersion: 0
-  })
+  return acceptedLinear(cid, input, header, prev, meta.cid, decodeDataset(input.payload))
 }

@@ -21,8 +21,10 @@
  * @module
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import { decodeCbor } from '../chain/cbor.ts'
+import * as S from '../chain/schema.ts'
 import { RuleError, isRuleError, reject } from '../errors.ts'
-import { aarray, abytes } from './_assert.ts'
+import { aarray, abytes } from '../assert.ts'
 import { DTYPES, DTYPE_SIZE, TBLOCK_MAX_ELEMENTS, align256, canonicalTBlockHeader, tblockByteLength, type DType } from './tblock.ts'
 import { decodeTensorBlock, encodeTensorBlock, matrixDims, type TensorView } from './tensorblock.ts'
 
@@ -139,61 +141,38 @@ export function decodePayloadIndex(prefix: Uint8Array): PayloadIndex {
   if (prefix.length < PAYLOAD_PREFIX_SIZE + length) {
     reject('E_PAYLOAD_INDEX', 'index', `index needs ${PAYLOAD_PREFIX_SIZE + length} bytes, got ${prefix.length}`)
   }
-  const cbor = prefix.subarray(PAYLOAD_PREFIX_SIZE, PAYLOAD_PREFIX_SIZE + length)
-  let value: unknown
-  try {
-    value = dagCbor.decode(cbor)
-  } catch (e) {
-    reject('E_DECODE', 'index', e instanceof Error ? e.message : String(e))
-  }
-  let again: Uint8Array | undefined
-  try {
-    again = dagCbor.encode(value)
-  } catch {
-    again = undefined
-  }
-  if (again === undefined || !equalBytes(again, cbor)) reject('E_NONCANONICAL', 'index')
+  const value = decodeCbor(prefix.subarray(PAYLOAD_PREFIX_SIZE, PAYLOAD_PREFIX_SIZE + length), PAYLOAD_MAX_INDEX_LENGTH, 'index')
   const index = checkIndexSchema(value)
   checkIndexLayout(index, length)
   return index
 }
 
 function checkIndexSchema(value: unknown): PayloadIndex {
-  const top = exactKeys(value, TOP_KEYS, '')
-  if (typeof top['version'] !== 'number') reject('E_SCHEMA', 'version', 'version must be an integer')
-  if (top['version'] !== PAYLOAD_VERSION) reject('E_VERSION', 'version', `payload index version ${top['version']}, only 1 is supported`)
-  const list = top['tensors']
-  if (!Array.isArray(list) || list.length < 1) reject('E_SCHEMA', 'tensors', 'tensors must be a non-empty array')
+  const top = S.exactMap(value, TOP_KEYS, '')
+  const version = S.uint(top, 'version', '')
+  if (version !== PAYLOAD_VERSION) reject('E_VERSION', 'version', `payload index version ${version}, only 1 is supported`)
+  const list = S.list(top, 'tensors', '', PAYLOAD_MAX_INDEX_LENGTH)
+  if (list.length < 1) reject('E_SCHEMA', 'tensors', 'a payload holds at least one tensor')
   const names = new Set<string>()
   const tensors = list.map((item: unknown, i: number): PayloadEntry => {
     const path = `tensors[${i}]`
-    const e = exactKeys(item, ENTRY_KEYS, `${path}.`)
-    const name = e['name']
-    if (typeof name !== 'string' || !TENSOR_NAME_RE.test(name)) {
-      reject('E_SCHEMA', `${path}.name`, 'name must be 1..128 characters of [A-Za-z0-9_.]')
-    }
+    const e = S.exactMap(item, ENTRY_KEYS, path)
+    const name = S.str(e, 'name', path, 128, TENSOR_NAME_RE)
     if (names.has(name)) reject('E_SCHEMA', `${path}.name`, `duplicate tensor name ${name}`)
     names.add(name)
-    const offset = e['offset']
-    if (!isUint(offset)) reject('E_SCHEMA', `${path}.offset`, 'offset must be a non-negative safe integer')
-    const size = e['size']
-    if (!isUint(size) || size < 1) reject('E_SCHEMA', `${path}.size`, 'size must be a positive safe integer')
-    const dtype = e['dtype']
-    if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
-      reject('E_SCHEMA', `${path}.dtype`, `dtype must be one of ${DTYPES.join(', ')}`)
-    }
-    const shape = e['shape']
-    if (!Array.isArray(shape) || shape.length < 1 || shape.length > PAYLOAD_MAX_RANK) {
-      reject('E_SCHEMA', `${path}.shape`, 'shape must be an array of rank 1..4')
-    }
-    let elements = 1
-    for (let d = 0; d < shape.length; d++) {
-      const dim: unknown = shape[d]
-      if (!isUint(dim) || dim < 1) reject('E_SCHEMA', `${path}.shape[${d}]`, 'dims must be positive integers')
-      elements *= dim
-    }
-    if (elements > TBLOCK_MAX_ELEMENTS) reject('E_SCHEMA', `${path}.shape`, 'more than 2^30 elements')
-    return Object.freeze({ name, offset, size, dtype: dtype as DType, shape: Object.freeze([...(shape as number[])]) })
+    const offset = S.uint(e, 'offset', path)
+    const size = S.uint(e, 'size', path)
+    if (size < 1) reject('E_SCHEMA', `${path}.size`, 'size must be positive')
+    const dtype = S.oneOf(e, 'dtype', path, DTYPES)
+    const shapeList = S.list(e, 'shape', path, PAYLOAD_MAX_RANK)
+    if (shapeList.length < 1) reject('E_SCHEMA', `${path}.shape`, 'shape must be an array of rank 1..4')
+    const shape = shapeList.map((dim, d) => {
+      const v = S.uint(S.item(dim), '', `${path}.shape[${d}]`, TBLOCK_MAX_ELEMENTS)
+      if (v < 1) reject('E_SCHEMA', `${path}.shape[${d}]`, 'dims must be positive integers')
+      return v
+    })
+    if (shape.reduce((a, b) => a * b, 1) > TBLOCK_MAX_ELEMENTS) reject('E_SCHEMA', `${path}.shape`, 'more than 2^30 elements')
+    return Object.freeze({ name, offset, size, dtype, shape: Object.freeze(shape) })
   })
   return Object.freeze({ version: 1, tensors: Object.freeze(tensors) })
 }
@@ -308,31 +287,9 @@ export function parsePayload(bytes: Uint8Array): ParsedPayload {
 
 // ---------------------------------------------------------------------------- utilities
 
-/** The object's own string keys must be exactly `keys` (sorted); returns it as a record. */
-function exactKeys(value: unknown, keys: readonly string[], path: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
-    reject('E_SCHEMA', path === '' ? 'index' : path.slice(0, -1), 'expected a map')
-  }
-  const record = value as Record<string, unknown>
-  const own = Object.keys(record)
-  for (const k of own) if (!keys.includes(k)) reject('E_SCHEMA', `${path}${k}`, `unknown key ${JSON.stringify(k)}`)
-  for (const k of keys) if (!Object.hasOwn(record, k)) reject('E_SCHEMA', `${path}${k}`, `missing key ${k}`)
-  return record
-}
-
 /** A RuleError's message without its `CODE (field): ` prefix, to re-throw under a longer field. */
 function detailOf(e: RuleError): string {
   return e.message.slice(`${e.code} (${e.field}): `.length)
-}
-
-function isUint(x: unknown): x is number {
-  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && !Object.is(x, -0)
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 function checkZero(bytes: Uint8Array, from: number, to: number): void {

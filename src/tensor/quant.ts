@@ -21,7 +21,7 @@
  * @module
  */
 import { reject } from '../errors.ts'
-import { af32, aint } from './_assert.ts'
+import { af32, aint } from '../assert.ts'
 import { F16_INF, f16BitsToF32Bits, f32BitsToF16Bits } from './f16.ts'
 
 /** Largest int8 magnitude used; -128 is never produced (symmetric range). */

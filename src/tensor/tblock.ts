@@ -30,7 +30,7 @@
  * @module
  */
 import { RuleError, isRuleError, reject } from '../errors.ts'
-import { abytes, aint, aoneOf } from './_assert.ts'
+import { abytes, aint, aoneOf } from '../assert.ts'
 
 export const TBLOCK_MAGIC = 'TBLOCK01'
 export const TBLOCK_VERSION = 1

@@ -12,7 +12,7 @@
  * @module
  */
 import { reject } from '../errors.ts'
-import { aarray, abytes, af32, aint, aoneOf } from './_assert.ts'
+import { aarray, abytes, af32, aint, aoneOf } from '../assert.ts'
 import { f16BitsToF32Bits } from './f16.ts'
 import { assertFinite, dequantizeF16, dequantizeInt8, quantizeF16, quantizeInt8 } from './quant.ts'
 import {

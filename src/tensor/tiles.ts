@@ -27,17 +27,14 @@ import { importBytes, type ImporterOptions } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import { CID } from 'multiformats/cid'
+import { DAG_PB, RAW, SHA2_256, bytesEqual } from '../chain/cbor.ts'
 import { isRuleError, reject } from '../errors.ts'
-import { abytes, aint } from './_assert.ts'
+import { abytes, aint } from '../assert.ts'
 
 /** Bytes per tile = UnixFS chunk = raw leaf: 256 KiB. */
 export const TILE_SIZE = 262144
 /** Most links per dag-pb node (the balanced layout's fan-out). */
 export const TILE_FANOUT = 1024
-/** Multicodec codes. */
-export const RAW_CODE = 0x55
-export const DAG_PB_CODE = 0x70
-export const SHA2_256_CODE = 0x12
 
 /**
  * The importer options that define a payload's CID. Changing any of them changes every payload
@@ -135,7 +132,7 @@ export async function extractTilePath(
     abytes(block, 'getBlock result')
     blocks.push(block)
     const field = `blocks[${depth}]`
-    if (cid.code === RAW_CODE) {
+    if (cid.code === RAW) {
       if (depth === 0 && target >= block.length) throw new RangeError(`tile: ${tile} is past the single-tile payload`)
       if (start !== target) reject('E_MERKLE', field, `leaf starts at ${start}, not at tile offset ${target}`)
       return { tile, blocks }
@@ -184,7 +181,7 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
   for (let i = 0; i < blocks.length && leaf === undefined; i++) {
     const block = blocks[i]!
     const field = `blocks[${i}]`
-    if (expected.code === RAW_CODE) {
+    if (expected.code === RAW) {
       if (i !== blocks.length - 1) reject('E_MERKLE', 'blocks', 'path continues past the raw leaf')
       if (i === 0) {
         fileSize = block.length
@@ -204,7 +201,7 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
     const key = expected.toString()
     const known = verifiedNodes.get(key)
     let node: FileNode
-    if (known !== undefined && equalBytes(known.bytes, block)) {
+    if (known !== undefined && bytesEqual(known.bytes, block)) {
       node = known.node // these exact bytes hashed to this CID before
     } else {
       const copy = block.slice()
@@ -229,7 +226,7 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
   pending.push({ field: leafField, cid: leafCid, digest: sha256(leaf), leaf: true })
   const digests = pending.length === 1 ? [await pending[0]!.digest] : await Promise.all(pending.map((p) => p.digest))
   pending.forEach((p, k) => {
-    if (!equalBytes(digests[k]!, p.cid.multihash.digest)) {
+    if (!bytesEqual(digests[k]!, p.cid.multihash.digest)) {
       reject(p.leaf ? 'E_TILE' : 'E_MERKLE', p.field, `block does not hash to ${p.cid.toString()}`)
     }
   })
@@ -242,9 +239,9 @@ export async function verifyTile(leafCid: CID, bytes: Uint8Array): Promise<void>
   acid(leafCid, 'leafCid')
   abytes(bytes, 'bytes')
   const cid = sha256Cid(leafCid, 'leafCid')
-  if (cid.code !== RAW_CODE) reject('E_MERKLE', 'leafCid', 'a tile CID has the raw codec')
+  if (cid.code !== RAW) reject('E_MERKLE', 'leafCid', 'a tile CID has the raw codec')
   if (bytes.length < 1 || bytes.length > TILE_SIZE) reject('E_TILE', 'bytes', `a tile is 1..${TILE_SIZE} bytes, got ${bytes.length}`)
-  if (!equalBytes(await sha256(bytes), cid.multihash.digest)) reject('E_TILE', 'bytes', `tile does not hash to ${cid.toString()}`)
+  if (!bytesEqual(await sha256(bytes), cid.multihash.digest)) reject('E_TILE', 'bytes', `tile does not hash to ${cid.toString()}`)
 }
 
 // ---------------------------------------------------------------------------- utilities
@@ -328,17 +325,11 @@ function sha256Cid(x: unknown, field: string): CID {
   const cid = CID.asCID(x)
   if (cid === null) reject('E_MERKLE', field, 'not a CID')
   if (cid.version !== 1) reject('E_MERKLE', field, 'only CIDv1 is accepted')
-  if (cid.multihash.code !== SHA2_256_CODE || cid.multihash.digest.length !== 32) reject('E_MERKLE', field, 'only sha2-256 CIDs are accepted')
-  if (cid.code !== RAW_CODE && cid.code !== DAG_PB_CODE) reject('E_MERKLE', field, `codec 0x${cid.code.toString(16)} is neither raw nor dag-pb`)
+  if (cid.multihash.code !== SHA2_256 || cid.multihash.digest.length !== 32) reject('E_MERKLE', field, 'only sha2-256 CIDs are accepted')
+  if (cid.code !== RAW && cid.code !== DAG_PB) reject('E_MERKLE', field, `codec 0x${cid.code.toString(16)} is neither raw nor dag-pb`)
   return cid
 }
 
 function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>).then((d) => new Uint8Array(d))
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }

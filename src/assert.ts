@@ -1,5 +1,5 @@
 /**
- * Named argument checks for src/tensor, in the style of noble's `abytes` / `anumber`.
+ * Named argument checks, in the style of noble's `abytes` / `anumber`.
  *
  * These catch programming misuse (our own code passing the wrong thing) and throw the built-in
  * TypeError / RangeError with the argument's name. Untrusted *data* never reaches them as a
@@ -8,9 +8,10 @@
  * @module
  */
 
-/** Throws TypeError unless `value` is a Uint8Array. */
-export function abytes(value: unknown, title: string): asserts value is Uint8Array {
+/** Throws TypeError unless `value` is a Uint8Array, RangeError unless it has `length` bytes (when given). */
+export function abytes(value: unknown, title: string, length?: number): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new TypeError(`${title}: expected Uint8Array, got ${typeName(value)}`)
+  if (length !== undefined && value.length !== length) throw new RangeError(`${title}: expected ${length} bytes, got ${value.length}`)
 }
 
 /** Throws TypeError unless `value` is a Float32Array. */
