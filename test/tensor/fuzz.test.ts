@@ -1,5 +1,5 @@
 /**
- * Mutation fuzzer: at least 10,000 mutated TensorBlocks and 10,000 mutated payloads / payload
+ * Mutation fuzzer: at least 20,000 mutated TensorBlocks and 20,000 mutated payloads / payload
  * indexes per run (times BLYAN_FUZZ_SCALE). Each input must decode (and re-encode cleanly) or be
  * refused with a RuleError; any other exception, a case slower than 2 s, or a hang fails with the
  * seed and the input in hex. Replay with BLYAN_FUZZ_SEED=<seed>.
@@ -15,8 +15,8 @@ import { hex } from './fixtures/tensors.ts'
 const scale = Number(process.env['BLYAN_FUZZ_SCALE'] ?? '1')
 const seedEnv = process.env['BLYAN_FUZZ_SEED']
 const seed = seedEnv === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(seedEnv) >>> 0
-const tblockCount = Math.ceil(10_000 * scale)
-const total = tblockCount + Math.ceil(10_000 * scale)
+const tblockCount = Math.ceil(20_000 * scale)
+const total = tblockCount + Math.ceil(20_000 * scale)
 const HANG_MS = 10_000
 
 interface Report {
