@@ -12,7 +12,7 @@ import { reject } from '../errors.ts'
 import { parsePayload } from '../tensor/payload.ts'
 import { importPayload } from '../tensor/tiles.ts'
 import { DAG_CBOR, cidMatches, cidOf, compareBytes } from './cbor.ts'
-import { decodeDataset } from './dataset.ts'
+import { decodeDataset, type DatasetDocument } from './dataset.ts'
 import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, type ParamHeader } from './header.ts'
 import { verifyMessage } from './keys.ts'
 import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
@@ -222,7 +222,7 @@ function checkCertificateContext(cert: Certificate, candidateMeta: AcceptedBlock
   if (certMeta === undefined || certMeta.header.chain_id !== 'A') reject('E_CERT', 'certificate.meta', 'not an accepted chain A block')
   if (certMeta.header.index < candidateMeta.header.index) reject('E_CERT', 'certificate.meta', 'older than the candidate\'s rules')
   const pool = view.get(cert.slice.dataset)
-  if (pool === undefined || pool.header.chain_id !== 'D' || (pool.document as { split?: string }).split !== 'validation') {
+  if (pool === undefined || pool.header.chain_id !== 'D' || (pool.document as DatasetDocument).split !== 'validation') {
     reject('E_CERT', 'certificate.slice.dataset', 'not an accepted validation dataset')
   }
 }

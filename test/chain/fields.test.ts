@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
-import { DAG_CBOR, DAG_PB, cidOf } from '../../src/chain/cbor.ts'
+import { DAG_CBOR, DAG_PB, cidOf, compareCids } from '../../src/chain/cbor.ts'
 import { HEADER_KEYS, decodeHeader, encodeHeader, headerCid, type Header } from '../../src/chain/header.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import { meetsDifficulty } from '../../src/chain/pow.ts'
@@ -21,11 +21,7 @@ import { Devnet, NOW, reseal, type Built } from '../fixtures/devnet.ts'
 const d = await Devnet.standard()
 const validator = d.validators[0] as Uint8Array
 const unknown = (seed: string, codec = DAG_CBOR): CID => cidOf(new TextEncoder().encode(seed), codec)
-const sorted = (...cids: CID[]): CID[] => cids.sort((a, b) => (a.toString() < b.toString() ? -1 : 1)).sort((a, b) => compare(a.bytes, b.bytes))
-function compare(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number)
-  return a.length - b.length
-}
+const sorted = (...cids: CID[]): CID[] => cids.sort(compareCids)
 const validate = (input: BlockInput): Promise<unknown> => validateBlock(input, d.chain, { now: NOW })
 const block = (name: string): Built => d.built.get(name) as Built
 
