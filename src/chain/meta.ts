@@ -29,7 +29,13 @@ export type RouterWeighting =
   | 'unit'
 export const ROUTER_WEIGHTINGS: readonly RouterWeighting[] = Object.freeze(['softmax', 'softmax_topk', 'unit'])
 
-/** Llama-style decoder with a mixture-of-experts FFN in every layer. */
+/**
+ * Llama-style decoder with a mixture-of-experts FFN in every layer.
+ *
+ * RoPE rotates *interleaved* pairs (q[2i], q[2i+1]) of each head, as llama2.c and Meta's original
+ * checkpoints do; importers of Hugging Face checkpoints (whose rotate-half convention pairs q[i] with
+ * q[i + head_dim/2]) permute the rows of wq and wk (and q_norm, k_norm, q/k biases) to match.
+ */
 export interface Architecture {
   readonly family: 'llama_moe'
   /** Model width (residual stream). */
@@ -53,6 +59,8 @@ export interface Architecture {
   readonly shared_expert_gate: boolean
   /** RMSNorm on the full q and k projections (OLMoE). */
   readonly qk_norm: boolean
+  /** Biases on the q, k and v projections (Qwen2-MoE). */
+  readonly attention_bias: boolean
   /** Classifier shares the token embedding matrix. */
   readonly tie_embeddings: boolean
   readonly norm_eps: number
@@ -101,7 +109,7 @@ export interface MetaDocument {
 const ARCH_KEYS = [
   'family', 'dim', 'n_layers', 'n_heads', 'n_kv_heads', 'head_dim', 'vocab_size', 'max_seq_len', 'expert_hidden_dim',
   'n_experts', 'top_k', 'router_weighting', 'shared_expert_hidden_dim', 'shared_expert_gate', 'qk_norm',
-  'tie_embeddings', 'norm_eps', 'rope_theta'
+  'attention_bias', 'tie_embeddings', 'norm_eps', 'rope_theta'
 ] as const
 const META_KEYS = ['kind', 'version', 'network', 'architecture', 'tokenizer', 'pow', 'pol', 'reward', 'validators'] as const
 /** Dimension limits: generous for real models, small enough that products stay exact. */
@@ -166,6 +174,7 @@ function checkArchitecture(value: unknown): Architecture {
     shared_expert_hidden_dim: S.uint(o, 'shared_expert_hidden_dim', p, MAX_DIM, 'E_ARCH'),
     shared_expert_gate: S.bool(o, 'shared_expert_gate', p, 'E_ARCH'),
     qk_norm: S.bool(o, 'qk_norm', p, 'E_ARCH'),
+    attention_bias: S.bool(o, 'attention_bias', p, 'E_ARCH'),
     tie_embeddings: S.bool(o, 'tie_embeddings', p, 'E_ARCH'),
     norm_eps: S.finite(o, 'norm_eps', p, 'E_ARCH'),
     rope_theta: S.finite(o, 'rope_theta', p, 'E_ARCH')

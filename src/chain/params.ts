@@ -7,10 +7,10 @@
  * | block | tensors (shape) |
  * |---|---|
  * | `embedding` | `tok_embeddings` [vocab, dim], `norm` [dim], `output` [vocab, dim] unless tie_embeddings |
- * | `layer<L>.router` | `attention_norm` [dim], `wq` [heads*hd, dim], `wk` [kv*hd, dim], `wv` [kv*hd, dim], `wo` [dim, heads*hd], `q_norm` [heads*hd] and `k_norm` [kv*hd] when qk_norm, `ffn_norm` [dim], `gate` [experts, dim], `shared_w1` [sh, dim], `shared_w2` [dim, sh], `shared_w3` [sh, dim] with a shared expert, `shared_gate` [1, dim] when gated |
+ * | `layer<L>.router` | `attention_norm` [dim], `wq` [heads*hd, dim], `wk` [kv*hd, dim], `wv` [kv*hd, dim], `wo` [dim, heads*hd], `bq` [heads*hd], `bk` [kv*hd], `bv` [kv*hd] when attention_bias, `q_norm` [heads*hd] and `k_norm` [kv*hd] when qk_norm, `ffn_norm` [dim], `gate` [experts, dim], `shared_w1` [sh, dim], `shared_w2` [dim, sh], `shared_w3` [sh, dim] with a shared expert, `shared_gate` [1, dim] when gated |
  * | `layer<L>.expert<E>` | `w1` [hidden, dim], `w2` [dim, hidden], `w3` [hidden, dim] (SwiGLU: w2(silu(w1 x) * w3 x)) |
  *
- * Vectors (rank 1: norms) must be fp32 or fp16: one int8 scale for a whole norm would lose its shape.
+ * Vectors (rank 1: norms, biases) must be fp32 or fp16: one int8 scale for a whole vector would lose its shape.
  *
  * @module
  */
@@ -61,6 +61,7 @@ export function expectedTensors(expertName: string, arch: Architecture): readonl
     { name: 'wv', shape: [kv * hd, dim] },
     { name: 'wo', shape: [dim, heads * hd] }
   ]
+  if (arch.attention_bias) specs.push({ name: 'bq', shape: [heads * hd] }, { name: 'bk', shape: [kv * hd] }, { name: 'bv', shape: [kv * hd] })
   if (arch.qk_norm) specs.push({ name: 'q_norm', shape: [heads * hd] }, { name: 'k_norm', shape: [kv * hd] })
   specs.push({ name: 'ffn_norm', shape: [dim] }, { name: 'gate', shape: [arch.n_experts, dim] })
   const sh = arch.shared_expert_hidden_dim

@@ -158,6 +158,7 @@ const arbMeta: fc.Arbitrary<MetaDocument> = fc
       shared_expert_hidden_dim: r.shared,
       shared_expert_gate: r.gate && r.shared > 0,
       qk_norm: r.qk,
+      attention_bias: r.tie,
       tie_embeddings: r.tie,
       norm_eps: r.eps,
       rope_theta: r.theta

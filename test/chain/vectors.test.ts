@@ -37,6 +37,14 @@ function leadingZeroBits(bytes: Uint8Array): number {
   return bits.length - bits.replace(/^0+/, '').length
 }
 
+test('every CID and key quoted in docs/protocol.md is one of the committed vectors (the document cannot drift)', () => {
+  const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8')
+  const json = JSON.stringify(vectors)
+  const quoted = [...doc.matchAll(/\b(baf[a-z2-7]{50,})\b|`([0-9a-f]{64,})`/g)].map((m) => m[1] ?? m[2] ?? '')
+  assert.ok(quoted.length >= 10, `only ${quoted.length} quoted values found`)
+  for (const q of quoted) assert.ok(json.includes(q), `docs/protocol.md quotes ${q.slice(0, 20)}..., which is not in the vectors`)
+})
+
 test('the committed vectors are what the code produces', async () => {
   assert.deepEqual(await buildVectors(), vectors, 'encodings changed: review, then run `npm run vectors` and update docs/protocol.md')
 })
