@@ -1,10 +1,14 @@
 /**
- * Types and error classes shared by the relay's parts (static site now; API, WebSocket, gateway and
- * full node later). Implementations import these with `import type` where they can.
+ * Types and error classes shared by the relay's parts: static site, full node store, API, WebSocket
+ * feed, gateway. Implementations import these with `import type` where they can.
  *
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CID } from 'multiformats/cid'
+import type { ChainId } from '../src/chain/header.ts'
+import type { AcceptedBlock, ChainView } from '../src/chain/view.ts'
+import type { RuleCode } from '../src/errors.ts'
 
 /**
  * One part of the relay's HTTP surface. It resolves `true` when it answered the request and `false`
@@ -24,5 +28,77 @@ export class SiteBuildError extends Error {
   override readonly name = 'SiteBuildError'
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Full node store
+
+
+/** A submission the node refused, kept with its reason for the explorer and `GET /api/rejections`. */
+export interface Rejection {
+  /** Header CID when the header bytes hash-decoded far enough to name one; null for junk. */
+  readonly cid: string | null
+  readonly code: RuleCode
+  readonly field: string
+  /** The full human message (`E_POW (nonce): ...`). */
+  readonly message: string
+  /** When it was refused, ms since the epoch. */
+  readonly at: number
+  /** Chain and block type, when the header decoded. */
+  readonly chain: ChainId | null
+  readonly blockType: string | null
+}
+
+/**
+ * The full node's persistent chain store: a ChainView (so src/chain validates against it directly)
+ * plus what the relay serves. Every accepted block is written with all the IPLD blocks it brings in
+ * one transaction: after a crash it is either fully present and indexed, or absent.
+ */
+export interface ChainStore extends ChainView {
+  /**
+   * Store a block that validateBlock accepted, with every IPLD block it brings (CID string -> bytes):
+   * its header, its payload (a document block, or every UnixFS block of the file), files its
+   * documents link (tokenizer, dataset content) and its certificate. Atomic and idempotent.
+   */
+  put(block: AcceptedBlock, blocks: ReadonlyMap<string, Uint8Array>): void
+  /** Record a refused submission. */
+  addRejection(rejection: Rejection): void
+  /** Bytes of an IPLD block that some accepted block brought (never bytes of a refused submission). */
+  getRaw(cid: CID): Uint8Array | undefined
+  hasRaw(cid: CID): boolean
+  /** CIDs of the IPLD blocks an accepted block brought, header first. */
+  rawCidsOf(block: CID): CID[]
+  /** Accepted blocks of one chain with from <= index <= to, by index then CID, at most `limit`. */
+  headers(chain: ChainId, from: number, to: number, limit: number): AcceptedBlock[]
+  /** Chain A index 0 block (the trust anchor), if any. With several, the fork-choice winner's ancestor. */
+  genesis(): AcceptedBlock | undefined
+  /** Head of a chain: fork choice for A, C, D; for B the highest index (ties: lowest CID). */
+  head(chain: ChainId): AcceptedBlock | undefined
+  /** Expert name -> newest certified version (src/chain/paramindex.ts rules). */
+  paramIndex(): Map<string, AcceptedBlock>
+  /** Newest rejections first. */
+  rejections(limit: number, before?: number): Rejection[]
+  /** Every accepted block in acceptance order (dependencies before dependents). */
+  all(): Iterable<AcceptedBlock>
+  /** Number of accepted blocks. */
+  readonly size: number
+  /**
+   * A digest of everything accepted (blocks, IPLD bytes, derived index), independent of insertion
+   * order: equal stores have equal hashes. Rejections are a log, not content, and are excluded.
+   */
+  contentHash(): string
+  /** Re-verify the whole store (hashes, links, completeness); throws StoreDamagedError naming the first damaged item. */
+  check(options?: { onProgress?: (done: number, total: number) => void }): void
+  close(): void
+}
+
+/** The store on disk is damaged: the node refuses to serve it. `item` names what is wrong (a CID, a table). */
+export class StoreDamagedError extends Error {
+  override readonly name = 'StoreDamagedError'
+  readonly item: string
+  constructor(item: string, detail: string, options?: { cause?: unknown }) {
+    super(`store damaged at ${item}: ${detail}`, options)
+    this.item = item
   }
 }
