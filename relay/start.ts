@@ -1,18 +1,22 @@
 /**
- * `npm start`: build the site if it is stale, then serve it.
+ * `npm start`: build the site if it is stale, create the devnet on first run, then serve it all.
  *
- * For now this is the static server for `dist/`; the full node and the relay API join here later.
- * Environment: `PORT` (default 8080), `HOST` (default 127.0.0.1).
+ * Environment: `PORT` (default 8080), `HOST` (127.0.0.1), `BLYAN_DATA` (data directory, default
+ * `.blyan/`), and for the first run `BLYAN_MODEL` / `BLYAN_TOKENIZER` (default
+ * `../shared/data/stories260K.bin` and `tok512.bin` when present, with the TinyStories slices beside
+ * them as the training and validation datasets).
  *
  * @module
  */
-import { createServer } from 'node:http'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ensureBuilt } from './build.ts'
-import { createStaticHandler } from './static.ts'
+import { describe, main, serve, stopOnSignals } from './cli.ts'
+import { STORE_FILE } from './devnet.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const SHARED = resolve(ROOT, '..', 'shared', 'data')
 
 function fail(message: string): never {
   console.error(`blyan: ${message}`)
@@ -28,6 +32,7 @@ function portFromEnv(value: string | undefined): number {
 
 const port = portFromEnv(process.env['PORT'])
 const host = process.env['HOST'] || '127.0.0.1'
+const dataDir = resolve(ROOT, process.env['BLYAN_DATA'] || '.blyan')
 
 try {
   await ensureBuilt({ root: ROOT })
@@ -35,36 +40,29 @@ try {
   fail(e instanceof Error ? e.message : String(e))
 }
 
-const serveStatic = createStaticHandler({ root: join(ROOT, 'dist') })
-const server = createServer((req, res) => {
-  serveStatic(req, res).catch((e: unknown) => {
-    console.error(`blyan: ${req.method} ${req.url}: ${e instanceof Error ? e.message : String(e)}`)
-    res.destroy()
-  })
-})
-
-server.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EADDRINUSE') fail(`port ${port} on ${host} is already in use; set PORT to use another`)
-  if (e.code === 'EACCES') fail(`no permission to listen on ${host}:${port}; set PORT above 1023`)
-  if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') fail(`HOST ${host} is not an address of this machine`)
-  fail(`server error: ${e.message}`)
-})
-
-server.listen(port, host, () => {
-  const address = server.address()
-  const bound = typeof address === 'object' && address !== null ? address.port : port
-  const shown = host.includes(':') ? `[${host}]` : host
-  console.log(`Blyan site at http://${shown}:${bound}/  (Ctrl+C to stop)`)
-})
-
-function shutdown(signal: NodeJS.Signals): void {
-  console.log(`${signal}: stopping`)
-  server.close(() => process.exit(0))
-  // Keep-alive connections would hold close() open; idle ones go now, busy ones get a moment.
-  server.closeIdleConnections()
-  setTimeout(() => {
-    server.closeAllConnections()
-  }, 2000).unref()
+if (!existsSync(join(dataDir, STORE_FILE))) {
+  const model = process.env['BLYAN_MODEL'] || join(SHARED, 'stories260K.bin')
+  if (!existsSync(model)) {
+    fail(`no devnet in ${dataDir} and no model to create one from (looked for ${model}).\n` +
+      'Set BLYAN_MODEL to a llama2.c checkpoint (and BLYAN_TOKENIZER to its tokenizer) or a Hugging Face MoE directory, then run npm start again.')
+  }
+  const args = ['init', '--data', dataDir, '--model', model]
+  const tokenizer = process.env['BLYAN_TOKENIZER'] || (process.env['BLYAN_MODEL'] ? '' : join(SHARED, 'tok512.bin'))
+  if (tokenizer !== '' && existsSync(tokenizer)) args.push('--tokenizer', tokenizer)
+  if (!process.env['BLYAN_MODEL']) {
+    const train = join(SHARED, 'tinystories_train_slice.txt')
+    const validation = join(SHARED, 'tinystories_val_slice.txt')
+    if (existsSync(train)) args.push('--dataset', `tinystories-train=${train}`)
+    if (existsSync(validation)) args.push('--dataset', `validation-tinystories=${validation}`)
+    args.push('--license', 'CDLA-Sharing-1.0')
+  }
+  console.log(`first run: creating a devnet in ${dataDir} from ${model}`)
+  const code = await main(args)
+  if (code !== 0) process.exit(code)
 }
-process.once('SIGINT', shutdown)
-process.once('SIGTERM', shutdown)
+
+try {
+  stopOnSignals(await serve({ dataDir, port, host, siteRoot: join(ROOT, 'dist') }))
+} catch (e) {
+  fail(describe(e))
+}

@@ -74,6 +74,9 @@ export const RULES = Object.freeze({
   E_NONFINITE: 'a tensor holds NaN or an infinity',
   E_PAYLOAD_MAGIC: 'payload does not start with the BLYNPAY1 index header',
   E_PAYLOAD_INDEX: 'payload index entries overlap, are misaligned, or disagree with their TensorBlocks',
+  // Submissions (a block with the IPLD blocks it brings, as a CAR)
+  E_CAR: 'the submission CAR is malformed, has a block that does not hash to its CID, or holds blocks the block does not use',
+  E_INCOMPLETE: 'a file the block needs (payload, tokenizer, dataset content) is missing blocks, or has the wrong size',
   // Tiles and Merkle paths
   E_TILE: 'tile bytes do not hash to the CID the path names',
   E_MERKLE: 'Merkle path does not lead from the payload CID to the tile'

@@ -234,6 +234,52 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
   return { offset: target, bytes: leaf }
 }
 
+/**
+ * Read a whole UnixFS file laid out as importPayload lays it out, from blocks already verified
+ * against their CIDs (a store, a checked CAR). Returns the file bytes and every block CID of the DAG,
+ * root first, depth-first. A block `getBlock` lacks: E_INCOMPLETE; a node that is not a UnixFS file
+ * node, or sizes that disagree: E_MERKLE; a file over `maxBytes`: E_TOO_LARGE. Synchronous.
+ */
+export function readUnixfsFile(root: CID, getBlock: (cid: CID) => Uint8Array | undefined, maxBytes: number): { bytes: Uint8Array; cids: CID[] } {
+  acid(root, 'root')
+  aint(maxBytes, 'maxBytes', 1)
+  const cids: CID[] = []
+  const get = (cid: CID, field: string): Uint8Array => {
+    const block = getBlock(cid)
+    if (block === undefined) reject('E_INCOMPLETE', field, `block ${cid} is missing`)
+    cids.push(cid)
+    return block
+  }
+  const rootCid = sha256Cid(root, 'root')
+  if (rootCid.code === RAW) {
+    const leaf = get(rootCid, 'root')
+    if (leaf.length > maxBytes) reject('E_TOO_LARGE', 'root', `file of ${leaf.length} bytes, limit ${maxBytes}`)
+    return { bytes: leaf, cids }
+  }
+  const top = decodeFileNode(get(rootCid, 'root'), 'root')
+  if (top.size > maxBytes) reject('E_TOO_LARGE', 'root', `file of ${top.size} bytes, limit ${maxBytes}`)
+  const out = new Uint8Array(top.size)
+  let offset = 0
+  const walk = (node: FileNode, depth: number, field: string): void => {
+    if (depth > MAX_DEPTH) reject('E_MERKLE', field, `deeper than ${MAX_DEPTH} levels`)
+    node.links.forEach((cid, i) => {
+      const childField = `${field}.Links[${i}]`
+      const block = get(cid, childField)
+      if (cid.code === RAW) {
+        if (block.length !== node.sizes[i]) reject('E_MERKLE', childField, `leaf of ${block.length} bytes, the parent says ${node.sizes[i]}`)
+        out.set(block, offset)
+        offset += block.length
+        return
+      }
+      const child = decodeFileNode(block, childField)
+      if (child.size !== node.sizes[i]) reject('E_MERKLE', childField, `node covers ${child.size} bytes, the parent says ${node.sizes[i]}`)
+      walk(child, depth + 1, childField)
+    })
+  }
+  walk(top, 1, 'root')
+  return { bytes: out, cids }
+}
+
 /** Check one tile whose raw-leaf CID is already trusted (e.g. from a verified parent node). */
 export async function verifyTile(leafCid: CID, bytes: Uint8Array): Promise<void> {
   acid(leafCid, 'leafCid')

@@ -1,0 +1,192 @@
+/**
+ * The relay's JSON API (`/api/...`), documented route by route in docs/api.md.
+ *
+ * Reads come straight from the chain store; `POST /api/blocks` hands a submission CAR to the full
+ * node. Every response a client should verify carries the bytes to verify (header hex, CIDs), never
+ * only a JSON view.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { CID } from 'multiformats/cid'
+import { fromHex } from '../src/chain/cbor.ts'
+import { CHAIN_IDS, type ChainId } from '../src/chain/header.ts'
+import { blockToJson, toJson, type Json } from '../src/chain/json.ts'
+import { isValidPublicKey } from '../src/chain/keys.ts'
+import { encodeParamIndex, paramIndexDocument } from '../src/chain/paramindex.ts'
+import { MAX_SUBMISSION_BYTES } from '../src/chain/submission.ts'
+import { RuleError, TRANSIENT_CODES } from '../src/errors.ts'
+import type { Handler } from './interface.ts'
+import type { FullNode } from './node.ts'
+import { BodyTooLargeError, readBody, sendError, sendJson } from './http.ts'
+
+export interface ApiOptions {
+  readonly node: FullNode
+  /** Reported in /api/status. */
+  readonly version: string
+  readonly maxSubmissionBytes?: number
+}
+
+/** HTTP status for a rule violation: 413 too large, 400 a malformed CAR, 422 any other rule. */
+function statusOf(e: RuleError): number {
+  if (e.code === 'E_TOO_LARGE') return 413
+  if (e.code === 'E_CAR') return 400
+  return 422
+}
+
+function ruleErrorBody(e: RuleError): { [key: string]: Json } {
+  return { code: e.code, field: e.field, message: e.message, transient: TRANSIENT_CODES.includes(e.code) }
+}
+
+/** Status: what a client needs to start syncing and to check it talks to the network it trusts. */
+export function statusJson(node: FullNode, version: string): { [key: string]: Json } {
+  const store = node.store
+  const heads: { [key: string]: Json } = {}
+  for (const chain of CHAIN_IDS) {
+    const head = store.head(chain)
+    heads[chain] = head === undefined ? null : { height: head.header.index, cid: head.cid.toString() }
+  }
+  const index = store.paramIndex()
+  const doc = paramIndexDocument(index)
+  const meta = store.head('A')
+  return {
+    version,
+    genesis: store.genesis()?.cid.toString() ?? null,
+    network: meta === undefined ? null : toJson((meta.document as { network: string }).network),
+    heads,
+    paramIndex: { cid: encodeParamIndex(doc).cid.toString(), entries: toJson(doc.entries) },
+    blocks: store.size
+  }
+}
+
+export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES }: ApiOptions): Handler {
+  const store = node.store
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const url = new URL(req.url ?? '/', 'http://relay')
+    if (!url.pathname.startsWith('/api/')) return false
+    const route = url.pathname.slice('/api/'.length).split('/')
+    const [name, arg] = route
+    const method = req.method ?? 'GET'
+
+    if (name === 'blocks' && route.length === 1) {
+      if (method !== 'POST') return methodNotAllowed(res, 'POST')
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim()
+      if (type !== 'application/vnd.ipld.car') {
+        sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'submit a block as a CAR: Content-Type application/vnd.ipld.car')
+        return true
+      }
+      let body: Uint8Array
+      try {
+        body = await readBody(req, maxSubmissionBytes)
+      } catch (e) {
+        if (e instanceof BodyTooLargeError) {
+          sendError(res, 413, 'E_TOO_LARGE', e.message)
+          req.destroy()
+          return true
+        }
+        throw e
+      }
+      try {
+        const block = await node.submitCar(body)
+        sendJson(res, 201, { accepted: blockToJson(block) })
+      } catch (e) {
+        if (!(e instanceof RuleError)) throw e
+        sendJson(res, statusOf(e), { error: ruleErrorBody(e) })
+      }
+      return true
+    }
+
+    if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, 'GET, HEAD')
+
+    if (name === 'status' && route.length === 1) {
+      sendJson(res, 200, statusJson(node, version))
+      return true
+    }
+
+    if (name === 'headers' && route.length === 1) {
+      const chain = url.searchParams.get('chain') ?? ''
+      if (!(CHAIN_IDS as readonly string[]).includes(chain)) return badRequest(res, 'chain must be A, B, C or D')
+      const from = intParam(url, 'from', 0)
+      const limit = intParam(url, 'limit', 100)
+      const to = intParam(url, 'to', Number.MAX_SAFE_INTEGER)
+      if (from === null || to === null || limit === null || limit < 1) return badRequest(res, 'from, to and limit are non-negative integers, limit at least 1')
+      const blocks = store.headers(chain as ChainId, from, to, Math.min(limit, 1000))
+      sendJson(res, 200, { chain, from, to, blocks: blocks.map(blockToJson) })
+      return true
+    }
+
+    if (name === 'blocks' && route.length === 2) {
+      const cid = parseCid(arg)
+      if (cid === null) return badRequest(res, `not a CID: ${arg}`)
+      const block = store.get(cid)
+      if (block !== undefined) {
+        sendJson(res, 200, { status: 'accepted', ...blockToJson(block) })
+        return true
+      }
+      const rejection = store.rejections(10_000).find((r) => r.cid === cid.toString())
+      if (rejection !== undefined) {
+        sendJson(res, 200, { status: 'rejected', cid: cid.toString(), rejection: toJson(rejection) })
+        return true
+      }
+      sendError(res, 404, 'NOT_FOUND', `no block ${cid}`, {}, { status: 'unknown' })
+      return true
+    }
+
+    if (name === 'params' && route.length === 1) {
+      const doc = paramIndexDocument(store.paramIndex())
+      const { cid, bytes } = encodeParamIndex(doc)
+      sendJson(res, 200, { cid: cid.toString(), dag_cbor_hex: Buffer.from(bytes).toString('hex'), entries: toJson(doc.entries) })
+      return true
+    }
+
+    if (name === 'balance' && route.length === 2) {
+      let key: Uint8Array
+      try {
+        key = fromHex(arg ?? '')
+      } catch {
+        return badRequest(res, 'the public key is 33 bytes of hex')
+      }
+      if (!isValidPublicKey(key)) return badRequest(res, 'not a compressed secp256k1 public key')
+      const head = store.head('C')
+      sendJson(res, 200, { public_key: arg ?? '', balance: store.balance(key, head?.cid ?? null), head: head?.cid.toString() ?? null })
+      return true
+    }
+
+    if (name === 'rejections' && route.length === 1) {
+      const limit = Math.min(intParam(url, 'limit', 100) ?? 100, 1000)
+      const before = intParam(url, 'before', Number.MAX_SAFE_INTEGER)
+      if (before === null) return badRequest(res, 'before is a time in ms')
+      sendJson(res, 200, { rejections: toJson(store.rejections(limit, before)) })
+      return true
+    }
+
+    sendError(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)
+    return true
+  }
+}
+
+function parseCid(text: string | undefined): CID | null {
+  try {
+    return CID.parse(text ?? '')
+  } catch {
+    return null
+  }
+}
+
+/** A non-negative integer query parameter, `fallback` when absent, null when malformed. */
+function intParam(url: URL, name: string, fallback: number): number | null {
+  const v = url.searchParams.get(name)
+  if (v === null) return fallback
+  const n = Number(v)
+  return Number.isSafeInteger(n) && n >= 0 ? n : null
+}
+
+function badRequest(res: ServerResponse, message: string): true {
+  sendError(res, 400, 'BAD_REQUEST', message)
+  return true
+}
+
+function methodNotAllowed(res: ServerResponse, allow: string): true {
+  sendError(res, 405, 'METHOD_NOT_ALLOWED', `allowed: ${allow}`, { Allow: allow })
+  return true
+}

@@ -1,0 +1,334 @@
+/**
+ * `blyan`: the full node's command line.
+ *
+ *   blyan init --data DIR --model FILE [--tokenizer FILE] [--experts N] [--top-k K] [--dtype int8|f32]
+ *              [--dataset NAME=FILE ...] [--license SPDX] [--validators K] [--difficulty BITS]
+ *   blyan start --data DIR [--port P] [--host H] [--site DIR]
+ *   blyan verify --data DIR
+ *   blyan export --data DIR --car FILE
+ *   blyan import-car --data DIR --car FILE
+ *
+ * Every failure is one line on stderr naming the argument, the file or the damaged item, and a
+ * non-zero exit: 2 for usage errors, 1 for everything else.
+ *
+ * @module
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { isRuleError } from '../src/errors.ts'
+import { ModelFormatError } from '../src/model/errors.ts'
+import { exportCar, importCar, verifyStore } from './archive.ts'
+import { STORE_FILE, initDevnet, type DatasetFile } from './devnet.ts'
+import { importModel } from './import.ts'
+import { StoreDamagedError, type ChainStore } from './interface.ts'
+import { FullNode } from './node.ts'
+import { createRelay } from './server.ts'
+import { openChainStore } from './store.ts'
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+/** A problem with the command line itself: exit code 2, with the command's usage. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+const USAGE: Record<string, string> = {
+  init: `blyan init --data DIR --model FILE [options]
+  Create a devnet in DIR: validator keys, the genesis (architecture, tokenizer, PoW/PoL/reward
+  parameters, validator set), the model's parameter blocks and dataset blocks.
+    --model FILE          llama2.c checkpoint (.bin) or a Hugging Face MoE directory (config.json + *.safetensors)
+    --tokenizer FILE      llama2.c tokenizer (tok*.bin); HF directories bring tokenizer.json
+    --experts N           experts per layer when splitting a dense llama2.c FFN (default 4)
+    --top-k K             experts used per token (default: all of them, which equals the dense model)
+    --dtype int8|f32      weight matrices as int8 with per-channel scales (default) or float32
+    --dataset NAME=FILE   a text dataset (blank-line separated); NAME "validation..." is the PoL
+                          validation pool, anything else a training shard; repeatable
+    --license SPDX        licence of the datasets (default NOASSERTION)
+    --validators K        number of validator keys (default 1)
+    --difficulty BITS     PoW difficulty of every chain (default 8)`,
+  start: `blyan start --data DIR [--port P] [--host H] [--site DIR]
+  Run the full node and relay: API, IPFS trustless gateway, /ws feed, and the built site.
+    --port P              default 8080 (0 picks a free port)
+    --host H              default 127.0.0.1
+    --site DIR            built site to serve (default: dist/ of this project, when built)`,
+  verify: `blyan verify --data DIR
+  Re-verify the whole store from genesis: hashes, completeness, then every block replayed through
+  the validation rules. Prints a summary; exits 1 on the first failure.`,
+  export: `blyan export --data DIR --car FILE
+  Write every accepted block and everything it brought to one CAR (roots: headers in order).`,
+  'import-car': `blyan import-car --data DIR --car FILE
+  Submit every block of an export CAR to the store in DIR (created if missing), validating each.`
+}
+
+const HELP = `blyan ${VERSION}: the Blyan full node
+
+Usage: blyan <command> [options]   (blyan <command> --help for details)
+
+${Object.values(USAGE).map((u) => '  ' + (u.split('\n')[0] ?? '')).join('\n')}
+`
+
+type Values = Record<string, string | boolean | string[] | undefined>
+
+function parse(command: string, args: string[], options: ParseArgsConfig['options']): Values {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true }).values as Values
+  } catch (e) {
+    throw new UsageError(`${command}: ${e instanceof Error ? e.message.replace(/\. To specify.*$/s, '') : String(e)}`)
+  }
+}
+
+function required(command: string, values: Values, name: string): string {
+  const v = values[name]
+  if (typeof v !== 'string' || v === '') throw new UsageError(`${command}: --${name} is required`)
+  return v
+}
+
+function positiveInt(command: string, values: Values, name: string, fallback: number | undefined, max = 1 << 20): number | undefined {
+  const v = values[name]
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${command}: --${name} must be an integer from 1 to ${max}, got "${String(v)}"`)
+  return n
+}
+
+function readFile(path: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path))
+  } catch (e) {
+    throw new Error(`${path}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+function storePath(dataDir: string): string {
+  return join(dataDir, STORE_FILE)
+}
+
+/** Open the store of a data directory that must already hold one. */
+export function openExistingStore(dataDir: string): ChainStore {
+  const path = storePath(dataDir)
+  if (!existsSync(path)) throw new Error(`${dataDir}: no devnet here (no ${STORE_FILE}); create one with blyan init`)
+  return openChainStore(path)
+}
+
+/** `--dataset NAME=FILE` to a dataset: NAME starting with "validation" is the validation pool. */
+export function parseDataset(spec: string, license: string): DatasetFile {
+  const eq = spec.indexOf('=')
+  const name = eq < 0 ? '' : spec.slice(0, eq)
+  if (eq < 1 || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name)) throw new UsageError(`init: --dataset expects NAME=FILE with NAME of [a-z0-9._-], got "${spec}"`)
+  const path = spec.slice(eq + 1)
+  return {
+    name,
+    split: name.startsWith('validation') ? 'validation' : 'train',
+    bytes: readFile(path, 'the dataset'),
+    license,
+    description: `${basename(path)}, imported by blyan init`
+  }
+}
+
+function progressLine(label: string): (done: number, total: number, what?: string) => void {
+  let last = -1
+  return (done, total, what) => {
+    const pct = Math.floor((100 * done) / total)
+    if (what !== undefined || pct !== last || done === total) {
+      last = pct
+      process.stderr.write(`\r${label} [${done}/${total}] ${pct}%${what === undefined ? '' : ' ' + what}\x1b[K${done === total ? '\n' : ''}`)
+    }
+  }
+}
+
+async function init(args: string[]): Promise<void> {
+  const v = parse('init', args, {
+    data: { type: 'string' }, model: { type: 'string' }, tokenizer: { type: 'string' }, experts: { type: 'string' },
+    'top-k': { type: 'string' }, dtype: { type: 'string' }, dataset: { type: 'string', multiple: true },
+    license: { type: 'string' }, validators: { type: 'string' }, difficulty: { type: 'string' }
+  })
+  if (v['help'] === true) return void console.log(USAGE['init'])
+  const dataDir = resolve(required('init', v, 'data'))
+  const modelPath = required('init', v, 'model')
+  const dtype = (v['dtype'] as string | undefined) ?? 'int8'
+  if (dtype !== 'int8' && dtype !== 'f32') throw new UsageError(`init: --dtype must be int8 or f32, got "${dtype}"`)
+  const experts = positiveInt('init', v, 'experts', undefined, 1024)
+  const topK = positiveInt('init', v, 'top-k', undefined, 1024)
+  const validators = positiveInt('init', v, 'validators', 1, 64)
+  const difficulty = Number(v['difficulty'] ?? 8)
+  if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 32) throw new UsageError('init: --difficulty must be an integer from 0 to 32')
+  const license = (v['license'] as string | undefined) ?? 'NOASSERTION'
+  const datasets = ((v['dataset'] as string[] | undefined) ?? []).map((s) => parseDataset(s, license))
+  if (existsSync(storePath(dataDir))) throw new Error(`${dataDir} already holds a devnet (${STORE_FILE}); choose another --data`)
+
+  const model = await importModel(modelPath, {
+    ...(experts === undefined ? {} : { experts }),
+    ...(topK === undefined ? {} : { topK }),
+    ...(typeof v['tokenizer'] === 'string' ? { tokenizer: v['tokenizer'] } : {})
+  })
+  const store = openChainStore(storePath(dataDir))
+  try {
+    const node = new FullNode(store)
+    const show = progressLine('init')
+    const result = await initDevnet({
+      node, dataDir, model, dtype, validators: validators ?? 1, datasets, difficulty,
+      onProgress: (e) => show(e.done, e.total, e.what)
+    })
+    const a = model.architecture
+    console.log(`devnet in ${dataDir}: ${result.blocks} blocks; genesis ${result.genesis.cid}`)
+    console.log(`model: ${model.source}, ${a.n_layers} layers x ${a.n_experts} experts (top-${a.top_k}), dim ${a.dim}, vocab ${a.vocab_size}, ${dtype} weights`)
+    console.log(`validator keys: ${result.validatorKeys.join(', ')}`)
+  } finally {
+    store.close()
+  }
+}
+
+export interface Served {
+  readonly url: string
+  readonly node: FullNode
+  close(): Promise<void>
+}
+
+/** Check a store and serve it: full node + relay. Refuses a damaged store. */
+export async function serve(options: { dataDir: string; port: number; host: string; siteRoot?: string; log?: (line: string) => void }): Promise<Served> {
+  const log = options.log ?? ((line: string) => console.log(line))
+  const store = openExistingStore(options.dataDir)
+  try {
+    const show = progressLine('checking store')
+    store.check({ onProgress: (done, total) => total > 0 && show(done, total) })
+  } catch (e) {
+    store.close()
+    throw e
+  }
+  const node = new FullNode(store)
+  const relay = createRelay(options.siteRoot === undefined ? { node, version: VERSION } : { node, version: VERSION, siteRoot: options.siteRoot })
+  await new Promise<void>((resolvePromise, rejectPromise) => {
+    relay.server.once('error', (e: NodeJS.ErrnoException) => {
+      const where = `${options.host}:${options.port}`
+      if (e.code === 'EADDRINUSE') rejectPromise(new Error(`port ${options.port} on ${options.host} is already in use; choose another port`))
+      else if (e.code === 'EACCES') rejectPromise(new Error(`no permission to listen on ${where}; use a port above 1023`))
+      else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') rejectPromise(new Error(`host ${options.host} is not an address of this machine`))
+      else rejectPromise(e)
+    })
+    relay.server.listen(options.port, options.host, () => resolvePromise())
+  })
+  const address = relay.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : options.port
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}/`
+  const genesis = store.genesis()
+  log(`Blyan node at ${url}  (genesis ${genesis?.cid.toString() ?? 'none'}, ${store.size} blocks)`)
+  return {
+    url,
+    node,
+    close: async () => {
+      await relay.close()
+      store.close()
+    }
+  }
+}
+
+/** Close the node cleanly on Ctrl+C or SIGTERM. */
+export function stopOnSignals(served: Served): void {
+  const stop = (signal: NodeJS.Signals): void => {
+    console.log(`${signal}: stopping`)
+    served.close().then(() => process.exit(0), () => process.exit(1))
+    setTimeout(() => process.exit(0), 3000).unref()
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+async function start(args: string[]): Promise<void> {
+  const v = parse('start', args, { data: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, site: { type: 'string' } })
+  if (v['help'] === true) return void console.log(USAGE['start'])
+  const dataDir = resolve(required('start', v, 'data'))
+  const port = v['port'] === undefined ? 8080 : Number(v['port'])
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`start: --port must be an integer from 0 to 65535, got "${String(v['port'])}"`)
+  const defaultSite = new URL('../dist', import.meta.url).pathname
+  const site = typeof v['site'] === 'string' ? resolve(v['site']) : existsSync(join(defaultSite, 'index.html')) ? defaultSite : undefined
+  if (site !== undefined && !statSync(site, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${site}: --site is not a directory`)
+  const served = await serve({ dataDir, port, host: (v['host'] as string | undefined) ?? '127.0.0.1', ...(site === undefined ? {} : { siteRoot: site }) })
+  if (site === undefined) console.log('no built site found (run npm run build); serving API, gateway and feed only')
+  stopOnSignals(served)
+}
+
+async function verify(args: string[]): Promise<void> {
+  const v = parse('verify', args, { data: { type: 'string' } })
+  if (v['help'] === true) return void console.log(USAGE['verify'])
+  const store = openExistingStore(resolve(required('verify', v, 'data')))
+  try {
+    const started = performance.now()
+    const report = await verifyStore(store, { onProgress: progressLine('verify') })
+    const secs = ((performance.now() - started) / 1000).toFixed(1)
+    console.log(`verified ${report.blocks} blocks from genesis in ${secs} s: A ${report.byChain['A']}, B ${report.byChain['B']}, C ${report.byChain['C']}, D ${report.byChain['D']}; ${report.experts} parameter groups in the param index`)
+    for (const [chain, head] of Object.entries(report.heads)) console.log(`  head ${chain}: ${head ?? '(empty)'}`)
+  } finally {
+    store.close()
+  }
+}
+
+async function exportCommand(args: string[]): Promise<void> {
+  const v = parse('export', args, { data: { type: 'string' }, car: { type: 'string' } })
+  if (v['help'] === true) return void console.log(USAGE['export'])
+  const carPath = required('export', v, 'car')
+  const store = openExistingStore(resolve(required('export', v, 'data')))
+  try {
+    const r = await exportCar(store, carPath)
+    console.log(`exported ${r.blocks} blocks (${r.ipldBlocks} IPLD blocks) to ${carPath}`)
+  } finally {
+    store.close()
+  }
+}
+
+async function importCommand(args: string[]): Promise<void> {
+  const v = parse('import-car', args, { data: { type: 'string' }, car: { type: 'string' } })
+  if (v['help'] === true) return void console.log(USAGE['import-car'])
+  const dataDir = resolve(required('import-car', v, 'data'))
+  const carPath = required('import-car', v, 'car')
+  const bytes = readFile(carPath, 'the CAR')
+  const store = openChainStore(storePath(dataDir))
+  try {
+    const before = store.size
+    const r = await importCar(new FullNode(store), bytes, progressLine('import'))
+    console.log(`imported ${carPath}: ${r.accepted} blocks judged, ${store.size - before} new`)
+  } finally {
+    store.close()
+  }
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  init, start, verify, export: exportCommand, 'import-car': importCommand
+}
+
+/** Run the CLI; resolves to the exit code (the server of `start` keeps the process alive). */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP)
+    return command === undefined ? 2 : 0
+  }
+  if (command === '--version') {
+    console.log(VERSION)
+    return 0
+  }
+  const run = COMMANDS[command]
+  if (run === undefined) {
+    console.error(`blyan: unknown command "${command}"\n\n${HELP}`)
+    return 2
+  }
+  try {
+    await run(args)
+    return 0
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`blyan ${e.message}\n\n${USAGE[command] ?? ''}`)
+      return 2
+    }
+    console.error(`blyan ${command}: ${describe(e)}`)
+    return 1
+  }
+}
+
+/** One line for any failure, naming what failed. */
+export function describe(e: unknown): string {
+  if (isRuleError(e)) return `rejected: ${e.message}`
+  if (e instanceof StoreDamagedError || e instanceof ModelFormatError) return e.message
+  if (e instanceof Error) return e.message
+  return String(e)
+}

@@ -1,0 +1,163 @@
+/**
+ * `blyan init`: a new devnet from an imported model.
+ *
+ * Makes validator keys, then submits through the full node, exactly as any network submission:
+ * the genesis meta block (architecture, tokenizer, PoW/PoL/reward parameters, validator set), one
+ * chain D block per dataset, and one chain B block per parameter group (embedding, a router per
+ * layer, every expert), each signed by validator 0 (initial versions are vouched for by a validator).
+ *
+ * @module
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
+import { join } from 'node:path'
+import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
+import { compareBytes } from '../src/chain/cbor.ts'
+import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
+import { EMBEDDING_NAME, expertName, routerName } from '../src/chain/header.ts'
+import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
+import { encodeMeta, type MetaDocument } from '../src/chain/meta.ts'
+import { encodeSubmission } from '../src/chain/submission.ts'
+import type { AcceptedBlock } from '../src/chain/view.ts'
+import type { ImportedModel } from '../src/model/imported.ts'
+import { buildPayload } from '../src/tensor/payload.ts'
+import { importPayload } from '../src/tensor/tiles.ts'
+import type { FullNode } from './node.ts'
+
+/** Where a devnet keeps its files inside the data directory. */
+export const STORE_FILE = 'chain.sqlite'
+export const KEYS_DIR = 'keys'
+
+export interface DatasetFile {
+  /** Dataset name in chain D (also its role when it is `train` or `validation`). */
+  readonly name: string
+  readonly split: DatasetSplit
+  readonly bytes: Uint8Array
+  readonly license: string
+  readonly description: string
+}
+
+export interface InitOptions {
+  readonly node: FullNode
+  readonly dataDir: string
+  readonly model: ImportedModel
+  /** Weight matrices as int8 TensorBlocks (default) or full precision. Vectors are always fp32. */
+  readonly dtype?: 'int8' | 'f32'
+  readonly validators?: number
+  readonly datasets?: readonly DatasetFile[]
+  /** PoW difficulty of every chain (default 8: a few hundred hashes, fast but real). */
+  readonly difficulty?: number
+  readonly network?: string
+  readonly onProgress?: (event: { readonly done: number; readonly total: number; readonly what: string }) => void
+}
+
+export interface InitResult {
+  readonly genesis: AcceptedBlock
+  readonly blocks: number
+  readonly validatorKeys: readonly string[]
+}
+
+/** Secret key files: one hex line each, readable by the owner only. */
+export function writeKeyFile(path: string, key: SecretKey): void {
+  writeFileSync(path, Buffer.from(key).toString('hex') + '\n', { mode: 0o600 })
+  chmodSync(path, 0o600)
+}
+
+export function readKeyFile(path: string): SecretKey {
+  const text = readFileSync(path, 'utf8').trim()
+  if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`${path}: expected 64 hex characters (a secp256k1 secret key)`)
+  return Uint8Array.from(Buffer.from(text, 'hex'))
+}
+
+/** Parameter groups in chain order: embedding, then per layer the router and its experts. */
+function parameterNames(model: ImportedModel): string[] {
+  const names = [EMBEDDING_NAME]
+  for (let l = 0; l < model.architecture.n_layers; l++) {
+    names.push(routerName(l))
+    for (let e = 0; e < model.architecture.n_experts; e++) names.push(expertName(l, e))
+  }
+  return names
+}
+
+export async function initDevnet(options: InitOptions): Promise<InitResult> {
+  const { node, model } = options
+  const difficulty = options.difficulty ?? 8
+  const keysDir = join(options.dataDir, KEYS_DIR)
+  mkdirSync(keysDir, { recursive: true })
+  const count = options.validators ?? 1
+  if (!Number.isInteger(count) || count < 1 || count > 64) throw new RangeError('validators: 1..64')
+  const keys = Array.from({ length: count }, () => randomSecretKey()).sort((a, b) => compareBytes(publicKeyOf(a), publicKeyOf(b)))
+  const keyFiles = keys.map((key, i) => {
+    const path = join(keysDir, `validator-${i}.key`)
+    if (existsSync(path)) throw new Error(`${path} exists: refusing to overwrite a key`)
+    writeKeyFile(path, key)
+    return path
+  })
+  writeFileSync(join(keysDir, 'validators.json'), JSON.stringify(keys.map((k) => Buffer.from(publicKeyOf(k)).toString('hex')), null, 2) + '\n')
+  const signer = keys[0] as SecretKey
+
+  let clock = Date.now()
+  const tick = (): number => (clock = Math.max(clock + 1, Date.now()))
+  const names = parameterNames(model)
+  const total = 1 + (options.datasets?.length ?? 0) + names.length
+  let done = 0
+  const progress = (what: string): void => options.onProgress?.({ done: ++done, total, what })
+
+  // Genesis: the rules, and the tokenizer file it links.
+  const tokenizer = model.tokenizer === null ? null : await importPayload(model.tokenizer.bytes)
+  const meta: MetaDocument = {
+    kind: 'blyan/meta',
+    version: 1,
+    network: options.network ?? 'blyan-devnet',
+    architecture: model.architecture,
+    tokenizer: model.tokenizer === null || tokenizer === null ? null : {
+      format: model.tokenizer.format,
+      payload: tokenizer.cid,
+      size: model.tokenizer.bytes.length,
+      bos_id: model.tokenizer.bos_id,
+      eos_id: model.tokenizer.eos_id
+    },
+    pow: { A: difficulty, B: difficulty, C: difficulty, D: difficulty },
+    pol: { delta: 0.005, eval_sequences: 16, seq_len: Math.min(64, model.architecture.max_seq_len) },
+    reward: { base: 1000 },
+    validators: keys.map(publicKeyOf)
+  }
+  const metaDoc = documentPayload(encodeMeta(meta))
+  const base = { index: 0, prev: null, expert_name: null, layer_id: null, difficulty, supersedes: null, pol: null }
+  const genesisSealed = sealBlock({ ...base, chain_id: 'A', block_type: 'meta', depends_on: [], payload: metaDoc.cid, payload_size: metaDoc.size, timestamp: tick() } as HeaderDraft, signer)
+  const genesis = await node.submitCar(await encodeSubmission({ header: genesisSealed.bytes, payload: metaDoc.bytes, files: model.tokenizer === null ? [] : [model.tokenizer.bytes] }))
+  progress('genesis')
+
+  // Chain D: the datasets, linear.
+  let prev: AcceptedBlock | null = null
+  for (const ds of options.datasets ?? []) {
+    const content = await importPayload(ds.bytes)
+    const doc = documentPayload(encodeDataset({
+      kind: 'blyan/dataset', version: 1, name: ds.name, license: ds.license, split: ds.split,
+      format: 'text/plain; blank-line-separated', content: content.cid, content_size: ds.bytes.length, description: ds.description
+    }))
+    const sealed = sealBlock({
+      ...base, chain_id: 'D', block_type: 'dataset', index: prev === null ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
+      depends_on: [genesis.cid], payload: doc.cid, payload_size: doc.size, timestamp: tick()
+    } as HeaderDraft, signer)
+    prev = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [ds.bytes] }))
+    progress(`dataset ${ds.name}`)
+  }
+
+  // Chain B: one block per parameter group, initial versions.
+  const matrixType = options.dtype === 'f32' ? 'fp32' : 'int8'
+  for (const name of names) {
+    const tensors = model.blocks.get(name)
+    if (tensors === undefined) throw new Error(`the imported model has no ${name}`)
+    const payload = buildPayload(tensors.map((t) => ({ name: t.name, values: t.values, shape: t.shape, dtype: t.shape.length === 1 ? 'fp32' : matrixType })))
+    const file = await importPayload(payload)
+    const kind = name === EMBEDDING_NAME ? 'embedding' : name.endsWith('.router') ? 'router' : 'expert'
+    const layer = kind === 'embedding' ? null : Number(/^layer(\d+)\./.exec(name)?.[1])
+    const sealed = sealBlock({
+      ...base, chain_id: 'B', block_type: kind, expert_name: name, layer_id: layer,
+      depends_on: [genesis.cid], payload: file.cid, payload_size: payload.length, timestamp: tick()
+    } as HeaderDraft, signer)
+    await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload }))
+    progress(name)
+  }
+  return { genesis, blocks: total, validatorKeys: keyFiles }
+}

@@ -1,0 +1,91 @@
+/**
+ * HTTP plumbing shared by the relay's handlers: JSON and error responses, bounded request bodies,
+ * CORS, and a per-client rate limit.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Json } from '../src/chain/json.ts'
+
+/** Headers every API and gateway response carries: readable from any origin, embeddable cross-origin. */
+export const CORS_HEADERS = Object.freeze({
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'GET, HEAD, POST, OPTIONS',
+  'Access-Control-Allow-Headers': 'Content-Type, Accept, Range',
+  'Access-Control-Expose-Headers': 'Content-Type, Content-Length, ETag, X-Ipfs-Path, X-Ipfs-Roots, Retry-After',
+  'Cross-Origin-Resource-Policy': 'cross-origin'
+})
+
+export function sendJson(res: ServerResponse, status: number, body: Json, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers
+  })
+  res.end(res.req.method === 'HEAD' ? undefined : text)
+}
+
+/**
+ * An error response: `{ error: { code, message, ... } }`. `code` is a RuleError code (`E_POW`) for
+ * protocol rejections, or an HTTP-level name (`NOT_FOUND`, `RATE_LIMITED`) otherwise.
+ */
+export function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}, extra: { [key: string]: Json } = {}): void {
+  sendJson(res, status, { error: { code, message, ...extra } }, headers)
+}
+
+export class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError'
+}
+
+/** Read a request body of at most `limit` bytes (BodyTooLargeError beyond it). */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const declared = Number(req.headers['content-length'] ?? NaN)
+  if (declared > limit) throw new BodyTooLargeError(`body of ${declared} bytes, limit ${limit}`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw new BodyTooLargeError(`body over ${limit} bytes`)
+    chunks.push(chunk)
+  }
+  const body = Buffer.concat(chunks, size)
+  return new Uint8Array(body.buffer, body.byteOffset, body.length)
+}
+
+export interface RateLimit {
+  /** Requests a client may make at once (bucket size). */
+  readonly burst: number
+  /** Requests per second the bucket refills. */
+  readonly perSecond: number
+}
+
+export const DEFAULT_RATE_LIMIT: RateLimit = Object.freeze({ burst: 2000, perSecond: 1000 })
+
+/**
+ * Token buckets per client address. `take` answers 0 when the request may proceed, else the seconds
+ * until it could (for `Retry-After`). Idle buckets are forgotten, so memory stays bounded.
+ */
+export function createRateLimiter(limit: RateLimit, now: () => number = () => performance.now()): { take(client: string): number } {
+  const buckets = new Map<string, { tokens: number; at: number }>()
+  let lastSweep = now()
+  return {
+    take(client: string): number {
+      const t = now()
+      if (t - lastSweep > 60_000) {
+        for (const [k, b] of buckets) if (t - b.at > 60_000) buckets.delete(k)
+        lastSweep = t
+      }
+      const b = buckets.get(client) ?? { tokens: limit.burst, at: t }
+      b.tokens = Math.min(limit.burst, b.tokens + ((t - b.at) / 1000) * limit.perSecond)
+      b.at = t
+      buckets.set(client, b)
+      if (b.tokens >= 1) {
+        b.tokens -= 1
+        return 0
+      }
+      return Math.max(1, Math.ceil((1 - b.tokens) / limit.perSecond))
+    }
+  }
+}

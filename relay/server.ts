@@ -1,0 +1,81 @@
+/**
+ * The relay's HTTP server: gateway (`/ipfs/`), API (`/api/`), live feed (`/ws`) and, when a site
+ * root is given, the built site. API and gateway responses carry CORS headers and are rate limited
+ * per client address; the site is served with cross-origin isolation headers (static.ts).
+ *
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createApiHandler } from './api.ts'
+import { createGatewayHandler } from './gateway.ts'
+import { CORS_HEADERS, DEFAULT_RATE_LIMIT, createRateLimiter, sendError, type RateLimit } from './http.ts'
+import type { Handler } from './interface.ts'
+import type { FullNode } from './node.ts'
+import { createStaticHandler } from './static.ts'
+import { attachHeaderFeed, type HeaderFeed } from './ws.ts'
+
+export interface RelayOptions {
+  readonly node: FullNode
+  readonly version: string
+  /** Directory of the built site; omitted: no site (API, gateway and feed only). */
+  readonly siteRoot?: string
+  readonly rateLimit?: RateLimit
+  readonly maxSubmissionBytes?: number
+}
+
+export interface Relay {
+  readonly server: Server
+  readonly feed: HeaderFeed
+  /** Stop accepting, close the feed and open connections. */
+  close(): Promise<void>
+}
+
+export function createRelay(options: RelayOptions): Relay {
+  const limiter = createRateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT)
+  const gateway = createGatewayHandler({ store: options.node.store })
+  const api = createApiHandler(options.maxSubmissionBytes === undefined
+    ? { node: options.node, version: options.version }
+    : { node: options.node, version: options.version, maxSubmissionBytes: options.maxSubmissionBytes })
+  const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    const shared = path.startsWith('/ipfs/') || path.startsWith('/api/')
+    if (shared) {
+      for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v)
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { 'Access-Control-Max-Age': '86400' })
+        res.end()
+        return
+      }
+      const wait = limiter.take(req.socket.remoteAddress ?? 'unknown')
+      if (wait > 0) {
+        sendError(res, 429, 'RATE_LIMITED', `too many requests: retry in ${wait} s`, { 'Retry-After': String(wait) })
+        return
+      }
+      if (await gateway(req, res)) return
+      if (await api(req, res)) return
+    }
+    if (site !== null && (await site(req, res))) return
+    sendError(res, 404, 'NOT_FOUND', `nothing at ${path}`)
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      console.error(`relay: ${req.method} ${req.url}: ${e instanceof Error ? e.stack : String(e)}`)
+      if (!res.headersSent) sendError(res, 500, 'INTERNAL', 'internal error')
+      else res.destroy()
+    })
+  })
+  const feed = attachHeaderFeed(server, options.node, options.version)
+  return {
+    server,
+    feed,
+    close: () =>
+      new Promise<void>((resolve) => {
+        feed.close()
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+  }
+}
