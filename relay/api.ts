@@ -123,7 +123,7 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         sendJson(res, 200, { status: 'accepted', ...blockToJson(block) })
         return true
       }
-      const rejection = store.rejections(10_000).find((r) => r.cid === cid.toString())
+      const rejection = store.rejectionOf(cid)
       if (rejection !== undefined) {
         sendJson(res, 200, { status: 'rejected', cid: cid.toString(), rejection: toJson(rejection) })
         return true

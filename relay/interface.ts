@@ -79,6 +79,8 @@ export interface ChainStore extends ChainView {
   paramIndex(): Map<string, AcceptedBlock>
   /** Newest rejections first. */
   rejections(limit: number, before?: number): Rejection[]
+  /** The latest rejection of a header CID, if any. */
+  rejectionOf(cid: CID): Rejection | undefined
   /** Every accepted block in acceptance order (dependencies before dependents). */
   all(): Iterable<AcceptedBlock>
   /** Number of accepted blocks. */

@@ -325,6 +325,7 @@ class SqliteChainStore implements ChainStore {
         'INSERT INTO rejections (cid, code, field, message, at, chain, block_type) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       pruneRejections: db.prepare<[number]>('DELETE FROM rejections WHERE id <= ?'),
       rejections: db.prepare<[number, number], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?'),
+      rejectionOf: db.prepare<[string], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE cid = ? ORDER BY id DESC LIMIT 1'),
       countRaw: db.prepare<[], number>('SELECT count(*) FROM raw').pluck(),
       rawAfter: db.prepare<[string, number], { cid: string; bytes: Uint8Array }>('SELECT cid, bytes FROM raw WHERE cid > ? ORDER BY cid LIMIT ?'),
       orphanRaw: db.prepare<[], string>('SELECT r.cid FROM raw r WHERE NOT EXISTS (SELECT 1 FROM owners o WHERE o.raw = r.cid) LIMIT 1').pluck(),
@@ -520,15 +521,12 @@ class SqliteChainStore implements ChainStore {
   rejections(limit: number, before?: number): Rejection[] {
     aint(limit, 'limit')
     if (before !== undefined) aint(before, 'before')
-    return this.#s.rejections.all(before ?? Number.MAX_SAFE_INTEGER, limit).map((r) => Object.freeze({
-      cid: r.cid,
-      code: r.code as RuleCode,
-      field: r.field,
-      message: r.message,
-      at: r.at,
-      chain: r.chain as ChainId | null,
-      blockType: r.block_type
-    }))
+    return this.#s.rejections.all(before ?? Number.MAX_SAFE_INTEGER, limit).map(toRejection)
+  }
+
+  rejectionOf(cid: CID): Rejection | undefined {
+    const row = this.#s.rejectionOf.get(cid.toString())
+    return row === undefined ? undefined : toRejection(row)
   }
 
   *all(): Iterable<AcceptedBlock> {
@@ -1013,4 +1011,16 @@ function fileHead(root: CID, want: number, get: GetBlock): Uint8Array {
 function payloadPrefix(root: CID, get: GetBlock): Uint8Array {
   const first = fileHead(root, PAYLOAD_PREFIX_SIZE, get)
   return fileHead(root, PAYLOAD_PREFIX_SIZE + payloadIndexLength(first), get)
+}
+
+function toRejection(r: RejectionRow): Rejection {
+  return Object.freeze({
+    cid: r.cid,
+    code: r.code as RuleCode,
+    field: r.field,
+    message: r.message,
+    at: r.at,
+    chain: r.chain as ChainId | null,
+    blockType: r.block_type
+  })
 }

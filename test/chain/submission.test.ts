@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { MemoryChain } from '../../src/chain/memory.ts'
-import { linkedFiles, checkSubmissionBlocks, decodeSubmission, encodeSubmission } from '../../src/chain/submission.ts'
+import { linkedFiles, checkSubmissionBlocks, decodeSubmission } from '../../src/chain/submission.ts'
 import { RULES, RuleError, type RuleCode } from '../../src/errors.ts'
 import { UNREACHABLE, badSubmissions } from '../fixtures/bad-submissions.ts'
-import { Devnet, NOW } from '../fixtures/devnet.ts'
+import { Devnet, NOW, submissionCar } from '../fixtures/devnet.ts'
 
 describe('submission CARs', () => {
   test('every devnet block round-trips and is accepted by a fresh chain', async () => {
@@ -18,8 +18,8 @@ describe('submission CARs', () => {
     for (const [name, built] of d.built) {
       const original = d.chain.get(built.sealed.cid)
       assert.ok(original !== undefined, name)
-      const files = name === 'train' || name === 'validation' ? [await datasetContent(d, name)] : []
-      const car = await encodeSubmission({ ...built.input, files })
+      const files = built.files ?? []
+      const car = await submissionCar(built)
       const sub = await decodeSubmission(car)
       assert.equal(Buffer.compare(sub.input.header, built.input.header), 0)
       assert.equal(Buffer.compare(sub.input.payload, built.input.payload), 0)
@@ -51,10 +51,3 @@ describe('submission CARs', () => {
     assert.deepEqual(missing, [], 'rules without a bad submission')
   })
 })
-
-/** The content file a devnet dataset block links (the fixture keeps only the document). */
-async function datasetContent(d: Devnet, name: string): Promise<Uint8Array> {
-  const text = name === 'train' ? 'Once upon a time.\n\nThe end.\n' : 'A cat sat.\n\nA dog ran.\n'
-  void d
-  return new TextEncoder().encode(text)
-}
