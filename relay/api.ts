@@ -128,7 +128,7 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         sendJson(res, 200, { status: 'rejected', cid: cid.toString(), rejection: toJson(rejection) })
         return true
       }
-      sendError(res, 404, 'NOT_FOUND', `no block ${cid}`, {}, { status: 'unknown' })
+      sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no block ${cid}` } })
       return true
     }
 

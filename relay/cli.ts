@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { isRuleError } from '../src/errors.ts'
@@ -126,13 +126,18 @@ export function parseDataset(spec: string, license: string): DatasetFile {
   }
 }
 
+/** Progress on stderr: one rewritten line on a terminal, a line per quarter (and the last) in logs. */
 function progressLine(label: string): (done: number, total: number, what?: string) => void {
-  let last = -1
+  const tty = process.stderr.isTTY === true
+  let shown = -1
   return (done, total, what) => {
     const pct = Math.floor((100 * done) / total)
-    if (what !== undefined || pct !== last || done === total) {
-      last = pct
-      process.stderr.write(`\r${label} [${done}/${total}] ${pct}%${what === undefined ? '' : ' ' + what}\x1b[K${done === total ? '\n' : ''}`)
+    const text = `${label} [${done}/${total}] ${pct}%${what === undefined ? '' : ' ' + what}`
+    if (tty) {
+      process.stderr.write(`\r${text}\x1b[K${done === total ? '\n' : ''}`)
+    } else if (Math.floor(pct / 25) > shown || done === total) {
+      shown = Math.floor(pct / 25)
+      process.stderr.write(text + '\n')
     }
   }
 }
@@ -162,6 +167,7 @@ async function init(args: string[]): Promise<void> {
     ...(topK === undefined ? {} : { topK }),
     ...(typeof v['tokenizer'] === 'string' ? { tokenizer: v['tokenizer'] } : {})
   })
+  mkdirSync(dataDir, { recursive: true })
   const store = openChainStore(storePath(dataDir))
   try {
     const node = new FullNode(store)
@@ -282,6 +288,7 @@ async function importCommand(args: string[]): Promise<void> {
   const dataDir = resolve(required('import-car', v, 'data'))
   const carPath = required('import-car', v, 'car')
   const bytes = readFile(carPath, 'the CAR')
+  mkdirSync(dataDir, { recursive: true })
   const store = openChainStore(storePath(dataDir))
   try {
     const before = store.size

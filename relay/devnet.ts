@@ -13,12 +13,12 @@ import { join } from 'node:path'
 import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
 import { compareBytes } from '../src/chain/cbor.ts'
 import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
-import { EMBEDDING_NAME, expertName, routerName } from '../src/chain/header.ts'
+import { EMBEDDING_NAME } from '../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
 import { encodeMeta, type MetaDocument } from '../src/chain/meta.ts'
 import { encodeSubmission } from '../src/chain/submission.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import type { ImportedModel } from '../src/model/imported.ts'
+import { blockNames, type ImportedModel } from '../src/model/imported.ts'
 import { buildPayload } from '../src/tensor/payload.ts'
 import { importPayload } from '../src/tensor/tiles.ts'
 import type { FullNode } from './node.ts'
@@ -68,16 +68,6 @@ export function readKeyFile(path: string): SecretKey {
   return Uint8Array.from(Buffer.from(text, 'hex'))
 }
 
-/** Parameter groups in chain order: embedding, then per layer the router and its experts. */
-function parameterNames(model: ImportedModel): string[] {
-  const names = [EMBEDDING_NAME]
-  for (let l = 0; l < model.architecture.n_layers; l++) {
-    names.push(routerName(l))
-    for (let e = 0; e < model.architecture.n_experts; e++) names.push(expertName(l, e))
-  }
-  return names
-}
-
 export async function initDevnet(options: InitOptions): Promise<InitResult> {
   const { node, model } = options
   const difficulty = options.difficulty ?? 8
@@ -97,7 +87,7 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
 
   let clock = Date.now()
   const tick = (): number => (clock = Math.max(clock + 1, Date.now()))
-  const names = parameterNames(model)
+  const names = blockNames(model.architecture)
   const total = 1 + (options.datasets?.length ?? 0) + names.length
   let done = 0
   const progress = (what: string): void => options.onProgress?.({ done: ++done, total, what })

@@ -31,8 +31,8 @@ export function sendJson(res: ServerResponse, status: number, body: Json, header
  * An error response: `{ error: { code, message, ... } }`. `code` is a RuleError code (`E_POW`) for
  * protocol rejections, or an HTTP-level name (`NOT_FOUND`, `RATE_LIMITED`) otherwise.
  */
-export function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}, extra: { [key: string]: Json } = {}): void {
-  sendJson(res, status, { error: { code, message, ...extra } }, headers)
+export function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, status, { error: { code, message } }, headers)
 }
 
 export class BodyTooLargeError extends Error {
