@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
+import { CarReader } from '@ipld/car'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -21,6 +22,7 @@ import { decodeLedgerDocument } from '../../src/chain/ledger.ts'
 import { decodeMeta } from '../../src/chain/meta.ts'
 import { decodeParamIndex } from '../../src/chain/paramindex.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
+import { decodeSubmission } from '../../src/chain/submission.ts'
 import { decodeTensorBlock, dequantize, encodeTensorBlock } from '../../src/tensor/tensorblock.ts'
 import { decodeTBlockHeader } from '../../src/tensor/tblock.ts'
 import { importPayload, TILE_SIZE } from '../../src/tensor/tiles.ts'
@@ -158,6 +160,24 @@ describe('TensorBlock vectors', () => {
         const tol = v.dtype === 'int8' ? scale / 2 : v.dtype === 'fp16' ? Math.abs(v.values[i] as number) * 2 ** -11 : 0
         assert.ok(Math.abs(x - (v.values[i] as number)) <= tol + 1e-12, `${v.name}[${i}]: ${x} vs ${v.values[i]}`)
       })
+    })
+  }
+})
+
+describe('submission vectors', () => {
+  for (const v of vectors.submissions) {
+    test(`${v.name}: a CARv1 read by @ipld/car, every block hashing to its CID, accepted by decodeSubmission`, async () => {
+      const car = hex(v.car_hex)
+      const reader = await CarReader.fromBytes(car)
+      assert.deepEqual((await reader.getRoots()).map(String), v.roots)
+      const cids: string[] = []
+      for await (const { cid, bytes } of reader.blocks()) {
+        assert.ok(CID.createV1(cid.code, await sha256.digest(bytes)).equals(cid))
+        cids.push(cid.toString())
+      }
+      assert.deepEqual(cids, v.blocks)
+      const sub = await decodeSubmission(car)
+      assert.equal(CID.createV1(0x71, await sha256.digest(sub.input.header)).toString(), v.roots[0])
     })
   }
 })

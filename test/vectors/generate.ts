@@ -15,7 +15,8 @@ import { encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex
 import { buildPayload } from '../../src/tensor/payload.ts'
 import { encodeTensorBlock } from '../../src/tensor/tensorblock.ts'
 import { extractTilePath, importPayload, tileCount } from '../../src/tensor/tiles.ts'
-import { Devnet } from '../fixtures/devnet.ts'
+import { Devnet, submissionCar } from '../fixtures/devnet.ts'
+import { CarReader } from '@ipld/car'
 import type { DType } from '../../src/tensor/tblock.ts'
 
 export interface HeaderVector {
@@ -62,12 +63,22 @@ export interface DocumentVector {
   cid: string
 }
 
+export interface SubmissionVector {
+  name: string
+  /** The whole submission CAR (CARv1). */
+  car_hex: string
+  roots: string[]
+  /** CIDs of the blocks in the CAR, in order. */
+  blocks: string[]
+}
+
 export interface ProtocolVectors {
   description: string
   headers: HeaderVector[]
   documents: DocumentVector[]
   tensorblocks: TensorBlockVector[]
   payloads: PayloadVector[]
+  submissions: SubmissionVector[]
 }
 
 /** Tile CIDs of a payload, in byte order, read from its own UnixFS DAG. */
@@ -146,12 +157,22 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     tile_cids: bigTiles.tiles
   })
 
+  const submissions: SubmissionVector[] = []
+  for (const name of ['transfer', 'reward']) {
+    const car = await submissionCar(d.built.get(name)!)
+    const reader = await CarReader.fromBytes(car)
+    const blocks: string[] = []
+    for await (const { cid } of reader.blocks()) blocks.push(cid.toString())
+    submissions.push({ name, car_hex: toHex(car), roots: (await reader.getRoots()).map(String), blocks })
+  }
+
   return {
     description: 'Blyan protocol test vectors (docs/protocol.md). Test keys: sha256("blyan test key <role>"). Regenerate with `npm run vectors`.',
     headers,
     documents,
     tensorblocks,
-    payloads
+    payloads,
+    submissions
   }
 }
 
