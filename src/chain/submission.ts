@@ -14,6 +14,7 @@
  * @module
  */
 import { CarReader, CarWriter } from '@ipld/car'
+import { concatBytes } from '@noble/hashes/utils.js'
 import { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
 import { readUnixfsFile, importPayload } from '../tensor/tiles.ts'
@@ -88,21 +89,20 @@ export async function encodeSubmission(parts: SubmissionParts): Promise<Uint8Arr
     add(certCid, parts.certificate)
     roots.push(certCid)
   }
-  const { writer, out } = CarWriter.create(roots)
+  return writeCar(roots, blocks.values())
+}
+
+/** A CARv1 of `blocks` under `roots`, in memory. Writes what it is given: checking is the reader's job. */
+export async function writeCar(roots: readonly CID[], blocks: Iterable<{ readonly cid: CID; readonly bytes: Uint8Array }>): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create([...roots])
   const chunks: Uint8Array[] = []
   const collected = (async () => {
     for await (const chunk of out) chunks.push(chunk)
   })()
-  for (const { cid, bytes } of blocks.values()) await writer.put({ cid, bytes })
+  for (const { cid, bytes } of blocks) await writer.put({ cid, bytes })
   await writer.close()
   await collected
-  const car = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const chunk of chunks) {
-    car.set(chunk, at)
-    at += chunk.length
-  }
-  return car
+  return concatBytes(...chunks)
 }
 
 /**
