@@ -77,9 +77,11 @@ describe('blyan CLI', () => {
     const garbageStore = join(tmp, 'garbage-store')
     spawnSync('mkdir', ['-p', garbageStore])
     writeFileSync(join(garbageStore, 'chain.sqlite'), 'this is not a database'.repeat(100))
-    const r = blyan('verify', '--data', garbageStore)
-    assert.equal(r.code, 1)
-    assertCleanError(r, /store damaged at .*chain\.sqlite/)
+    for (const command of ['verify', 'start']) {
+      const r = blyan(command, '--data', garbageStore, ...(command === 'start' ? ['--port', '0'] : []))
+      assert.equal(r.code, 1, `${command}: the node refuses a damaged store`)
+      assertCleanError(r, /store damaged at .*chain\.sqlite/)
+    }
   })
 
   test('truncated, oversized and garbage model files are refused with the file and byte offset', (t) => {
