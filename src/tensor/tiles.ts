@@ -280,6 +280,85 @@ export function readUnixfsFile(root: CID, getBlock: (cid: CID) => Uint8Array | u
   return { bytes: out, cids }
 }
 
+/** Counts of what fetchUnixfsFile fetched. */
+export interface FetchCounts {
+  /** Raw leaves (tiles). */
+  tiles: number
+  /** All blocks: leaves and dag-pb nodes. */
+  blocks: number
+  bytes: number
+}
+
+/**
+ * Fetch a whole UnixFS file block by block from an untrusted source and verify every block against
+ * the CID that names it (WebCrypto SHA-256): the root against `root`, each child against its
+ * parent's link. `size` is the file size the signed header states. Leaves are fetched `concurrency`
+ * at a time. A block that does not hash to its CID: E_TILE (leaf) or E_MERKLE (node); sizes that
+ * disagree: E_MERKLE. Counts go to `counts` as blocks arrive.
+ */
+export async function fetchUnixfsFile(
+  root: CID,
+  size: number,
+  getBlock: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>,
+  options: { signal?: AbortSignal; concurrency?: number; counts?: FetchCounts } = {}
+): Promise<Uint8Array> {
+  acid(root, 'root')
+  aint(size, 'size', 1)
+  const counts = options.counts ?? { tiles: 0, blocks: 0, bytes: 0 }
+  const signal = options.signal
+  const fetchVerified = async (cid: CID, field: string): Promise<Uint8Array> => {
+    signal?.throwIfAborted()
+    const bytes = (await getBlock(cid, signal)).slice()
+    counts.blocks++
+    counts.bytes += bytes.length
+    if (cid.code === RAW) counts.tiles++
+    if (!bytesEqual(await sha256(bytes), cid.multihash.digest)) reject(cid.code === RAW ? 'E_TILE' : 'E_MERKLE', field, `block does not hash to ${cid}`)
+    return bytes
+  }
+  const rootCid = sha256Cid(root, 'root')
+  const rootBytes = await fetchVerified(rootCid, 'root')
+  if (rootCid.code === RAW) {
+    if (rootBytes.length !== size) reject('E_MERKLE', 'root', `file of ${rootBytes.length} bytes, the header says ${size}`)
+    return rootBytes
+  }
+  const top = decodeFileNode(rootBytes, 'root')
+  if (top.size !== size) reject('E_MERKLE', 'root', `file of ${top.size} bytes, the header says ${size}`)
+  const out = new Uint8Array(size)
+  const concurrency = options.concurrency ?? 8
+  // Breadth-first over levels: a level's children are fetched in parallel, written at their offsets.
+  let level: { node: FileNode; start: number; field: string }[] = [{ node: top, start: 0, field: 'root' }]
+  for (let depth = 1; level.length > 0; depth++) {
+    if (depth > MAX_DEPTH) reject('E_MERKLE', 'root', `deeper than ${MAX_DEPTH} levels`)
+    const jobs: { cid: CID; start: number; size: number; field: string }[] = []
+    for (const { node, start, field } of level) {
+      let at = start
+      node.links.forEach((cid, i) => {
+        jobs.push({ cid, start: at, size: node.sizes[i] as number, field: `${field}.Links[${i}]` })
+        at += node.sizes[i] as number
+      })
+    }
+    const next: typeof level = []
+    let cursor = 0
+    const worker = async (): Promise<void> => {
+      while (cursor < jobs.length) {
+        const job = jobs[cursor++] as (typeof jobs)[number]
+        const block = await fetchVerified(job.cid, job.field)
+        if (job.cid.code === RAW) {
+          if (block.length !== job.size) reject('E_MERKLE', job.field, `leaf of ${block.length} bytes, the parent says ${job.size}`)
+          out.set(block, job.start)
+        } else {
+          const node = decodeFileNode(block, job.field)
+          if (node.size !== job.size) reject('E_MERKLE', job.field, `node covers ${node.size} bytes, the parent says ${job.size}`)
+          next.push({ node, start: job.start, field: job.field })
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker))
+    level = next
+  }
+  return out
+}
+
 /** Check one tile whose raw-leaf CID is already trusted (e.g. from a verified parent node). */
 export async function verifyTile(leafCid: CID, bytes: Uint8Array): Promise<void> {
   acid(leafCid, 'leafCid')

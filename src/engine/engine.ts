@@ -1,0 +1,239 @@
+/**
+ * The engine: runs a backend over weights fetched by CID, loading only the experts the router picks.
+ *
+ * Shared blocks (embedding, every layer's router block) load once. Each token runs whole on the
+ * backend; when the router picks experts that are not resident, the backend says which, the engine
+ * fetches and checks exactly those blocks, and the token runs again. Resident experts are kept in an
+ * LRU of bounded size. Every byte comes from the TileSource, which verifies it; every payload is then
+ * decoded and checked (finite values, shapes of chain A) before any backend sees it.
+ *
+ * @module
+ */
+import { EMBEDDING_NAME, expertName, routerName } from '../chain/header.ts'
+import { readBlockTensors } from '../model/weights.ts'
+import type { Sampler } from '../model/sampler.ts'
+import type { Backend, BlockRef, BlockTensors, ExpertRef, ForwardResult, ModelSource, TileSource } from './interface.ts'
+
+export interface EngineOptions {
+  /** Most experts resident at once; beyond it the least recently used is unloaded. Default: every expert. */
+  readonly maxResidentExperts?: number
+  /** Called as blocks load (for progress bars). */
+  readonly onLoad?: (event: { readonly block: BlockRef; readonly bytes: number }) => void
+  readonly signal?: AbortSignal
+}
+
+export interface EngineStats {
+  /** Tokens run through the model (prompt and generated). */
+  tokens: number
+  /** Milliseconds spent in forward passes (including expert loads). */
+  forwardMs: number
+  expertsLoaded: number
+  expertsEvicted: number
+  /** Token runs repeated because an expert was not resident. */
+  retries: number
+  /** (n_layers, n_experts): how often each expert was used. */
+  readonly usage: number[][]
+}
+
+/** An expert block a generation used. */
+export interface UsedExpert {
+  readonly layer: number
+  readonly expert: number
+  readonly name: string
+  readonly cid: string
+}
+
+export interface GenerateOptions {
+  readonly maxTokens: number
+  readonly sampler: Sampler
+  /** Stop at this token (default: none; pass the tokenizer's EOS, or BOS for llama2.c stories). */
+  readonly stopTokens?: readonly number[]
+  /** Each generated token as it is sampled. */
+  readonly onToken?: (token: number) => void
+  readonly signal?: AbortSignal
+}
+
+export interface Generation {
+  /** Generated ids (not the prompt). */
+  readonly tokens: number[]
+  /** The expert blocks this generation used. */
+  readonly experts: UsedExpert[]
+  readonly stats: { readonly tokensPerSecond: number; readonly promptTokens: number; readonly generatedTokens: number }
+}
+
+export class Engine {
+  readonly model: ModelSource
+  readonly backend: Backend
+  readonly tiles: TileSource
+  readonly stats: EngineStats
+  readonly #maxResident: number
+  readonly #options: EngineOptions
+  /** Resident experts, least recently used first (Map keeps insertion order). */
+  readonly #resident = new Map<string, ExpertRef>()
+
+  private constructor(model: ModelSource, backend: Backend, tiles: TileSource, options: EngineOptions) {
+    const arch = model.architecture
+    this.model = model
+    this.backend = backend
+    this.tiles = tiles
+    this.#options = options
+    const all = arch.n_layers * arch.n_experts
+    const need = arch.n_layers * arch.top_k
+    this.#maxResident = options.maxResidentExperts ?? all
+    if (!Number.isInteger(this.#maxResident) || this.#maxResident < need) {
+      throw new RangeError(`maxResidentExperts: a token needs up to ${need} experts at once (n_layers x top_k), got ${options.maxResidentExperts}`)
+    }
+    this.stats = { tokens: 0, forwardMs: 0, expertsLoaded: 0, expertsEvicted: 0, retries: 0, usage: Array.from({ length: arch.n_layers }, () => new Array<number>(arch.n_experts).fill(0)) }
+  }
+
+  /** Fetch, check and load the shared blocks; the engine is then ready to run. */
+  static async create(model: ModelSource, backend: Backend, tiles: TileSource, options: EngineOptions = {}): Promise<Engine> {
+    const engine = new Engine(model, backend, tiles, options)
+    const names = [EMBEDDING_NAME, ...Array.from({ length: model.architecture.n_layers }, (_, l) => routerName(l))]
+    const shared = new Map<string, BlockTensors>()
+    for (const name of names) shared.set(name, await engine.#read(name))
+    await backend.loadShared(shared)
+    return engine
+  }
+
+  /** Fetch a block's payload through the TileSource and check it; throws RuleError for bad weights. */
+  async #read(name: string): Promise<BlockTensors> {
+    const block = this.model.blocks.get(name)
+    if (block === undefined) throw new Error(`the model has no block ${name}`)
+    const signal = this.#options.signal
+    const payload = await this.tiles.payload(block.payload, block.payloadSize, signal === undefined ? {} : { signal })
+    const tensors = readBlockTensors(name, this.model.architecture, payload)
+    this.#options.onLoad?.({ block, bytes: payload.length })
+    return tensors
+  }
+
+  async #load(needed: readonly ExpertRef[], keep: ReadonlySet<string>): Promise<void> {
+    for (const ref of needed) {
+      const key = `${ref.layer}.${ref.expert}`
+      if (this.#resident.has(key)) continue
+      while (this.#resident.size >= this.#maxResident) {
+        const victim = [...this.#resident].find(([k]) => !keep.has(k))
+        if (victim === undefined) throw new Error('expert LRU: every resident expert is needed by this token')
+        this.backend.unloadExpert(victim[1].layer, victim[1].expert)
+        this.#resident.delete(victim[0])
+        this.stats.expertsEvicted++
+      }
+      await this.backend.loadExpert(ref.layer, ref.expert, await this.#read(expertName(ref.layer, ref.expert)))
+      this.#resident.set(key, ref)
+      this.stats.expertsLoaded++
+    }
+  }
+
+  /** Logits for `token` at `pos`, loading whatever experts the router picks. */
+  step(token: number, pos: number): Promise<Float32Array> {
+    return this.#run(() => this.backend.forward(token, pos), 1)
+  }
+
+  /** Run a backend pass until every expert it picks is resident; returns the logits. */
+  async #run(pass: () => Promise<ForwardResult>, tokens: number): Promise<Float32Array> {
+    const started = performance.now()
+    const keep = new Set<string>()
+    for (;;) {
+      this.#options.signal?.throwIfAborted()
+      const r = await pass()
+      if ('logits' in r) {
+        r.used.forEach((experts, layer) => {
+          for (const e of experts) {
+            const key = `${layer}.${e}`
+            const ref = this.#resident.get(key)
+            if (ref !== undefined) {
+              this.#resident.delete(key) // most recently used goes last
+              this.#resident.set(key, ref)
+            }
+            ;(this.stats.usage[layer] as number[])[e] = ((this.stats.usage[layer] as number[])[e] as number) + 1
+          }
+        })
+        this.stats.tokens += tokens
+        this.stats.forwardMs += performance.now() - started
+        return r.logits
+      }
+      for (const m of [...r.missing, ...r.selected]) keep.add(`${m.layer}.${m.expert}`)
+      await this.#load(r.missing, keep)
+      this.stats.retries++
+    }
+  }
+
+  /** Generate after `prompt` (token ids, BOS first if the model wants one) from position 0. */
+  async generate(prompt: readonly number[], options: GenerateOptions): Promise<Generation> {
+    if (prompt.length === 0) throw new RangeError('prompt: at least one token (BOS)')
+    const maxSeq = this.model.architecture.max_seq_len
+    this.backend.reset()
+    const before = this.stats.usage.map((l) => [...l])
+    const started = performance.now()
+    const tokens: number[] = []
+    let logits: Float32Array | null = null
+    const promptTokens = prompt.slice(0, maxSeq)
+    let pos = 0
+    if (promptTokens.length > 1 && this.backend.prefill !== undefined) {
+      logits = await this.#run(() => (this.backend.prefill as NonNullable<Backend['prefill']>)(promptTokens, 0), promptTokens.length)
+      pos = promptTokens.length
+    } else {
+      for (const t of promptTokens) logits = await this.step(t, pos++)
+    }
+    while (logits !== null && tokens.length < options.maxTokens && pos < maxSeq) {
+      options.signal?.throwIfAborted()
+      const next = options.sampler.sample(logits)
+      if (options.stopTokens?.includes(next) === true) break
+      tokens.push(next)
+      options.onToken?.(next)
+      if (tokens.length === options.maxTokens || pos >= maxSeq) break
+      logits = await this.step(next, pos++)
+    }
+    const seconds = (performance.now() - started) / 1000
+    return {
+      tokens,
+      experts: this.#usedSince(before),
+      stats: { tokensPerSecond: (prompt.length + tokens.length) / seconds, promptTokens: prompt.length, generatedTokens: tokens.length }
+    }
+  }
+
+  /**
+   * Mean next-token cross-entropy (nats) of `tokens`, in windows of max_seq_len tokens: inside a
+   * window each position predicts the next token of the window, the KV cache restarting per window.
+   */
+  async evaluate(tokens: readonly number[]): Promise<{ loss: number; predicted: number }> {
+    const window = this.model.architecture.max_seq_len
+    let total = 0
+    let predicted = 0
+    for (let start = 0; start + 1 < tokens.length; start += window) {
+      const chunk = tokens.slice(start, start + window)
+      this.backend.reset()
+      for (let pos = 0; pos + 1 < chunk.length; pos++) {
+        const logits = await this.step(chunk[pos] as number, pos)
+        total += crossEntropy(logits, chunk[pos + 1] as number)
+        predicted++
+      }
+    }
+    return { loss: predicted === 0 ? NaN : total / predicted, predicted }
+  }
+
+  #usedSince(before: readonly (readonly number[])[]): UsedExpert[] {
+    const used: UsedExpert[] = []
+    this.stats.usage.forEach((counts, layer) => counts.forEach((n, expert) => {
+      if (n > ((before[layer] as readonly number[])[expert] as number)) {
+        const name = expertName(layer, expert)
+        used.push({ layer, expert, name, cid: this.model.blocks.get(name)?.cid.toString() ?? '' })
+      }
+    }))
+    return used
+  }
+
+  destroy(): void {
+    this.backend.destroy()
+    this.#resident.clear()
+  }
+}
+
+/** -log softmax(logits)[target], in float64. */
+export function crossEntropy(logits: Float32Array, target: number): number {
+  let max = -Infinity
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i] as number)
+  let sum = 0
+  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] as number) - max)
+  return Math.log(sum) + max - (logits[target] as number)
+}
