@@ -20,6 +20,7 @@ import type { ImportedModel, ImportedTokenizer } from '../src/model/imported.ts'
 import { llama2cToModel, parseLlama2c } from '../src/model/llama2c.ts'
 import { parseSafetensorsHeader, safetensorsPrefixLength } from '../src/model/safetensors.ts'
 import { llama2cTokenizer } from '../src/model/tokenizer-llama2c.ts'
+import { tokenizerOf, type Tokenizer } from '../src/model/tokenizer.ts'
 
 export interface ImportOptions {
   /** llama2.c only: experts each dense FFN is split into. @default 4 */
@@ -32,6 +33,12 @@ export interface ImportOptions {
   readonly seed?: number
 }
 
+/** What importModel returns: the model, and for a Hugging Face directory its tokenizer.json built for encoding and decoding. */
+export interface ImportResult extends ImportedModel {
+  /** Hugging Face only: the tokenizer, ready to use (null without tokenizer.json). */
+  readonly textTokenizer?: Tokenizer | null
+}
+
 /** Index file of a sharded HF checkpoint. */
 export const HF_INDEX_FILE = 'model.safetensors.index.json'
 
@@ -39,9 +46,10 @@ export const HF_INDEX_FILE = 'model.safetensors.index.json'
  * Import a model: a `.bin` file is a llama2.c checkpoint (tokenizer: `options.tokenizer`, else
  * `tok<vocab_size>.bin` beside it when present); a directory holding `config.json` (or that
  * `config.json` itself) is a Hugging Face MoE checkpoint (tokenizer: `options.tokenizer`, else
- * `tokenizer.json` in the directory when present, with BOS/EOS from config.json / tokenizer_config.json).
+ * `tokenizer.json` in the directory when present, with BOS/EOS from config.json / tokenizer_config.json;
+ * `textTokenizer` is that file built into a Tokenizer, so an unusable tokenizer.json fails here).
  */
-export async function importModel(path: string, options: ImportOptions = {}): Promise<ImportedModel> {
+export async function importModel(path: string, options: ImportOptions = {}): Promise<ImportResult> {
   if (typeof path !== 'string' || path === '') throw new TypeError('path: expected a file or directory name')
   const kind = statOf(path)
   if (kind.isDirectory()) {
@@ -74,7 +82,7 @@ async function importLlama2cFile(path: string, options: ImportOptions): Promise<
 // ---------------------------------------------------------------------------------------------
 // Hugging Face
 
-async function importHfDirectory(dir: string, options: ImportOptions): Promise<ImportedModel> {
+async function importHfDirectory(dir: string, options: ImportOptions): Promise<ImportResult> {
   const configPath = join(dir, 'config.json')
   const config = readJson(configPath)
   const topK = options.topK === undefined ? {} : { topK: options.topK }
@@ -91,7 +99,13 @@ async function importHfDirectory(dir: string, options: ImportOptions): Promise<I
       const tcPath = join(dirname(tokPath), 'tokenizer_config.json')
       tokenizer = hfTokenizer(readAll(tokPath), config, existsSync(tcPath) ? readJson(tcPath) : null, tokPath)
     }
-    return importHf(config, shards.source, { configFile: configPath, tokenizer, ...topK })
+    // Build the tokenizer before reading any tensor: a tokenizer.json that cannot encode (a feature
+    // src/model/tokenizer-hf.ts lacks, a token id past the vocabulary) fails the import, not the
+    // first chat. BOS / EOS outside the vocabulary are left for importHf to report.
+    const inVocab = (id: number): boolean => id < architecture.vocab_size
+    const textTokenizer = tokenizer !== null && inVocab(tokenizer.bos_id) && inVocab(tokenizer.eos_id) ? tokenizerOf(tokenizer, architecture.vocab_size, tokPath) : null
+    const model = importHf(config, shards.source, { configFile: configPath, tokenizer, ...topK })
+    return Object.freeze({ ...model, textTokenizer })
   } finally {
     shards.close()
   }
