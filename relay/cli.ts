@@ -7,6 +7,8 @@
  *   blyan verify --data DIR
  *   blyan export --data DIR --car FILE
  *   blyan import-car --data DIR --car FILE
+ *   blyan generate --data DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--backend cpu|webgpu|ort] [--json]
+ *   blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
  *
  * Every failure is one line on stderr naming the argument, the file or the damaged item, and a
  * non-zero exit: 2 for usage errors, 1 for everything else.
@@ -23,6 +25,7 @@ import { STORE_FILE, initDevnet, type DatasetFile } from './devnet.ts'
 import { importModel } from './import.ts'
 import { StoreDamagedError, type ChainStore } from './interface.ts'
 import { FullNode } from './node.ts'
+import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './run.ts'
 import { createRelay } from './server.ts'
 import { openChainStore } from './store.ts'
 
@@ -58,7 +61,20 @@ const USAGE: Record<string, string> = {
   export: `blyan export --data DIR --car FILE
   Write every accepted block and everything it brought to one CAR (roots: headers in order).`,
   'import-car': `blyan import-car --data DIR --car FILE
-  Submit every block of an export CAR to the store in DIR (created if missing), validating each.`
+  Submit every block of an export CAR to the store in DIR (created if missing), validating each.`,
+  generate: `blyan generate --data DIR --prompt TEXT [options]
+  Generate text with the devnet's model; weights are read and verified block by block, and only the
+  experts the router picks are loaded.
+    --max-tokens N        tokens to generate (default 128)
+    --temperature T       0 (default) is greedy
+    --top-p P             nucleus sampling (default 0.9; 1 disables)
+    --seed S              sampler seed (default 42)
+    --backend B           cpu (reference), webgpu (our WGSL kernels; Dawn in Node) or ort (ONNX Runtime Web, wasm); default cpu
+    --max-experts N       most experts resident at once (default: all)
+    --json                one JSON object: text, tokens, experts (blocks used), stats`,
+  eval: `blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
+  Mean next-token cross-entropy (nats) of FILE, tokenized as one sequence from BOS, over its first N
+  tokens (default 1024), in windows of the model's max_seq_len.`
 }
 
 const HELP = `blyan ${VERSION}: the Blyan full node
@@ -299,8 +315,69 @@ async function importCommand(args: string[]): Promise<void> {
   }
 }
 
+function backendOf(command: string, values: Values): BackendName {
+  const b = (values['backend'] as string | undefined) ?? 'cpu'
+  if (!(BACKENDS as readonly string[]).includes(b)) throw new UsageError(`${command}: --backend must be one of ${BACKENDS.join(', ')}, got "${b}"`)
+  return b as BackendName
+}
+
+function numberOption(command: string, values: Values, name: string, fallback: number, min: number, max: number): number {
+  const v = values[name]
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (typeof v !== 'string' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${command}: --${name} must be a number from ${min} to ${max}, got "${String(v)}"`)
+  return n
+}
+
+async function generateCommand(args: string[]): Promise<void> {
+  const v = parse('generate', args, {
+    data: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' },
+    'top-p': { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, 'max-experts': { type: 'string' }, json: { type: 'boolean' }
+  })
+  if (v['help'] === true) return void console.log(USAGE['generate'])
+  const prompt = typeof v['prompt'] === 'string' ? v['prompt'] : required('generate', v, 'prompt')
+  const backend = backendOf('generate', v)
+  const maxTokens = positiveInt('generate', v, 'max-tokens', 128, 1 << 20) as number
+  const temperature = numberOption('generate', v, 'temperature', 0, 0, 100)
+  const topP = numberOption('generate', v, 'top-p', 0.9, 0, 1)
+  const seed = numberOption('generate', v, 'seed', 42, 0, Number.MAX_SAFE_INTEGER)
+  const maxExperts = positiveInt('generate', v, 'max-experts', undefined, 1 << 20)
+  const json = v['json'] === true
+  const store = openExistingStore(resolve(required('generate', v, 'data')))
+  try {
+    const run = await openRun(store, backend, maxExperts === undefined ? {} : { maxResidentExperts: maxExperts })
+    const result = await generate(run, backend, { prompt, maxTokens, temperature, topP, seed, ...(json ? {} : { onText: (t: string) => void process.stdout.write(t) }) })
+    run.engine.destroy()
+    if (json) console.log(JSON.stringify(result))
+    else process.stdout.write('\n')
+  } finally {
+    store.close()
+  }
+}
+
+async function evalCommand(args: string[]): Promise<void> {
+  const v = parse('eval', args, { data: { type: 'string' }, text: { type: 'string' }, 'max-tokens': { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } })
+  if (v['help'] === true) return void console.log(USAGE['eval'])
+  const textPath = required('eval', v, 'text')
+  const backend = backendOf('eval', v)
+  const maxTokens = positiveInt('eval', v, 'max-tokens', 1024, 1 << 24) as number
+  const text = new TextDecoder().decode(readFile(textPath, 'the text'))
+  const store = openExistingStore(resolve(required('eval', v, 'data')))
+  try {
+    const run = await openRun(store, backend)
+    const started = performance.now()
+    const r = await evaluateText(run, text, maxTokens)
+    run.engine.destroy()
+    const seconds = (performance.now() - started) / 1000
+    if (v['json'] === true) console.log(JSON.stringify({ loss: r.loss, predicted: r.predicted, tokens: r.tokens, backend, seconds }))
+    else console.log(`mean cross-entropy ${r.loss.toFixed(6)} nats over ${r.predicted} predictions (${r.tokens} tokens, ${backend}, ${seconds.toFixed(1)} s)`)
+  } finally {
+    store.close()
+  }
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
-  init, start, verify, export: exportCommand, 'import-car': importCommand
+  init, start, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand
 }
 
 /** Run the CLI; resolves to the exit code (the server of `start` keeps the process alive). */
