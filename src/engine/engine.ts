@@ -50,6 +50,8 @@ export interface GenerateOptions {
   readonly stopTokens?: readonly number[]
   /** Each generated token as it is sampled. */
   readonly onToken?: (token: number) => void
+  /** The logits each generated token was sampled from (for tests and audits). */
+  readonly onLogits?: (logits: Float32Array) => void
   readonly signal?: AbortSignal
 }
 
@@ -177,6 +179,7 @@ export class Engine {
     }
     while (logits !== null && tokens.length < options.maxTokens && pos < maxSeq) {
       options.signal?.throwIfAborted()
+      options.onLogits?.(logits)
       const next = options.sampler.sample(logits)
       if (options.stopTokens?.includes(next) === true) break
       tokens.push(next)
