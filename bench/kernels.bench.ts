@@ -1,0 +1,127 @@
+/**
+ * WebGPU backend speed: decode ms/token and prefill tokens/s on a synthetic int8 MoE model, with
+ * the CPU backend measured in the same run as the baseline, plus the int8 GEMV's effective
+ * bandwidth. On a software adapter (SwiftShader) the model is small: those numbers only show the
+ * harness works; real numbers come from a hardware GPU.
+ */
+import type { Architecture } from '../src/chain/meta.ts'
+import { expertName, routerName, EMBEDDING_NAME } from '../src/chain/header.ts'
+import { CpuBackend } from '../src/engine/cpu.ts'
+import type { Backend, BlockTensors } from '../src/engine/interface.ts'
+import { WebGpuBackend } from '../src/engine/webgpu.ts'
+import { GpuContext, gpuFeatures } from '../src/gpu/context.ts'
+import { requestModelDevice } from '../src/gpu/device.ts'
+import { matvec } from '../src/gpu/kernels/matvec.ts'
+import { nodeGpu } from '../src/gpu/node.ts'
+import { tuningFor } from '../src/gpu/tuning.ts'
+import { hostMatrix } from '../src/gpu/upload.ts'
+import { readBlockTensors } from '../src/model/weights.ts'
+import { expectedTensors } from '../src/chain/params.ts'
+import { buildPayload } from '../src/tensor/payload.ts'
+import { decodeTensorBlock, encodeTensorBlock } from '../src/tensor/tensorblock.ts'
+import { median } from './measure.ts'
+
+const BASE = { family: 'llama_moe', n_kv_heads: 4, head_dim: 64, max_seq_len: 256, n_experts: 8, top_k: 2, router_weighting: 'softmax_topk', shared_expert_hidden_dim: 0, shared_expert_gate: false, qk_norm: false, attention_bias: false, tie_embeddings: true, norm_eps: 1e-5, rope_theta: 10000 } as const
+
+/** One random block per kind, reused for every layer and expert (shapes are all that matter here). */
+function tensorsFor(arch: Architecture): Map<string, BlockTensors> {
+  let seed = 1
+  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.2
+  const block = (name: string): BlockTensors => readBlockTensors(name, arch, buildPayload(expectedTensors(name, arch).map((s) => {
+    const values = new Float32Array(s.shape.reduce((a, b) => a * b, 1))
+    for (let i = 0; i < values.length; i++) values[i] = rand()
+    return { name: s.name, values, shape: s.shape, dtype: s.shape.length === 1 ? 'fp32' : 'int8' }
+  })))
+  const router = block(routerName(0))
+  const expert = block(expertName(0, 0))
+  const out = new Map<string, BlockTensors>([[EMBEDDING_NAME, block(EMBEDDING_NAME)]])
+  for (let l = 0; l < arch.n_layers; l++) {
+    out.set(routerName(l), router)
+    for (let e = 0; e < arch.n_experts; e++) out.set(expertName(l, e), expert)
+  }
+  return out
+}
+
+async function load(b: Backend, arch: Architecture, t: Map<string, BlockTensors>): Promise<void> {
+  await b.loadShared(new Map([EMBEDDING_NAME, ...Array.from({ length: arch.n_layers }, (_, l) => routerName(l))].map((n) => [n, t.get(n) as BlockTensors])))
+  for (let l = 0; l < arch.n_layers; l++) for (let e = 0; e < arch.n_experts; e++) await b.loadExpert(l, e, t.get(expertName(l, e)) as BlockTensors)
+}
+
+/** Median ms per token over `rounds` runs of `tokens` decode steps from position 0. */
+async function decodeMs(b: Backend, tokens: number, rounds: number): Promise<number> {
+  const times: number[] = []
+  for (let r = 0; r < rounds; r++) {
+    b.reset()
+    const t = performance.now()
+    for (let pos = 0; pos < tokens; pos++) await b.forward((pos * 7) % 100, pos)
+    times.push((performance.now() - t) / tokens)
+  }
+  return median(times)
+}
+
+export async function run(): Promise<void> {
+  const g = await nodeGpu()
+  if (g === null) {
+    console.log('no WebGPU adapter: skipped')
+    return
+  }
+  const info = g.adapter.info
+  const software = tuningFor(info).name === 'cpu'
+  const arch: Architecture = Object.freeze(software
+    ? { ...BASE, dim: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab_size: 2048, expert_hidden_dim: 512 }
+    : { ...BASE, dim: 2048, n_layers: 8, n_heads: 32, n_kv_heads: 8, vocab_size: 32000, expert_hidden_dim: 1024 })
+  const slots = arch.n_layers * arch.n_experts
+  const device = await requestModelDevice(g.adapter, arch, { maxResidentExperts: slots })
+  console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description} (${tuningFor(info).name} tuning)`)
+  console.log(`model: dim ${arch.dim}, ${arch.n_layers} layers, ${arch.n_heads}/${arch.n_kv_heads} heads of ${arch.head_dim}, ${arch.n_experts} experts of ${arch.expert_hidden_dim} (top ${arch.top_k}), vocab ${arch.vocab_size}, int8`)
+  const t = tensorsFor(arch)
+
+  const cpu = new CpuBackend(arch)
+  await load(cpu, arch, t)
+  const cpuMs = await decodeMs(cpu, 3, 1)
+  cpu.destroy()
+
+  const gpu = await WebGpuBackend.create(device, arch, { maxResidentExperts: slots, wgslLanguageFeatures: g.wgslLanguageFeatures })
+  await load(gpu, arch, t)
+  await decodeMs(gpu, 2, 1) // warm up
+  const gpuMs = await decodeMs(gpu, software ? 4 : 32, 3)
+  const prompt = Array.from({ length: gpu.prefillTokens }, (_, i) => (i * 13) % 100)
+  const prefill: number[] = []
+  for (let r = 0; r < 3; r++) {
+    const s = performance.now()
+    await gpu.prefill(prompt, 0)
+    prefill.push(performance.now() - s)
+  }
+  const prefillMs = median(prefill)
+  console.log(`CPU backend decode: ${cpuMs.toFixed(1)} ms/token (baseline)`)
+  console.log(`WebGPU decode: ${gpuMs.toFixed(2)} ms/token, ${(cpuMs / gpuMs).toFixed(1)}x the CPU backend`)
+  console.log(`WebGPU prefill of ${prompt.length} tokens: ${prefillMs.toFixed(1)} ms, ${((prompt.length / prefillMs) * 1000).toFixed(0)} tokens/s, ${((gpuMs * prompt.length) / prefillMs).toFixed(1)}x token by token`)
+  gpu.destroy()
+
+  // int8 GEMV alone: 20 dispatches per submit, effective weight bandwidth
+  const n = software ? 1024 : 4096
+  const ctx = new GpuContext(device, gpuFeatures(g.wgslLanguageFeatures), tuningFor(info))
+  const h = hostMatrix(decodeTensorBlock(encodeTensorBlock(new Float32Array(n * n).fill(0.01), [n, n], 'int8')))
+  const w = { ...h, weights: ctx.upload('w', h.data), scales: ctx.upload('s', h.scales as Float32Array) }
+  const d = await matvec(ctx, 'gemv', w, ctx.storage('x', n * 4), ctx.storage('y', n * 4))
+  const reps = 20
+  const times: number[] = []
+  for (let r = 0; r < 5; r++) {
+    const s = performance.now()
+    const enc = device.createCommandEncoder()
+    const pass = enc.beginComputePass()
+    for (let i = 0; i < reps; i++) {
+      pass.setPipeline(d.pipeline)
+      pass.setBindGroup(0, d.bindGroup)
+      pass.dispatchWorkgroups(...d.decode)
+    }
+    pass.end()
+    device.queue.submit([enc.finish()])
+    await device.queue.onSubmittedWorkDone()
+    times.push((performance.now() - s) / reps)
+  }
+  const gemvMs = median(times)
+  console.log(`int8 GEMV ${n}x${n}: ${(gemvMs * 1000).toFixed(1)} µs, ${((n * n) / (gemvMs / 1000) / 1e9).toFixed(1)} GB/s of weights`)
+  ctx.destroy()
+  device.destroy()
+}

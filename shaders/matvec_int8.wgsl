@@ -1,0 +1,78 @@
+// matvec_int8: y = scale ⊙ (Q x) (+ bias) for one token (decode).
+//
+// Q is an int8 matrix packed 4 values per u32 word (little-endian: column 4j is the low byte of
+// word j), rows zero-padded to `stride` words; each row has one float32 scale. TPR threads share a
+// row: each sums dot(q[4j..4j+3], x[4j..4j+3]) over words j = lane, lane + TPR, ...; a tree in
+// workgroup memory adds the TPR partial sums; the scale multiplies the integer-weighted sum once.
+// Variants: PACKED (unpack4xI8, WGSL feature packed_4x8_integer_dot_product), else shifts.
+
+override WG: u32 = 256u; // threads per workgroup
+override TPR: u32 = 64u; // threads per row: a power of two dividing WG
+
+struct Params {
+  rows: u32,     // output rows
+  cols: u32,     // input length
+  stride: u32,   // u32 words per weight row, ceil(cols / 4)
+  x_offset: u32, // first element of x
+  y_offset: u32, // first element of y
+  has_bias: u32, // 1: add bias[r]
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;         // [rows, stride] int8 x 4
+@group(0) @binding(1) var<storage, read> scales: array<f32>;    // [rows]
+@group(0) @binding(2) var<storage, read> x: array<f32>;         // [x_offset + cols]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;   // [y_offset + rows]
+@group(0) @binding(4) var<storage, read> bias: array<f32>;      // [rows], a dummy when has_bias = 0
+@group(0) @binding(5) var<uniform> params: Params;
+
+var<workgroup> partial: array<f32, WG>;
+
+/** Four signed bytes of a word as floats. */
+fn unpack(word: u32) -> vec4<f32> {
+#if PACKED
+  return vec4<f32>(unpack4xI8(word));
+#else
+  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
+  return vec4<f32>(v >> vec4<u32>(24u));
+#endif
+}
+
+/** x[c..c+3], zero past cols (the padding bytes of Q are zero, but x there may be anything). */
+fn x4(c: u32) -> vec4<f32> {
+  let o = params.x_offset;
+  let n = params.cols;
+  return vec4<f32>(
+    select(0.0, x[o + c], c < n),
+    select(0.0, x[o + c + 1u], c + 1u < n),
+    select(0.0, x[o + c + 2u], c + 2u < n),
+    select(0.0, x[o + c + 3u], c + 3u < n));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let group = wid.y * nwg.x + wid.x; // 2-D grid when rows / (WG / TPR) exceeds 65535
+  let lane = lid % TPR;
+  let r = group * (WG / TPR) + lid / TPR;
+  var sum = 0.0;
+  if (r < params.rows) {
+    let base = r * params.stride;
+    for (var j = lane; j < params.stride; j += TPR) {
+      sum += dot(unpack(w[base + j]), x4(4u * j));
+    }
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      partial[lid] += partial[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u && r < params.rows) {
+    var v = scales[r] * partial[lid];
+    if (params.has_bias != 0u) {
+      v += bias[r];
+    }
+    y[params.y_offset + r] = v;
+  }
+}

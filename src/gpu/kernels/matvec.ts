@@ -1,0 +1,49 @@
+/**
+ * matvec_int8 / matvec_f32: y = W x (+ bias) for one token (decode). Both shaders share Params.
+ *
+ * @module
+ */
+import { dispatch, grid1d, type Dispatch, type GpuContext } from '../context.ts'
+import type { GpuMatrix } from '../upload.ts'
+import { packParams, type ParamValues } from './_params.ts'
+
+/** struct Params of matvec_int8.wgsl and matvec_f32.wgsl. */
+export const MATVEC_PARAMS = [
+  ['rows', 'u32'], // output rows
+  ['cols', 'u32'], // input length
+  ['stride', 'u32'], // 4-column groups per weight row
+  ['x_offset', 'u32'], // first element of x
+  ['y_offset', 'u32'], // first element of y
+  ['has_bias', 'u32'] // 1: add bias[r]
+] as const
+export type MatvecParams = ParamValues<typeof MATVEC_PARAMS>
+
+export function packMatvecParams(p: MatvecParams): Uint32Array {
+  return packParams('matvec', MATVEC_PARAMS, p)
+}
+
+export interface MatvecOptions {
+  readonly bias?: GPUBuffer | null
+  readonly xOffset?: number
+  readonly yOffset?: number
+}
+
+/** y[yOffset + r] = (W x[xOffset..])[r] (+ bias[r]). */
+export async function matvec(ctx: GpuContext, label: string, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: MatvecOptions = {}): Promise<Dispatch> {
+  const int8 = w.dtype === 'int8'
+  const pipeline = await ctx.pipelines.get({
+    kernel: int8 ? 'matvec_int8' : 'matvec_f32',
+    defines: int8 && ctx.features.packed4x8 ? ['PACKED'] : [],
+    overrides: { WG: ctx.tuning.matvecWg, TPR: ctx.tuning.matvecThreadsPerRow }
+  })
+  const bias = o.bias ?? null
+  const params = ctx.uniform(`${label}.params`, packMatvecParams({
+    rows: w.rows, cols: w.cols, stride: w.stride, x_offset: o.xOffset ?? 0, y_offset: o.yOffset ?? 0, has_bias: bias === null ? 0 : 1
+  }))
+  const b = bias ?? ctx.dummy
+  const entries: [number, GPUBuffer][] = int8
+    ? [[0, w.weights], [1, w.scales as GPUBuffer], [2, x], [3, y], [4, b], [5, params]]
+    : [[0, w.weights], [1, x], [2, y], [3, b], [4, params]]
+  const groups = grid1d(Math.ceil(w.rows / (ctx.tuning.matvecWg / ctx.tuning.matvecThreadsPerRow)))
+  return dispatch(label, pipeline, ctx.bindGroup(label, pipeline, entries), () => groups)
+}

@@ -1,0 +1,101 @@
+/**
+ * Every workgroup, tile and batch size of the WGSL kernels, in one place (ggml-webgpu keeps its
+ * WEBGPU_MUL_MAT_* block the same way). The kernels read them as `override` constants, so a change
+ * here needs no shader edit; the pipeline cache keys include them.
+ *
+ * Two profiles, picked from the adapter (`tuningFor`):
+ * - GPU_TUNING for hardware: many threads per output row, reductions in workgroup memory.
+ * - CPU_TUNING for software adapters (SwiftShader, which CI and GPU-less browsers run): there every
+ *   barrier switches fibers for each 4-lane batch of the workgroup, so a 256-thread matvec
+ *   workgroup with a 6-level tree cost 8x more than 64 threads each summing a whole row (measured
+ *   on SwiftShader 5: 2048x2048 int8 GEMV 258 ms vs 37 ms).
+ * Both are tested on every kernel (test/gpu/kernels.test.ts); speed on hardware is tuned later.
+ *
+ * @module
+ */
+
+/** WebGPU's default maxComputeWorkgroupsPerDimension: larger 1-D grids are folded into 2-D. */
+export const MAX_WORKGROUPS_PER_DIM = 65535
+
+/** matmul_*: rows per thread, the `RPT` const of the WGSL (private accumulators: fixed there). */
+export const MATMUL_ROWS_PER_THREAD = 4
+
+/** attention: largest head_dim the kernel handles (one thread per output element, 256 invocations at most). */
+export const ATTENTION_MAX_HEAD_DIM = 256
+
+/**
+ * Tokens per prefill pass: the activation buffers hold this many rows; longer prompts run in
+ * several passes. Capped by max_seq_len.
+ */
+export const PREFILL_TOKENS = 64
+
+export interface Tuning {
+  readonly name: string
+  /** matvec_int8 / matvec_f32 (decode GEMV): threads per workgroup. */
+  readonly matvecWg: number
+  /** Threads sharing one output row: a power of two dividing matvecWg (1: a thread sums a row, no reduction). */
+  readonly matvecThreadsPerRow: number
+  /** moe_gate_up / moe_down: as matvec, per (token, route). */
+  readonly moeWg: number
+  readonly moeThreadsPerRow: number
+  /** matmul_* (prefill GEMM): tokens per tile. */
+  readonly matmulTileT: number
+  /** matmul_*: threads across the rows of a tile (each owns MATMUL_ROWS_PER_THREAD rows). Workgroup = tileT x rowLanes. */
+  readonly matmulRowLanes: number
+  /** matmul_*: columns staged per step, a multiple of 4. Workgroup memory: (rowLanes·4·(tileK+1) + tileT·tileK) floats. */
+  readonly matmulTileK: number
+  /** rmsnorm: one workgroup per row (power of two: tree reduction). */
+  readonly normWg: number
+  /** attention: smallest workgroup (power of two); raised to the next power of two >= head_dim. */
+  readonly attentionMinWg: number
+  /** rope, swiglu, add, embedding: one thread per element (or pair). */
+  readonly elementwiseWg: number
+  /** router: tokens (threads) per workgroup. */
+  readonly routerWg: number
+}
+
+export const GPU_TUNING: Tuning = Object.freeze({
+  name: 'gpu',
+  matvecWg: 256,
+  // 64 lanes per row: a dim-4096 row is 16 loads per lane, and small models still get 4 rows per workgroup
+  matvecThreadsPerRow: 64,
+  moeWg: 256,
+  moeThreadsPerRow: 64,
+  // 16 tokens x 64 rows per tile, 256 threads, 10.5 KiB of workgroup memory
+  matmulTileT: 16,
+  matmulRowLanes: 16,
+  matmulTileK: 32,
+  normWg: 256,
+  attentionMinWg: 64,
+  elementwiseWg: 256,
+  routerWg: 64
+})
+
+export const CPU_TUNING: Tuning = Object.freeze({
+  name: 'cpu',
+  // a thread per row: no barriers in the reduction
+  matvecWg: 64,
+  matvecThreadsPerRow: 1,
+  moeWg: 64,
+  moeThreadsPerRow: 1,
+  // 8 tokens x 32 rows per tile, 64 threads
+  matmulTileT: 8,
+  matmulRowLanes: 8,
+  matmulTileK: 32,
+  normWg: 64,
+  attentionMinWg: 64,
+  elementwiseWg: 64,
+  routerWg: 64
+})
+
+/** CPU_TUNING for software adapters (fallback adapters, SwiftShader), else GPU_TUNING. */
+export function tuningFor(info: Partial<Pick<GPUAdapterInfo, 'architecture' | 'isFallbackAdapter'>> | undefined): Tuning {
+  return info?.isFallbackAdapter === true || info?.architecture === 'swiftshader' ? CPU_TUNING : GPU_TUNING
+}
+
+/** attention workgroup size for a head_dim. */
+export function attentionWorkgroup(t: Tuning, headDim: number): number {
+  let wg = t.attentionMinWg
+  while (wg < headDim) wg *= 2
+  return wg
+}
