@@ -3,6 +3,11 @@
  * the CPU backend measured in the same run as the baseline, plus the int8 GEMV's effective
  * bandwidth. On a software adapter (SwiftShader) the model is small: those numbers only show the
  * harness works; real numbers come from a hardware GPU.
+ *
+ * Measured 2026-11-26 on an NVIDIA H200 (Dawn over Vulkan, driver 580.159, GPU_TUNING), dim 2048,
+ * 8 layers, 8 experts top 2, vocab 32000, int8: decode 4.46 ms/token (108x the CPU backend),
+ * prefill of 64 tokens 30.2 ms (2122 tokens/s, 9.5x token by token), int8 GEMV 4096x4096 38.5 µs
+ * (436 GB/s of weights, about a tenth of the HBM's bandwidth: the GEMV is the first thing to tune).
  */
 import type { Architecture } from '../src/chain/meta.ts'
 import { expertName, routerName, EMBEDDING_NAME } from '../src/chain/header.ts'
