@@ -115,7 +115,7 @@ export class Engine {
       if (this.#resident.has(key)) continue
       while (this.#resident.size >= this.#maxResident) {
         const victim = [...this.#resident].find(([k]) => !keep.has(k))
-        if (victim === undefined) throw new Error('expert LRU: every resident expert is needed by this token')
+        if (victim === undefined) throw new ExpertCapacityError(this.#maxResident)
         this.backend.unloadExpert(victim[1].layer, victim[1].expert)
         this.#resident.delete(victim[0])
         this.stats.expertsEvicted++
@@ -172,11 +172,16 @@ export class Engine {
     const promptTokens = prompt.slice(0, maxSeq)
     let pos = 0
     if (promptTokens.length > 1 && this.backend.prefill !== undefined) {
-      logits = await this.#run(() => (this.backend.prefill as NonNullable<Backend['prefill']>)(promptTokens, 0), promptTokens.length)
-      pos = promptTokens.length
-    } else {
-      for (const t of promptTokens) logits = await this.step(t, pos++)
+      try {
+        logits = await this.#run(() => (this.backend.prefill as NonNullable<Backend['prefill']>)(promptTokens, 0), promptTokens.length)
+        pos = promptTokens.length
+      } catch (e) {
+        // The prompt's experts together exceed the LRU: run it token by token instead.
+        if (!(e instanceof ExpertCapacityError)) throw e
+        this.backend.reset()
+      }
     }
+    while (pos < promptTokens.length) logits = await this.step(promptTokens[pos] as number, pos++)
     while (logits !== null && tokens.length < options.maxTokens && pos < maxSeq) {
       options.signal?.throwIfAborted()
       options.onLogits?.(logits)
@@ -239,4 +244,12 @@ export function crossEntropy(logits: Float32Array, target: number): number {
   let sum = 0
   for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] as number) - max)
   return Math.log(sum) + max - (logits[target] as number)
+}
+
+/** More experts are needed at once than the LRU holds (a batched prompt pass); one token always fits. */
+export class ExpertCapacityError extends Error {
+  override readonly name = 'ExpertCapacityError'
+  constructor(capacity: number) {
+    super(`expert LRU: all ${capacity} resident experts are needed by this pass`)
+  }
 }

@@ -183,12 +183,13 @@ describe('WebGpuBackend vs CpuBackend', { skip: gpu === null ? NO_GPU : false },
         engine.destroy()
       }
     }
-    const lruCpu = await run(new CpuBackend(c.arch), small, [1])
-    const lruGpu = await run(await WebGpuBackend.create(device, c.arch, { maxResidentExperts: small, wgslLanguageFeatures: features }), small, [1])
-    assert.deepEqual(lruGpu.tokens, lruCpu.tokens)
-    assert.ok(lruGpu.evicted > 0, 'the LRU never evicted')
     const all = c.arch.n_layers * c.arch.n_experts
     const prompt = [1, 5, 9, 2, 30, 7, 11]
+    // A prompt whose experts exceed the small LRU: the engine falls back from prefill to token by token.
+    const lruCpu = await run(new CpuBackend(c.arch), small, prompt)
+    const lruGpu = await run(await WebGpuBackend.create(device, c.arch, { maxResidentExperts: small, wgslLanguageFeatures: features, prefillTokens: 4 }), small, prompt)
+    assert.deepEqual(lruGpu.tokens, lruCpu.tokens)
+    assert.ok(lruGpu.evicted > 0, 'the LRU never evicted')
     const pCpu = await run(new CpuBackend(c.arch), all, prompt)
     const pGpu = await run(await WebGpuBackend.create(device, c.arch, { maxResidentExperts: all, wgslLanguageFeatures: features, prefillTokens: 4 }), all, prompt)
     assert.deepEqual(pGpu.tokens, pCpu.tokens)
