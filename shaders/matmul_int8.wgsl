@@ -2,16 +2,21 @@
 // once (prefill GEMM). Q as in matvec_int8 (4 int8 per u32, rows padded to `stride` words).
 //
 // A workgroup computes a tile of TILE_T tokens x TILE_R rows, walking the columns TILE_K at a time:
-// it stages the Q tile (unpacked to float) and the X tile in workgroup memory, then each thread
-// accumulates RPT rows of one token. TILE_R = ROW_LANES * RPT; WG = TILE_T * ROW_LANES.
+// it stages the Q tile (unpacked to float) and the X tile in workgroup memory as vec4s of four
+// consecutive columns, then each thread accumulates a register block of TPT tokens x RPT rows.
+// Per four columns a thread loads TPT + RPT vec4s for TPT x RPT four-term dot products: 8 loads
+// for 64 multiply-adds, where one accumulator per thread needed a load per multiply-add.
+// TILE_R = ROW_LANES * RPT, TILE_T = TOKEN_LANES * TPT, WG = TOKEN_LANES * ROW_LANES.
 
-const RPT: u32 = 4u;                    // rows per thread (private accumulators)
-override TILE_T: u32 = 16u;             // tokens per tile
-override ROW_LANES: u32 = 16u;          // threads across the rows of a tile
-override TILE_K: u32 = 32u;             // columns per step, a multiple of 4
-override TILE_R: u32 = ROW_LANES * RPT; // rows per tile
-override WG: u32 = TILE_T * ROW_LANES;  // threads per workgroup
-override WS_PITCH: u32 = TILE_K + 1u;   // padded row pitch of the staged weights (fewer bank conflicts)
+const RPT: u32 = 4u;                        // rows per thread (register block)
+const TPT: u32 = 4u;                        // tokens per thread (register block)
+override TILE_T: u32 = 16u;                 // tokens per tile, a multiple of TPT
+override ROW_LANES: u32 = 16u;              // threads across the rows of a tile
+override TILE_K: u32 = 32u;                 // columns per step, a multiple of 4
+override TILE_R: u32 = ROW_LANES * RPT;     // rows per tile
+override TOKEN_LANES: u32 = TILE_T / TPT;   // threads across the tokens of a tile
+override WG: u32 = TOKEN_LANES * ROW_LANES; // threads per workgroup
+override K4: u32 = TILE_K / 4u;             // vec4 columns per step
 
 struct Params {
   rows: u32,     // output rows (R)
@@ -37,8 +42,8 @@ struct Step {
 @group(0) @binding(5) var<uniform> step: Step;
 @group(0) @binding(6) var<uniform> params: Params;
 
-var<workgroup> ws: array<f32, TILE_R * WS_PITCH>;
-var<workgroup> xs: array<f32, TILE_T * TILE_K>;
+var<workgroup> ws: array<vec4<f32>, TILE_R * K4>; // [TILE_R, K4] weights of the tile, unpacked
+var<workgroup> xs: array<vec4<f32>, TILE_T * K4>; // [TILE_T, K4] inputs of the tile
 
 fn unpack(word: u32) -> vec4<f32> {
 #if PACKED
@@ -49,52 +54,67 @@ fn unpack(word: u32) -> vec4<f32> {
 #endif
 }
 
+/** Weight columns 4j..4j+3 of row r, zero outside the matrix. */
+fn weight4(r: u32, j: u32) -> vec4<f32> {
+  if (r >= params.rows || j >= params.stride) {
+    return vec4<f32>(0.0);
+  }
+  return unpack(w[r * params.stride + j]);
+}
+
+/** X[t, 4j..4j+3], zero outside the tokens and columns. */
+fn input4(t: u32, j: u32) -> vec4<f32> {
+  let n = params.cols;
+  let c = 4u * j;
+  if (t >= step.n_tokens || c >= n) {
+    return vec4<f32>(0.0);
+  }
+  let o = params.x_offset + t * n + c;
+  return vec4<f32>(
+    x[o],
+    select(0.0, x[o + 1u], c + 1u < n),
+    select(0.0, x[o + 2u], c + 2u < n),
+    select(0.0, x[o + 3u], c + 3u < n));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let r0 = wid.x * TILE_R;
   let t0 = wid.y * TILE_T;
-  let lt = lid / ROW_LANES;
-  let lr = lid % ROW_LANES;
-  let n_tokens = step.n_tokens;
-  var acc = array<f32, RPT>();
-  for (var k0 = 0u; k0 < params.cols; k0 += TILE_K) {
-    // stage Q[r0.., k0..] (zeros outside the matrix)
-    for (var i = lid; i < TILE_R * (TILE_K / 4u); i += WG) {
-      let rr = i / (TILE_K / 4u);
-      let jj = i % (TILE_K / 4u);
-      let r = r0 + rr;
-      let j = k0 / 4u + jj;
-      var v = vec4<f32>(0.0);
-      if (r < params.rows && j < params.stride) {
-        v = unpack(w[r * params.stride + j]);
-      }
-      let o = rr * WS_PITCH + 4u * jj;
-      ws[o] = v.x;
-      ws[o + 1u] = v.y;
-      ws[o + 2u] = v.z;
-      ws[o + 3u] = v.w;
+  let lt = lid / ROW_LANES; // token lane: tokens lt, lt + TOKEN_LANES, ...
+  let lr = lid % ROW_LANES; // row lane: rows lr, lr + ROW_LANES, ...
+  var acc = array<f32, TPT * RPT>(); // [TPT, RPT]
+  for (var k0 = 0u; k0 < params.stride; k0 += K4) {
+    for (var i = lid; i < TILE_R * K4; i += WG) {
+      ws[i] = weight4(r0 + i / K4, k0 + i % K4);
     }
-    // stage X[t0.., k0..]
-    for (var i = lid; i < TILE_T * TILE_K; i += WG) {
-      let t = t0 + i / TILE_K;
-      let c = k0 + i % TILE_K;
-      xs[i] = select(0.0, x[params.x_offset + t * params.cols + c], t < n_tokens && c < params.cols);
+    for (var i = lid; i < TILE_T * K4; i += WG) {
+      xs[i] = input4(t0 + i / K4, k0 + i % K4);
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < TILE_K; kk++) {
-      let xv = xs[lt * TILE_K + kk];
-      for (var i = 0u; i < RPT; i++) {
-        acc[i] += ws[(lr + ROW_LANES * i) * WS_PITCH + kk] * xv;
+    for (var j = 0u; j < K4; j++) {
+      var xv: array<vec4<f32>, TPT>;
+      for (var tp = 0u; tp < TPT; tp++) {
+        xv[tp] = xs[(lt + TOKEN_LANES * tp) * K4 + j];
+      }
+      for (var rp = 0u; rp < RPT; rp++) {
+        let wv = ws[(lr + ROW_LANES * rp) * K4 + j];
+        for (var tp = 0u; tp < TPT; tp++) {
+          acc[tp * RPT + rp] += dot(wv, xv[tp]);
+        }
       }
     }
     workgroupBarrier();
   }
-  let t = t0 + lt;
-  if (t < n_tokens) {
-    for (var i = 0u; i < RPT; i++) {
-      let r = r0 + lr + ROW_LANES * i;
+  for (var tp = 0u; tp < TPT; tp++) {
+    let t = t0 + lt + TOKEN_LANES * tp;
+    if (t >= step.n_tokens) {
+      continue;
+    }
+    for (var rp = 0u; rp < RPT; rp++) {
+      let r = r0 + lr + ROW_LANES * rp;
       if (r < params.rows) {
-        var v = scales[r] * acc[i];
+        var v = scales[r] * acc[tp * RPT + rp];
         if (params.has_bias != 0u) {
           v += bias[r];
         }

@@ -5,7 +5,7 @@
  * offers. Buffers beyond the granted limits fail at load with a RangeError naming the tensor.
  *
  * Every other limit the kernels need is within WebGPU's defaults: at most 7 storage buffers per
- * stage (default 8), 10.5 KiB of workgroup memory (16 KiB), 256 invocations per workgroup (256).
+ * stage (default 8), 12 KiB of workgroup memory (16 KiB), 256 invocations per workgroup (256).
  *
  * @module
  */

@@ -18,8 +18,11 @@
 /** WebGPU's default maxComputeWorkgroupsPerDimension: larger 1-D grids are folded into 2-D. */
 export const MAX_WORKGROUPS_PER_DIM = 65535
 
-/** matmul_*: rows per thread, the `RPT` const of the WGSL (private accumulators: fixed there). */
+/** matmul_*: rows per thread, the `RPT` const of the WGSL (a register block: fixed there). */
 export const MATMUL_ROWS_PER_THREAD = 4
+
+/** matmul_*: tokens per thread, the `TPT` const of the WGSL (the register block's other side). */
+export const MATMUL_TOKENS_PER_THREAD = 4
 
 /** attention: largest head_dim the kernel handles (one thread per output element, 256 invocations at most). */
 export const ATTENTION_MAX_HEAD_DIM = 256
@@ -39,9 +42,9 @@ export interface Tuning {
   /** moe_gate_up / moe_down: as matvec, per (token, route). */
   readonly moeWg: number
   readonly moeThreadsPerRow: number
-  /** matmul_* (prefill GEMM): tokens per tile. */
+  /** matmul_* (prefill GEMM): tokens per tile, a multiple of MATMUL_TOKENS_PER_THREAD. */
   readonly matmulTileT: number
-  /** matmul_*: threads across the rows of a tile (each owns MATMUL_ROWS_PER_THREAD rows). Workgroup = tileT x rowLanes. */
+  /** matmul_*: threads across the rows of a tile (each owns MATMUL_ROWS_PER_THREAD rows). Workgroup = (tileT / 4) x rowLanes. */
   readonly matmulRowLanes: number
   /** matmul_*: columns staged per step, a multiple of 4. Workgroup memory: (rowLanes·4·(tileK+1) + tileT·tileK) floats. */
   readonly matmulTileK: number
@@ -62,8 +65,8 @@ export const GPU_TUNING: Tuning = Object.freeze({
   matvecThreadsPerRow: 64,
   moeWg: 256,
   moeThreadsPerRow: 64,
-  // 16 tokens x 64 rows per tile, 256 threads, 10.5 KiB of workgroup memory
-  matmulTileT: 16,
+  // 32 tokens x 64 rows per tile, 128 threads with 4 x 4 register blocks, 12 KiB of workgroup memory
+  matmulTileT: 32,
   matmulRowLanes: 16,
   matmulTileK: 32,
   normWg: 256,
@@ -79,8 +82,9 @@ export const CPU_TUNING: Tuning = Object.freeze({
   matvecThreadsPerRow: 1,
   moeWg: 64,
   moeThreadsPerRow: 1,
-  // 8 tokens x 32 rows per tile, 64 threads
-  matmulTileT: 8,
+  // 32 tokens x 32 rows per tile, 64 threads with 4 x 4 register blocks (SwiftShader, 64x2048->5632:
+  // 1.61 s per pass; 8x32 1.71 s, 16x64 1.68 s; the one-accumulator kernel before took 3.09 s)
+  matmulTileT: 32,
   matmulRowLanes: 8,
   matmulTileK: 32,
   normWg: 64,

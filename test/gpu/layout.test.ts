@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import { WGSL, type KernelName } from '../../src/gpu/wgsl.ts'
 import { WGSL_MODULE, renderWgslModule } from '../../shaders/embed.ts'
 import { preprocess, serializeKey } from '../../src/gpu/pipelines.ts'
-import { CPU_TUNING, GPU_TUNING, MATMUL_ROWS_PER_THREAD, attentionWorkgroup, tuningFor } from '../../src/gpu/tuning.ts'
+import { CPU_TUNING, GPU_TUNING, MATMUL_ROWS_PER_THREAD, MATMUL_TOKENS_PER_THREAD, attentionWorkgroup, tuningFor } from '../../src/gpu/tuning.ts'
 import type { ParamFields } from '../../src/gpu/kernels/_params.ts'
 import { ADD_PARAMS, packAddParams } from '../../src/gpu/kernels/add.ts'
 import { ATTENTION_PARAMS, packAttentionParams } from '../../src/gpu/kernels/attention.ts'
@@ -139,8 +139,10 @@ describe('kernel host layout', () => {
       for (const wg of [t.normWg, t.attentionMinWg]) assert.ok(pow2(wg) && wg <= 256)
       assert.ok(t.elementwiseWg <= 256 && t.routerWg <= 256)
       assert.equal(t.matmulTileK % 4, 0)
-      assert.ok(t.matmulTileT * t.matmulRowLanes <= 256)
-      const shared = (t.matmulRowLanes * MATMUL_ROWS_PER_THREAD * (t.matmulTileK + 1) + t.matmulTileT * t.matmulTileK) * 4
+      assert.equal(t.matmulTileT % MATMUL_TOKENS_PER_THREAD, 0)
+      assert.ok((t.matmulTileT / MATMUL_TOKENS_PER_THREAD) * t.matmulRowLanes <= 256)
+      // ws and xs: vec4s of the staged weights and inputs
+      const shared = (t.matmulRowLanes * MATMUL_ROWS_PER_THREAD + t.matmulTileT) * (t.matmulTileK / 4) * 16
       assert.ok(shared <= 16384, `${t.name}: matmul needs ${shared} bytes of workgroup memory`)
       assert.equal(attentionWorkgroup(t, 2), t.attentionMinWg)
       assert.equal(attentionWorkgroup(t, 256), 256)
