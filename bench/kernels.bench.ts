@@ -5,9 +5,9 @@
  * harness works; real numbers come from a hardware GPU.
  *
  * Measured 2026-11-26 on an NVIDIA H200 (Dawn over Vulkan, driver 580.159, GPU_TUNING), dim 2048,
- * 8 layers, 8 experts top 2, vocab 32000, int8: decode 4.46 ms/token (108x the CPU backend),
- * prefill of 64 tokens 30.2 ms (2122 tokens/s, 9.5x token by token), int8 GEMV 4096x4096 38.5 µs
- * (436 GB/s of weights, about a tenth of the HBM's bandwidth: the GEMV is the first thing to tune).
+ * 8 layers, 8 experts top 2, vocab 32000, int8, after the VEC4 GEMV and register-blocked GEMM:
+ * decode 3.5-4.1 ms/token (114-133x the CPU backend), prefill of 64 tokens 16.5 ms (3900 tokens/s);
+ * the GEMV against a copy kernel is in bench/gemv-node.bench.ts and bench/README.md.
  */
 import type { Architecture } from '../src/chain/meta.ts'
 import { CpuBackend } from '../src/engine/cpu.ts'
@@ -63,7 +63,7 @@ export async function run(): Promise<void> {
 
   // int8 GEMV alone: 20 dispatches per submit, effective weight bandwidth
   const n = software ? 1024 : 4096
-  const ctx = new GpuContext(device, gpuFeatures(g.wgslLanguageFeatures), tuningFor(info))
+  const ctx = new GpuContext(device, gpuFeatures(g.wgslLanguageFeatures, device), tuningFor(info))
   const h = hostMatrix(decodeTensorBlock(encodeTensorBlock(new Float32Array(n * n).fill(0.01), [n, n], 'int8')))
   const w = { ...h, weights: ctx.upload('w', h.data), scales: ctx.upload('s', h.scales as Float32Array) }
   const d = await matvec(ctx, 'gemv', w, ctx.storage('x', n * 4), ctx.storage('y', n * 4))

@@ -191,7 +191,7 @@ export class WebGpuBackend implements Backend {
     this.#slots = options.maxResidentExperts
     this.prefillTokens = Math.min(options.prefillTokens ?? PREFILL_TOKENS, arch.max_seq_len)
     const features = options.wgslLanguageFeatures ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu?.wgslLanguageFeatures
-    this.#ctx = new GpuContext(device, gpuFeatures(features), options.tuning ?? tuningFor((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo))
+    this.#ctx = new GpuContext(device, gpuFeatures(features, device), options.tuning ?? tuningFor((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo))
     this.#free = Array.from({ length: this.#slots }, (_, i) => this.#slots - 1 - i)
     device.lost.then((info) => {
       this.#lost = info

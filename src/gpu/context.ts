@@ -13,11 +13,18 @@ import { MAX_WORKGROUPS_PER_DIM, type Tuning } from './tuning.ts'
 export interface GpuFeatures {
   /** WGSL language feature `packed_4x8_integer_dot_product`: unpack4xI8 instead of shifts. */
   readonly packed4x8: boolean
+  /**
+   * The device's smallest subgroup size when it was created with the `subgroups` feature, else 0.
+   * Reductions over at most this many lanes use subgroupShuffleXor instead of workgroup memory.
+   */
+  readonly subgroupSize: number
 }
 
-/** Features from a `navigator.gpu.wgslLanguageFeatures`-like set. */
-export function gpuFeatures(wgslLanguageFeatures: ReadonlySet<string> | undefined): GpuFeatures {
-  return { packed4x8: wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false }
+/** Features from a `navigator.gpu.wgslLanguageFeatures`-like set and, for subgroups, the device. */
+export function gpuFeatures(wgslLanguageFeatures: ReadonlySet<string> | undefined, device?: GPUDevice): GpuFeatures {
+  const info = (device as { adapterInfo?: { subgroupMinSize?: number } } | undefined)?.adapterInfo
+  const subgroups = device?.features.has('subgroups') === true ? (info?.subgroupMinSize ?? 0) : 0
+  return { packed4x8: wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false, subgroupSize: subgroups }
 }
 
 /** A kernel bound to its buffers: record it with the tokens of a pass. */

@@ -45,6 +45,8 @@ export async function requestModelDevice(adapter: GPUAdapter, arch: Architecture
   const cap = (name: 'maxStorageBufferBindingSize' | 'maxBufferSize'): number => Math.min(adapter.limits[name], Math.max(need, 1 << 27))
   return adapter.requestDevice({
     label,
+    // subgroups: faster reductions where the adapter has them (gpuFeatures reads it back)
+    requiredFeatures: adapter.features.has('subgroups') ? ['subgroups'] : [],
     requiredLimits: { maxStorageBufferBindingSize: cap('maxStorageBufferBindingSize'), maxBufferSize: cap('maxBufferSize') }
   })
 }

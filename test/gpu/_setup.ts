@@ -20,6 +20,7 @@ let shared: Promise<TestGpu | null> | null = null
 /** A fresh device with the adapter's largest storage limits. */
 export async function newDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const device = await adapter.requestDevice({
+    requiredFeatures: adapter.features.has('subgroups') ? ['subgroups'] : [],
     requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize }
   })
   device.addEventListener('uncapturederror', (e) => console.error('WebGPU uncaptured error:', (e as GPUUncapturedErrorEvent).error.message))
@@ -32,7 +33,7 @@ export function testGpu(): Promise<TestGpu | null> {
     const g = await nodeGpu()
     if (g === null) return null
     const device = await newDevice(g.adapter)
-    return { adapter: g.adapter, device, features: gpuFeatures(g.wgslLanguageFeatures), wgslLanguageFeatures: g.wgslLanguageFeatures }
+    return { adapter: g.adapter, device, features: gpuFeatures(g.wgslLanguageFeatures, device), wgslLanguageFeatures: g.wgslLanguageFeatures }
   })()
   return shared
 }

@@ -89,7 +89,11 @@ function checkWithin(got: Float32Array, want: Float32Array, tol: ArrayLike<numbe
   return { err, ratio, tol: maxTol }
 }
 
-for (const profile of [GPU_TUNING, CPU_TUNING]) describe(`gpu kernels vs the CPU reference (${profile.name} tuning)`, { skip: gpu === null ? NO_GPU : false }, () => {
+/** GPU_TUNING with rows reduced over 4 lanes: at most SwiftShader's subgroup size, so the SUBGROUP variants run here too. */
+const SUBGROUP_TUNING: Tuning = Object.freeze({ ...GPU_TUNING, name: 'gpu, 4 lanes per row (subgroup reductions)', matvecWg: 64, matvecThreadsPerRow: 4 })
+const PROFILES = gpu !== null && gpu.features.subgroupSize >= 4 ? [GPU_TUNING, CPU_TUNING, SUBGROUP_TUNING] : [GPU_TUNING, CPU_TUNING]
+
+for (const profile of PROFILES) describe(`gpu kernels vs the CPU reference (${profile.name} tuning)`, { skip: gpu === null ? NO_GPU : false }, () => {
   before(() => {
     tuning = profile
   })

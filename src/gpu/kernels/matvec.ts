@@ -23,17 +23,29 @@ export function packMatvecParams(p: MatvecParams): Uint32Array {
 }
 
 export interface MatvecOptions {
+  /** `scalar` forces the u32-per-load, workgroup-memory variant (benches compare it). @default 'auto' */
+  readonly variant?: 'auto' | 'scalar'
   readonly bias?: GPUBuffer | null
   readonly xOffset?: number
   readonly yOffset?: number
 }
 
+/** The VEC4 variant applies: whole 16-byte weight rows and a 16-byte aligned x. */
+export function vec4Rows(w: GpuMatrix, xOffset: number): boolean {
+  return w.cols % 16 === 0 && xOffset % 4 === 0
+}
+
 /** y[yOffset + r] = (W x[xOffset..])[r] (+ bias[r]). */
 export async function matvec(ctx: GpuContext, label: string, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: MatvecOptions = {}): Promise<Dispatch> {
   const int8 = w.dtype === 'int8'
+  const defines: string[] = []
+  if (int8 && ctx.features.packed4x8) defines.push('PACKED')
+  if (int8 && o.variant !== 'scalar' && vec4Rows(w, o.xOffset ?? 0)) defines.push('VEC4')
+  const tpr = ctx.tuning.matvecThreadsPerRow
+  if (int8 && o.variant !== 'scalar' && tpr > 1 && tpr <= ctx.features.subgroupSize) defines.push('SUBGROUP')
   const pipeline = await ctx.pipelines.get({
     kernel: int8 ? 'matvec_int8' : 'matvec_f32',
-    defines: int8 && ctx.features.packed4x8 ? ['PACKED'] : [],
+    defines,
     overrides: { WG: ctx.tuning.matvecWg, TPR: ctx.tuning.matvecThreadsPerRow }
   })
   const bias = o.bias ?? null

@@ -51,7 +51,7 @@ function gpu(): Promise<OurGpu> {
       label: 'bench',
       requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize }
     })
-    const ctx = new GpuContext(device, gpuFeatures(navigator.gpu.wgslLanguageFeatures), tuningFor(adapter.info))
+    const ctx = new GpuContext(device, gpuFeatures(navigator.gpu.wgslLanguageFeatures, device), tuningFor(adapter.info))
     return { adapter, device, ctx }
   })()
   return ourGpu
