@@ -59,10 +59,10 @@ export async function run(): Promise<void> {
   const tuning = process.env['BENCH_TUNING'] === 'gpu' ? GPU_TUNING : tuningFor(info)
   const features = gpuFeatures(g.wgslLanguageFeatures, device)
   const ctx = new GpuContext(device, features, tuning)
-  // Other (workgroup, threads per row) pairs to compare, e.g. BENCH_MATVEC='[[256,32],[128,16]]'.
-  const sweep: [number, number][] = JSON.parse(process.env['BENCH_MATVEC'] ?? '[]') as [number, number][]
-  const sweepCtx = sweep.map(([wg, tpr]) => new GpuContext(device, features, { ...tuning, name: `${wg}/${tpr}`, matvecWg: wg, matvecThreadsPerRow: tpr }))
-  console.log(`gemv-node: adapter ${info.vendor} ${info.architecture} ${info.description ?? ''} (${tuning.name} tuning ${tuning.matvecWg}/${tuning.matvecThreadsPerRow}; subgroup size ${features.subgroupSize})`)
+  // Other (workgroup, threads per row, rows per thread) to compare, e.g. BENCH_MATVEC='[[256,32,1],[128,16,4]]'.
+  const sweep: [number, number, number?][] = JSON.parse(process.env['BENCH_MATVEC'] ?? '[]') as [number, number, number?][]
+  const sweepCtx = sweep.map(([wg, tpr, rpt = 1]) => new GpuContext(device, features, { ...tuning, name: `${wg}/${tpr}/${rpt}`, matvecWg: wg, matvecThreadsPerRow: tpr, matvecRowsPerThread: rpt }))
+  console.log(`gemv-node: adapter ${info.vendor} ${info.architecture} ${info.description ?? ''} (${tuning.name} tuning ${tuning.matvecWg}/${tuning.matvecThreadsPerRow}/${tuning.matvecRowsPerThread}; subgroup size ${features.subgroupSize})`)
   const copy = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: COPY_WGSL }), entryPoint: 'main' } })
   const rounds = 5
   for (const [rows, cols] of SHAPES) {

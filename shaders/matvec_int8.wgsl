@@ -13,9 +13,12 @@ enable subgroups;
 // VEC4 (cols a multiple of 16, x_offset a multiple of 4): Q is read 16 int8 (a vec4<u32>) and x 16
 // floats (four vec4) per load, with no bounds checks: a quarter of the load instructions, which is
 // what a memory-bound GEMV on a real GPU is limited by.
+// RPT > 1: a thread sums RPT consecutive rows, so each load of x serves RPT weight loads (x is
+// otherwise read four times as often as the weights, from cache).
 
 override WG: u32 = 256u; // threads per workgroup
 override TPR: u32 = 64u; // threads per row: a power of two dividing WG
+override RPT: u32 = 1u;  // rows per thread, 1..4: each x load then serves RPT rows
 
 struct Params {
   rows: u32,     // output rows
@@ -65,49 +68,104 @@ fn x4(c: u32) -> vec4<f32> {
 }
 #endif
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let group = wid.y * nwg.x + wid.x; // 2-D grid when rows / (WG / TPR) exceeds 65535
-  let lane = lid % TPR;
-  let r = group * (WG / TPR) + lid / TPR;
-  var sum = 0.0;
-  if (r < params.rows) {
 #if VEC4
-    let words = params.stride / 4u;
-    let base = r * words;
-    let xo = params.x_offset / 4u;
-    for (var j = lane; j < words; j += TPR) {
-      let q = w[base + j];
-      let xb = xo + 4u * j;
-      sum += dot(unpack(q.x), x[xb]) + dot(unpack(q.y), x[xb + 1u]) + dot(unpack(q.z), x[xb + 2u]) + dot(unpack(q.w), x[xb + 3u]);
-    }
-#else
-    let base = r * params.stride;
-    for (var j = lane; j < params.stride; j += TPR) {
-      sum += dot(unpack(w[base + j]), x4(4u * j));
-    }
-#endif
+/** Row r's dot product with x over the 16 columns of vec4 word j (0 past the last row). */
+fn row16(r: u32, words: u32, j: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+  if (r >= params.rows) {
+    return 0.0;
   }
+  let q = w[r * words + j];
+  return dot(unpack(q.x), x0) + dot(unpack(q.y), x1) + dot(unpack(q.z), x2) + dot(unpack(q.w), x3);
+}
+#else
+/** Row r's dot product with x over the 4 columns of word j (0 past the last row). */
+fn row4(r: u32, j: u32, xv: vec4<f32>) -> f32 {
+  if (r >= params.rows) {
+    return 0.0;
+  }
+  return dot(unpack(w[r * params.stride + j]), xv);
+}
+#endif
+
+/** Sum of `v` over the TPR lanes of a row; every lane gets it (lane 0 writes it). */
+fn reduce(v: f32, lid: u32, lane: u32) -> f32 {
+  var sum = v;
 #if SUBGROUP
   for (var m = TPR / 2u; m > 0u; m >>= 1u) {
     sum += subgroupShuffleXor(sum, m);
   }
 #else
-  partial[lid] = sum;
-  workgroupBarrier();
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      partial[lid] += partial[lid + s];
-    }
+  if (TPR > 1u) {
+    partial[lid] = sum;
     workgroupBarrier();
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+      if (lane < s) {
+        partial[lid] += partial[lid + s];
+      }
+      workgroupBarrier();
+    }
+    sum = partial[lid];
+    workgroupBarrier(); // partial is reused for the next row
   }
-  sum = partial[lid];
 #endif
-  if (lane == 0u && r < params.rows) {
+  return sum;
+}
+
+fn store(r: u32, sum: f32) {
+  if (r < params.rows) {
     var v = scales[r] * sum;
     if (params.has_bias != 0u) {
       v += bias[r];
     }
     y[params.y_offset + r] = v;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let group = wid.y * nwg.x + wid.x; // 2-D grid when the workgroups exceed 65535
+  let lane = lid % TPR;
+  let r0 = (group * (WG / TPR) + lid / TPR) * RPT; // this thread's rows: r0 .. r0 + RPT - 1
+  // One accumulator per row, unrolled: RPT is a pipeline constant, so the unused branches vanish.
+  var s0 = 0.0;
+  var s1 = 0.0;
+  var s2 = 0.0;
+  var s3 = 0.0;
+#if VEC4
+  let words = params.stride / 4u;
+  let xo = params.x_offset / 4u;
+  for (var j = lane; j < words; j += TPR) {
+    let xb = xo + 4u * j;
+    let x0 = x[xb];
+    let x1 = x[xb + 1u];
+    let x2 = x[xb + 2u];
+    let x3 = x[xb + 3u];
+    s0 += row16(r0, words, j, x0, x1, x2, x3);
+    if (RPT > 1u) { s1 += row16(r0 + 1u, words, j, x0, x1, x2, x3); }
+    if (RPT > 2u) { s2 += row16(r0 + 2u, words, j, x0, x1, x2, x3); }
+    if (RPT > 3u) { s3 += row16(r0 + 3u, words, j, x0, x1, x2, x3); }
+  }
+#else
+  for (var j = lane; j < params.stride; j += TPR) {
+    let xv = x4(4u * j);
+    s0 += row4(r0, j, xv);
+    if (RPT > 1u) { s1 += row4(r0 + 1u, j, xv); }
+    if (RPT > 2u) { s2 += row4(r0 + 2u, j, xv); }
+    if (RPT > 3u) { s3 += row4(r0 + 3u, j, xv); }
+  }
+#endif
+  let t0 = reduce(s0, lid, lane);
+  if (lane == 0u) { store(r0, t0); }
+  if (RPT > 1u) {
+    let t1 = reduce(s1, lid, lane);
+    if (lane == 0u) { store(r0 + 1u, t1); }
+  }
+  if (RPT > 2u) {
+    let t2 = reduce(s2, lid, lane);
+    if (lane == 0u) { store(r0 + 2u, t2); }
+  }
+  if (RPT > 3u) {
+    let t3 = reduce(s3, lid, lane);
+    if (lane == 0u) { store(r0 + 3u, t3); }
   }
 }

@@ -39,6 +39,8 @@ export interface Tuning {
   readonly matvecWg: number
   /** Threads sharing one output row: a power of two dividing matvecWg (1: a thread sums a row, no reduction). */
   readonly matvecThreadsPerRow: number
+  /** matvec_int8: rows each thread sums (1..4), so one load of x serves that many weight loads. */
+  readonly matvecRowsPerThread: number
   /** moe_gate_up / moe_down: as matvec, per (token, route). */
   readonly moeWg: number
   readonly moeThreadsPerRow: number
@@ -60,9 +62,12 @@ export interface Tuning {
 
 export const GPU_TUNING: Tuning = Object.freeze({
   name: 'gpu',
-  matvecWg: 256,
-  // 64 lanes per row: a dim-4096 row is 16 loads per lane, and small models still get 4 rows per workgroup
+  // 64 lanes per row, 2 rows per thread, 4 rows per workgroup. Measured on an NVIDIA H200 (Dawn,
+  // VEC4, bench/gemv-node.bench.ts), µs at 4096x4096 / 4096x11008: 128/64/2 11.9 / 23.8, 256/64/2
+  // 12.1 / 24.5, 256/64/1 14.3 / 30.7, 256/32/2 (subgroup reductions) 12.1 / 30.7, 256/16/4 24.5 / 85
+  matvecWg: 128,
   matvecThreadsPerRow: 64,
+  matvecRowsPerThread: 2,
   moeWg: 256,
   moeThreadsPerRow: 64,
   // 32 tokens x 64 rows per tile, 128 threads with 4 x 4 register blocks, 12 KiB of workgroup memory
@@ -80,6 +85,7 @@ export const CPU_TUNING: Tuning = Object.freeze({
   // a thread per row: no barriers in the reduction
   matvecWg: 64,
   matvecThreadsPerRow: 1,
+  matvecRowsPerThread: 2, // SwiftShader 2048x5632: 34 ms, against 40 ms with 1 and 36 ms with 4
   moeWg: 64,
   moeThreadsPerRow: 1,
   // 32 tokens x 32 rows per tile, 64 threads with 4 x 4 register blocks (SwiftShader, 64x2048->5632:

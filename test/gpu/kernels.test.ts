@@ -89,9 +89,14 @@ function checkWithin(got: Float32Array, want: Float32Array, tol: ArrayLike<numbe
   return { err, ratio, tol: maxTol }
 }
 
-/** GPU_TUNING with rows reduced over 4 lanes: at most SwiftShader's subgroup size, so the SUBGROUP variants run here too. */
-const SUBGROUP_TUNING: Tuning = Object.freeze({ ...GPU_TUNING, name: 'gpu, 4 lanes per row (subgroup reductions)', matvecWg: 64, matvecThreadsPerRow: 4 })
-const PROFILES = gpu !== null && gpu.features.subgroupSize >= 4 ? [GPU_TUNING, CPU_TUNING, SUBGROUP_TUNING] : [GPU_TUNING, CPU_TUNING]
+/**
+ * GPU_TUNING with rows reduced over 4 lanes (at most SwiftShader's subgroup size, so the SUBGROUP
+ * variants run here too) and 3 rows per thread (row counts that are not multiples of it).
+ */
+const SUBGROUP_TUNING: Tuning = Object.freeze({ ...GPU_TUNING, name: 'gpu, 4 lanes x 3 rows per thread (subgroup reductions)', matvecWg: 64, matvecThreadsPerRow: 4, matvecRowsPerThread: 3 })
+/** GPU_TUNING with 2 rows per thread through the workgroup-memory tree. */
+const ROWS_TUNING: Tuning = Object.freeze({ ...GPU_TUNING, name: 'gpu, 2 rows per thread', matvecRowsPerThread: 2 })
+const PROFILES = gpu !== null && gpu.features.subgroupSize >= 4 ? [GPU_TUNING, CPU_TUNING, ROWS_TUNING, SUBGROUP_TUNING] : [GPU_TUNING, CPU_TUNING, ROWS_TUNING]
 
 for (const profile of PROFILES) describe(`gpu kernels vs the CPU reference (${profile.name} tuning)`, { skip: gpu === null ? NO_GPU : false }, () => {
   before(() => {

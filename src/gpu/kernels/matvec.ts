@@ -46,7 +46,9 @@ export async function matvec(ctx: GpuContext, label: string, w: GpuMatrix, x: GP
   const pipeline = await ctx.pipelines.get({
     kernel: int8 ? 'matvec_int8' : 'matvec_f32',
     defines,
-    overrides: { WG: ctx.tuning.matvecWg, TPR: ctx.tuning.matvecThreadsPerRow }
+    overrides: int8
+      ? { WG: ctx.tuning.matvecWg, TPR: ctx.tuning.matvecThreadsPerRow, RPT: ctx.tuning.matvecRowsPerThread }
+      : { WG: ctx.tuning.matvecWg, TPR: ctx.tuning.matvecThreadsPerRow }
   })
   const bias = o.bias ?? null
   const params = ctx.uniform(`${label}.params`, packMatvecParams({
@@ -56,6 +58,7 @@ export async function matvec(ctx: GpuContext, label: string, w: GpuMatrix, x: GP
   const entries: [number, GPUBuffer][] = int8
     ? [[0, w.weights], [1, w.scales as GPUBuffer], [2, x], [3, y], [4, b], [5, params]]
     : [[0, w.weights], [1, x], [2, y], [3, b], [4, params]]
-  const groups = grid1d(Math.ceil(w.rows / (ctx.tuning.matvecWg / ctx.tuning.matvecThreadsPerRow)))
+  const rowsPerGroup = (ctx.tuning.matvecWg / ctx.tuning.matvecThreadsPerRow) * (int8 ? ctx.tuning.matvecRowsPerThread : 1)
+  const groups = grid1d(Math.ceil(w.rows / rowsPerGroup))
   return dispatch(label, pipeline, ctx.bindGroup(label, pipeline, entries), () => groups)
 }
