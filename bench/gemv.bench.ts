@@ -2,7 +2,7 @@
  * int8 GEMV / GEMM in headless Chromium, three ways on the same weights, in the same page
  * (test/browser/bench/main.ts `gemv`), interleaved rounds, medians:
  *
- * - ours: matvec_int8 (decode, 1 token) / matmul_int8 (prefill, 64 tokens) through src/gpu with the
+ * - ours: matvec_int8 (decode, 1 token) / matmul (INT8) (prefill, 64 tokens) through src/gpu with the
  *   backend's pipelines, tuning profile and upload; many dispatches in one command buffer, timed from
  *   encoding to `queue.onSubmittedWorkDone()`, divided by the dispatch count. "alone" is one dispatch
  *   per submit (submit latency included).

@@ -50,7 +50,7 @@ function layoutOf(fields: [string, string][]): { offsets: number[]; size: number
 type Packer = (p: never) => Uint32Array
 const PACKERS: [KernelName[], ParamFields, Packer][] = [
   [['matvec_int8', 'matvec_f32'], MATVEC_PARAMS, packMatvecParams as Packer],
-  [['matmul_int8', 'matmul_f32'], MATMUL_PARAMS, packMatmulParams as Packer],
+  [['matmul'], MATMUL_PARAMS, packMatmulParams as Packer],
   [['rmsnorm'], RMSNORM_PARAMS, packRmsnormParams as Packer],
   [['rope'], ROPE_PARAMS, packRopeParams as Packer],
   [['attention'], ATTENTION_PARAMS, packAttentionParams as Packer],

@@ -1,6 +1,6 @@
 /**
- * matmul_int8 / matmul_f32: Y = X Wᵀ (+ bias) for the tokens of a prefill pass (GEMM). Both
- * shaders share Params (the same fields as matvec: the GEMM is the GEMV over T rows of X).
+ * matmul: Y = X Wᵀ (+ bias) for the tokens of a prefill pass (GEMM), int8 (INT8) or float32
+ * weights; both variants share Params (the same fields as matvec: the GEMM is the GEMV over T rows of X).
  *
  * @module
  */
@@ -9,7 +9,7 @@ import { MATMUL_ROWS_PER_THREAD } from '../tuning.ts'
 import type { GpuMatrix } from '../upload.ts'
 import { packParams, type ParamValues } from './_params.ts'
 
-/** struct Params of matmul_int8.wgsl and matmul_f32.wgsl. */
+/** struct Params of matmul.wgsl. */
 export const MATMUL_PARAMS = [
   ['rows', 'u32'], // output rows (R)
   ['cols', 'u32'], // input length (C)
@@ -34,8 +34,8 @@ export interface MatmulOptions {
 export async function matmul(ctx: GpuContext, label: string, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, step: GPUBuffer, o: MatmulOptions = {}): Promise<Dispatch> {
   const int8 = w.dtype === 'int8'
   const pipeline = await ctx.pipelines.get({
-    kernel: int8 ? 'matmul_int8' : 'matmul_f32',
-    defines: int8 && ctx.features.packed4x8 ? ['PACKED'] : [],
+    kernel: 'matmul',
+    defines: int8 ? (ctx.features.packed4x8 ? ['INT8', 'PACKED'] : ['INT8']) : [],
     overrides: { TILE_T: ctx.tuning.matmulTileT, ROW_LANES: ctx.tuning.matmulRowLanes, TILE_K: ctx.tuning.matmulTileK }
   })
   const bias = o.bias ?? null

@@ -3,7 +3,7 @@
  * through `window.blyanBench`:
  *
  * - `gemv(spec)`: int8 GEMV (tokens = 1) or GEMM (tokens > 1) on random weights with per-row
- *   scales, three ways, in interleaved rounds: our matvec_int8 / matmul_int8 kernels through
+ *   scales, three ways, in interleaved rounds: our matvec_int8 / matmul (INT8) kernels through
  *   src/gpu (the backend's pipelines, tuning and upload), many dispatches in one command buffer;
  *   ONNX Runtime Web's WebGPU EP (`onnxruntime-web/webgpu`, as src/engine/ort-runtime.ts loads it)
  *   on the graph our ORT backend builds for a matrix, DequantizeLinear (axis 0) -> Gemm(transB=1),
@@ -99,7 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 export interface GemvSpec {
   readonly rows: number
   readonly cols: number
-  /** 1: GEMV (matvec_int8); more: GEMM (matmul_int8) over that many tokens. */
+  /** 1: GEMV (matvec_int8); more: GEMM (matmul (INT8)) over that many tokens. */
   readonly tokens: number
   readonly rounds: number
   /** Seconds each timed block aims at (dispatches per command buffer, ORT runs per block follow). */
