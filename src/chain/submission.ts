@@ -22,7 +22,7 @@ import { DAG_CBOR, DAG_PB, RAW, cidMatches, cidOf, decodeCbor, isProtocolCid } f
 import type { DatasetDocument } from './dataset.ts'
 import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader } from './header.ts'
 import type { MetaDocument } from './meta.ts'
-import type { BlockInput } from './validate.ts'
+import type { FullBlockInput } from './validate.ts'
 import type { AcceptedBlock } from './view.ts'
 
 /** Largest submission CAR accepted, in bytes. */
@@ -32,7 +32,7 @@ export const MAX_LINKED_FILE_BYTES = 512 * 1024 * 1024
 
 export interface Submission {
   /** What validateBlock judges. */
-  readonly input: BlockInput
+  readonly input: FullBlockInput
   /** Every block in the CAR, CID string -> bytes, each checked against its CID. */
   readonly blocks: ReadonlyMap<string, Uint8Array>
 }
@@ -146,7 +146,7 @@ export async function decodeSubmission(car: Uint8Array, maxBytes = MAX_SUBMISSIO
     certificate = get(roots[1] as CID)
     if (certificate === undefined || roots[1]?.code !== DAG_CBOR) reject('E_CAR', 'roots[1]', 'the certificate block is not in the CAR')
   }
-  const input: BlockInput = certificate === undefined ? { header: headerBytes, payload } : { header: headerBytes, payload, certificate }
+  const input: FullBlockInput = certificate === undefined ? { header: headerBytes, payload } : { header: headerBytes, payload, certificate }
   return { input, blocks }
 }
 

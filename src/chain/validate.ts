@@ -17,7 +17,7 @@ import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, 
 import { verifyMessage } from './keys.ts'
 import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
 import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
-import { checkParamShapes, expectedTensors } from './params.ts'
+import { checkParamShapes, expectedTensors, type IndexedTensors } from './params.ts'
 import { checkCertificate, decodeCertificate, type Certificate } from './pol.ts'
 import { blockWork, leadingZeroBits } from './pow.ts'
 import type { AcceptedBlock, ChainView } from './view.ts'
@@ -25,12 +25,22 @@ import type { AcceptedBlock, ChainView } from './view.ts'
 /** How far a timestamp may run ahead of the validator's clock. */
 export const MAX_FUTURE_MS = 15 * 60 * 1000
 
-/** A block as submitted: header bytes, the full payload, and a PoL certificate where one is needed. */
+/**
+ * A block as submitted: header bytes, the full payload, and a PoL certificate where one is needed.
+ *
+ * A light client may pass `payload: null` for a chain B block: every header, link, signature and
+ * certificate rule still runs, and the payload rules (E_PAYLOAD, E_PAYLOAD_SIZE, TensorBlocks,
+ * E_SHAPE) are deferred to when its tiles are fetched, each verified against the payload CID, and
+ * decoded (src/model/weights.ts `readBlockTensors`). Documents (chains A, C, D) are always needed.
+ */
 export interface BlockInput {
   readonly header: Uint8Array
-  readonly payload: Uint8Array
+  readonly payload: Uint8Array | null
   readonly certificate?: Uint8Array
 }
+
+/** A block with its whole payload: what full nodes judge and submissions carry. */
+export type FullBlockInput = BlockInput & { readonly payload: Uint8Array }
 
 export interface ValidateOptions {
   /** The validator's clock, ms since the epoch. */
@@ -124,10 +134,13 @@ function checkValidatorSigner(header: Header, meta: MetaDocument, why: string): 
   if (!isValidator(meta, header.miner_pub)) reject('E_UNAUTHORIZED', 'miner_pub', `${why} must be signed by a validator`)
 }
 
-/** Payload of a document chain: the bytes hash to `payload` and have `payload_size` bytes. */
-function checkDocumentPayload(header: Header, payload: Uint8Array): void {
+/** The document of a chain A, C or D block: required, hashing to `payload`, of `payload_size` bytes. */
+function documentPayload(header: Header, input: BlockInput): Uint8Array {
+  const payload = input.payload
+  if (payload === null) reject('E_PAYLOAD', 'payload', `a chain ${header.chain_id} block is judged with its document`)
   if (payload.length !== header.payload_size) reject('E_PAYLOAD_SIZE', 'payload_size', `payload has ${payload.length} bytes`)
   if (!cidMatches(header.payload, payload)) reject('E_PAYLOAD', 'payload', 'payload bytes do not hash to it')
+  return payload
 }
 
 /** A linear-chain block's record: cumulative work continues from prev. */
@@ -144,8 +157,7 @@ function acceptedLinear(
 
 function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
   const prev = checkPrev(header, view)
-  checkDocumentPayload(header, input.payload)
-  const doc = decodeMeta(input.payload)
+  const doc = decodeMeta(documentPayload(header, input))
   // The genesis states its own rules; every later meta block follows its predecessor's.
   const rules = prev === null ? doc : metaOf(prev)
   checkDifficulty(header, rules)
@@ -189,11 +201,14 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
   }
   checkSignature(header)
 
-  if (input.payload.length !== header.payload_size) reject('E_PAYLOAD_SIZE', 'payload_size', `payload has ${input.payload.length} bytes`)
-  const imported = await importPayload(input.payload, options.signal === undefined ? {} : { signal: options.signal })
-  if (!imported.cid.equals(header.payload)) reject('E_PAYLOAD', 'payload', `payload bytes import as ${imported.cid}`)
-  const { index } = parsePayload(input.payload)
-  checkParamShapes(header.expert_name, rules.architecture, index)
+  let index: IndexedTensors | null = null
+  if (input.payload !== null) {
+    if (input.payload.length !== header.payload_size) reject('E_PAYLOAD_SIZE', 'payload_size', `payload has ${input.payload.length} bytes`)
+    const imported = await importPayload(input.payload, options.signal === undefined ? {} : { signal: options.signal })
+    if (!imported.cid.equals(header.payload)) reject('E_PAYLOAD', 'payload', `payload bytes import as ${imported.cid}`)
+    index = parsePayload(input.payload).index
+    checkParamShapes(header.expert_name, rules.architecture, index)
+  }
 
   let certificate: AcceptedBlock['certificate'] = null
   if (base !== null) {
@@ -247,8 +262,7 @@ function validateLedger(header: LedgerHeader, cid: CID, input: BlockInput, view:
     checkValidatorSigner(header, rules, 'a reward')
   }
   checkSignature(header)
-  checkDocumentPayload(header, input.payload)
-  const doc = decodeLedgerDocument(input.payload, header.block_type)
+  const doc = decodeLedgerDocument(documentPayload(header, input), header.block_type)
 
   let certificate: AcceptedBlock['certificate'] = null
   if (candidate === null) {
@@ -284,6 +298,5 @@ function validateDataset(header: Header & { chain_id: 'D' }, cid: CID, input: Bl
   if (deps.length !== 1) reject('E_DEPS', 'depends_on', 'a dataset depends on its chain A block only')
   checkDifficulty(header, metaOf(meta))
   checkSignature(header)
-  checkDocumentPayload(header, input.payload)
-  return acceptedLinear(cid, input, header, prev, meta.cid, decodeDataset(input.payload))
+  return acceptedLinear(cid, input, header, prev, meta.cid, decodeDataset(documentPayload(header, input)))
 }

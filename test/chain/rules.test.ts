@@ -296,3 +296,22 @@ describe('chain D datasets', () => {
     assert.ok(headerCid(good.sealed.bytes).equals(good.sealed.cid))
   })
 })
+
+describe('light clients (chain B payloads deferred)', () => {
+  test('every devnet block is accepted with chain B payloads left out; header, signature and certificate rules still run', async () => {
+    const d = await Devnet.standard()
+    const light = new MemoryChain()
+    for (const built of d.built.values()) {
+      const input = built.sealed.header.chain_id === 'B' ? { ...built.input, payload: null } : built.input
+      const block = await light.submit(input, { now: NOW })
+      if (block.header.chain_id === 'B') assert.equal(block.tensors, null, 'no tensor index without the payload')
+    }
+    assert.equal(light.size, d.chain.size)
+    assert.ok(light.paramIndex().get(expertName(0, 0))?.cid.equals(d.cid('expert0.0v1')))
+    const v1 = d.built.get('expert0.0v1') as Built
+    await assertRule(() => validateBlock({ header: v1.input.header, payload: null }, light, { now: NOW }), 'E_POL', 'certificate')
+    const forged = reseal(d.built.get('expert1.1') as Built, {}, d.miner)
+    await assertRule(() => validateBlock({ ...forged.input, payload: null }, light, { now: NOW }), 'E_UNAUTHORIZED')
+    await assertRule(() => validateBlock({ ...(d.built.get('transfer') as Built).input, payload: null }, light, { now: NOW }), 'E_PAYLOAD', 'payload')
+  })
+})

@@ -26,7 +26,7 @@ import { rewardAmount } from '../../src/chain/ledger.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
 import { encodeMeta, type MetaDocument } from '../../src/chain/meta.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
-import { validateBlock, type BlockInput } from '../../src/chain/validate.ts'
+import { validateBlock, type FullBlockInput } from '../../src/chain/validate.ts'
 import type { AcceptedBlock, ChainView } from '../../src/chain/view.ts'
 import { RuleError } from '../../src/errors.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
@@ -99,7 +99,7 @@ async function scenario(): Promise<Scenario> {
   return { d, names, files }
 }
 
-const inputOf = (s: Scenario, name: string): BlockInput => (s.d.built.get(name) as Built).input
+const inputOf = (s: Scenario, name: string): FullBlockInput => (s.d.built.get(name) as Built).input
 const blocksOf = (s: Scenario, name: string): Promise<Map<string, Uint8Array>> => submissionBlocks(inputOf(s, name), s.files.get(name) ?? [])
 
 /** Validate `name` against the store (as the node does) and put it with what its submission brings. */
@@ -119,7 +119,7 @@ function refHead(ref: MemoryChain, chain: ChainId): string | undefined {
 }
 
 /** Validation outcome through a view: 'ok' or the rule code. */
-async function outcome(view: ChainView, input: BlockInput): Promise<string> {
+async function outcome(view: ChainView, input: FullBlockInput): Promise<string> {
   try {
     await validateBlock(input, view, { now: NOW })
     return 'ok'
@@ -213,7 +213,7 @@ describe('relay chain store (SQLite)', () => {
   test('validation through the store refuses what the reference refuses, and remembers permanent rejections', async () => {
     const d = s.d
     const cert = inputOf(s, 'expert0.0v1').certificate as Uint8Array
-    const cases: BlockInput[] = [
+    const cases: FullBlockInput[] = [
       d.reward('again-main', 'expert0.0v1', cert, 'reward-a').input, // rewarded on this branch
       d.reward('again-fork', 'expert0.0v1', cert, 'fork-t3').input,
       d.transfer('over', d.miner, d.alice, 780, 'fork-t3').input, // 779 left on the fork
