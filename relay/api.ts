@@ -17,6 +17,7 @@ import { encodeParamIndex, paramIndexDocument } from '../src/chain/paramindex.ts
 import { MAX_SUBMISSION_BYTES } from '../src/chain/submission.ts'
 import { RuleError, TRANSIENT_CODES } from '../src/errors.ts'
 import type { Handler } from './interface.ts'
+import type { GatewayStats } from './gateway.ts'
 import type { FullNode } from './node.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson } from './http.ts'
 
@@ -25,6 +26,8 @@ export interface ApiOptions {
   /** Reported in /api/status. */
   readonly version: string
   readonly maxSubmissionBytes?: number
+  /** Shown by GET /api/stats. */
+  readonly gatewayStats?: GatewayStats
 }
 
 /** HTTP status for a rule violation: 413 too large, 400 a malformed CAR, 422 any other rule. */
@@ -59,7 +62,7 @@ export function statusJson(node: FullNode, version: string): { [key: string]: Js
   }
 }
 
-export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES }: ApiOptions): Handler {
+export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES, gatewayStats }: ApiOptions): Handler {
   const store = node.store
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')
@@ -100,6 +103,12 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
 
     if (name === 'status' && route.length === 1) {
       sendJson(res, 200, statusJson(node, version))
+      return true
+    }
+
+    if (name === 'stats' && route.length === 1) {
+      const g = gatewayStats ?? { blocks: 0, tiles: 0, bytes: 0 }
+      sendJson(res, 200, { gateway: { blocks: g.blocks, tiles: g.tiles, bytes: g.bytes } })
       return true
     }
 

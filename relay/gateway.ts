@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
-import { DAG_CBOR } from '../src/chain/cbor.ts'
+import { DAG_CBOR, RAW } from '../src/chain/cbor.ts'
 import type { ChainStore, Handler } from './interface.ts'
 import { sendError } from './http.ts'
 import { walkDag } from './ipld.ts'
@@ -39,11 +39,39 @@ function negotiate(url: URL, accept: string | undefined): Format | 'none' | 'bad
 
 export interface GatewayOptions {
   readonly store: ChainStore
+  /** Counters this gateway increments (GET /api/stats shows them). */
+  readonly stats?: GatewayStats
+  /**
+   * Test mode only: rewrite the bytes served for a CID (a lying relay, for the light client's tests
+   * and demos). Never set in production.
+   */
+  readonly tamper?: (cid: CID, bytes: Uint8Array) => Uint8Array
 }
 
-export function createGatewayHandler({ store }: GatewayOptions): Handler {
+/** What a gateway has served: requests answered with a block, raw leaves among them, bytes. */
+export interface GatewayStats {
+  blocks: number
+  tiles: number
+  bytes: number
+}
+
+export function createGatewayStats(): GatewayStats {
+  return { blocks: 0, tiles: 0, bytes: 0 }
+}
+
+export function createGatewayHandler({ store, stats, tamper }: GatewayOptions): Handler {
   /** Bytes of a CID: stored blocks, or the inline bytes of an identity CID (the `bafkqaaa` probe). */
-  const bytesOf = (cid: CID): Uint8Array | undefined => (cid.multihash.code === IDENTITY ? cid.multihash.digest : store.getRaw(cid))
+  const bytesOf = (cid: CID): Uint8Array | undefined => {
+    if (cid.multihash.code === IDENTITY) return cid.multihash.digest
+    const bytes = store.getRaw(cid)
+    if (bytes === undefined) return undefined
+    if (stats !== undefined) {
+      stats.blocks++
+      stats.bytes += bytes.length
+      if (cid.code === RAW) stats.tiles++
+    }
+    return tamper === undefined ? bytes : tamper(cid, bytes)
+  }
 
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')

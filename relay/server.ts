@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createApiHandler } from './api.ts'
-import { createGatewayHandler } from './gateway.ts'
+import { createGatewayHandler, createGatewayStats, type GatewayOptions } from './gateway.ts'
 import { CORS_HEADERS, DEFAULT_RATE_LIMIT, createRateLimiter, sendError, type RateLimit } from './http.ts'
 import type { Handler } from './interface.ts'
 import type { FullNode } from './node.ts'
@@ -21,6 +21,8 @@ export interface RelayOptions {
   readonly siteRoot?: string
   readonly rateLimit?: RateLimit
   readonly maxSubmissionBytes?: number
+  /** Test mode only: alter the bytes the gateway serves (see gateway.ts). */
+  readonly tamper?: GatewayOptions['tamper']
 }
 
 export interface Relay {
@@ -32,10 +34,14 @@ export interface Relay {
 
 export function createRelay(options: RelayOptions): Relay {
   const limiter = createRateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT)
-  const gateway = createGatewayHandler({ store: options.node.store })
-  const api = createApiHandler(options.maxSubmissionBytes === undefined
-    ? { node: options.node, version: options.version }
-    : { node: options.node, version: options.version, maxSubmissionBytes: options.maxSubmissionBytes })
+  const stats = createGatewayStats()
+  const gateway = createGatewayHandler({ store: options.node.store, stats, ...(options.tamper === undefined ? {} : { tamper: options.tamper }) })
+  const api = createApiHandler({
+    node: options.node,
+    version: options.version,
+    gatewayStats: stats,
+    ...(options.maxSubmissionBytes === undefined ? {} : { maxSubmissionBytes: options.maxSubmissionBytes })
+  })
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

@@ -1,0 +1,289 @@
+/**
+ * The client's interface: what the site's UI asks of the client worker (src/workers/client.worker.ts)
+ * over comlink. The UI imports these types only; every value crossing is structured-cloneable
+ * (strings, numbers, plain objects, Uint8Array), and callbacks are passed as comlink proxies.
+ *
+ * The client worker owns everything that is not drawing: relays, header sync and verification
+ * (with the verify pool), the IndexedDB caches, Helia, and the engine with its WebGPU device.
+ *
+ * @module
+ */
+import type { ChainId } from '../chain/header.ts'
+import type { Json } from '../chain/json.ts'
+
+// ------------------------------------------------------------------------------------ settings
+
+/** Which engine backend to run: `auto` is WebGPU when an adapter exists, else ONNX Runtime WASM. */
+export type BackendChoice = 'auto' | 'webgpu' | 'ort-wasm' | 'cpu'
+export type BackendName = 'webgpu' | 'ort-wasm' | 'cpu'
+export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'webgpu', 'ort-wasm', 'cpu'])
+
+export interface Settings {
+  /** Relay base URLs (e.g. `http://127.0.0.1:8080`), tried in this order for blocks. */
+  readonly relays: readonly string[]
+  /** Most bytes the tile cache keeps before evicting the least recently used tiles. */
+  readonly cacheBudgetBytes: number
+  readonly backend: BackendChoice
+  /**
+   * The trust anchor: chain A's genesis CID. null until pinned; the first sync pins the genesis it
+   * verifies (trust on first use), and later syncs refuse a relay whose chain starts elsewhere.
+   */
+  readonly trustAnchor: string | null
+}
+
+export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024
+
+// ------------------------------------------------------------------------------------ status
+
+export type RelayHealth = 'unknown' | 'up' | 'down' | 'wrong-network'
+
+export interface RelayLie {
+  /** The CID whose bytes did not hash to it. */
+  readonly cid: string
+  /** What the block is, when the client knows (e.g. `tile 0 of layer0.expert1`). */
+  readonly what: string
+  readonly at: number
+}
+
+export interface RelayState {
+  readonly url: string
+  readonly health: RelayHealth
+  /** Why it is down or on the wrong network. */
+  readonly error: string | null
+  /** Blocks it served that did not match their CID: it lied. Never used while an honest relay has the block. */
+  readonly lies: readonly RelayLie[]
+  /** Verified blocks it served, and their bytes. */
+  readonly blocks: number
+  readonly bytes: number
+  /** ms since the epoch of the last good answer. */
+  readonly lastSeen: number | null
+  /** When the next reconnect is tried (down relays back off exponentially). */
+  readonly retryAt: number | null
+}
+
+export interface HeadInfo {
+  readonly height: number
+  readonly cid: string
+}
+
+export interface SyncState {
+  /** `syncing` while headers are fetched and verified, `live` once caught up and subscribed. */
+  readonly phase: 'starting' | 'syncing' | 'live' | 'offline' | 'error'
+  /** The pinned trust anchor (chain A genesis CID), null before the first sync. */
+  readonly anchor: string | null
+  readonly heads: Readonly<Record<ChainId, HeadInfo | null>>
+  /** Headers verified and accepted by this page. */
+  readonly verified: number
+  /** Headers a relay offered that failed a rule here. */
+  readonly rejected: readonly { readonly cid: string; readonly code: string; readonly field: string; readonly message: string; readonly relay: string }[]
+  readonly error: string | null
+}
+
+export interface CacheUsage {
+  /** Tile cache (payload blocks): bytes and blocks held, against the budget. */
+  readonly tileBytes: number
+  readonly tileBlocks: number
+  readonly budgetBytes: number
+  /** Header cache (headers, documents, certificates): not evicted. */
+  readonly headerBytes: number
+  readonly headerBlocks: number
+  /** navigator.storage.estimate(), when the browser gives one. */
+  readonly quotaBytes: number | null
+  /** Set after a quota error the client could not recover from by evicting. */
+  readonly error: string | null
+}
+
+export interface BackendInfo {
+  readonly name: BackendName
+  /** E.g. `WebGPU nvidia ampere` or `ONNX Runtime Web (wasm, 4 threads)`. */
+  readonly detail: string
+  /** Why this backend and not the one asked for (e.g. `no WebGPU adapter`), or null. */
+  readonly fallback: string | null
+}
+
+export interface ClientStatus {
+  readonly relays: readonly RelayState[]
+  readonly sync: SyncState
+  readonly cache: CacheUsage
+  /** The engine's backend once a chat has started one. */
+  readonly backend: BackendInfo | null
+}
+
+// ------------------------------------------------------------------------------------ explorer
+
+export type PolStatus = 'genesis' | 'certified' | 'none'
+
+/** One accepted block, as lists and search results show it. */
+export interface BlockSummary {
+  readonly cid: string
+  readonly chain: ChainId
+  readonly index: number
+  readonly blockType: string
+  readonly expertName: string | null
+  readonly layer: number | null
+  readonly timestamp: number
+  /** Compressed secp256k1 key, hex. */
+  readonly minerPub: string
+  readonly difficulty: number
+  readonly payload: string
+  readonly payloadSize: number
+  readonly prev: string | null
+  readonly dependsOn: readonly string[]
+  readonly supersedes: string | null
+  /** Chain B: expert version (0 initial). */
+  readonly version: number
+  /** Chain B: how the version is certified; chains A, C, D: `none`. */
+  readonly pol: PolStatus
+  /** Chain B: this block is the param index's current version of its expert. */
+  readonly current: boolean
+}
+
+export interface BlockDetail extends BlockSummary {
+  /** Every header field, as JSON (CIDs as strings, bytes as hex). */
+  readonly header: { readonly [key: string]: Json }
+  readonly headerHex: string
+  /** The chain A block whose rules apply. */
+  readonly meta: string
+  /** Cumulative work (linear chains) or own work (chain B), decimal. */
+  readonly work: string
+  /** Decoded document (chains A, C, D). */
+  readonly document: Json
+  /** Chain B: the payload's tensors. */
+  readonly tensors: readonly { readonly name: string; readonly dtype: string; readonly shape: readonly number[]; readonly offset: number; readonly size: number }[] | null
+  /** PoL certificate, when the block has one. */
+  readonly certificate: { readonly cid: string; readonly body: Json; readonly signers: readonly string[] } | null
+  /** Chain B: tiles in the payload (the Verify action can check any one's Merkle path). */
+  readonly tiles: number
+  /** Blocks that name this one in depends_on or supersedes. */
+  readonly dependents: readonly string[]
+}
+
+/** Chain B as a graph: a node per block, edges for depends_on (within B) and supersedes. */
+export interface DagView {
+  readonly nodes: readonly BlockSummary[]
+  readonly edges: readonly { readonly from: string; readonly to: string; readonly kind: 'depends_on' | 'supersedes' }[]
+}
+
+export type VerifyStepStatus = 'pending' | 'passed' | 'failed' | 'skipped'
+
+export interface VerifyStep {
+  /** Stable id: `cid`, `pow`, `signature`, `rules`, `pol`, `anchor`, `tile-root`, `tile-node-1`, ..., `tile-leaf`. */
+  readonly id: string
+  readonly label: string
+  readonly status: VerifyStepStatus
+  /** What was checked, with the numbers (e.g. `20 leading zero bits >= difficulty 8`) or why it failed. */
+  readonly detail: string
+}
+
+export interface VerifyReport {
+  readonly cid: string
+  readonly ok: boolean
+  readonly steps: readonly VerifyStep[]
+  /** The trust anchor the chain was checked against. */
+  readonly anchor: string | null
+  /** The tile whose Merkle path was checked, if any. */
+  readonly tile: number | null
+}
+
+// ------------------------------------------------------------------------------------ chat
+
+export interface Sampling {
+  /** 0 is greedy (argmax). */
+  readonly temperature: number
+  readonly topP: number
+  readonly maxTokens: number
+  readonly seed: number
+}
+
+export const DEFAULT_SAMPLING: Sampling = Object.freeze({ temperature: 0.8, topP: 0.9, maxTokens: 128, seed: 42 })
+
+export interface UsedExpertInfo {
+  readonly name: string
+  readonly layer: number
+  readonly expert: number
+  /** The chain B block the weights came from. */
+  readonly cid: string
+  readonly version: number
+  readonly pol: PolStatus
+}
+
+export interface ChatProgress {
+  /** `fetch`: tiles arriving and being verified; `load`: uploading to the device. */
+  readonly phase: 'sync' | 'fetch' | 'load' | 'run'
+  /** The block being loaded, when one is. */
+  readonly block: string | null
+  /** Bytes and tiles fetched over the network so far in this answer, and those read from the cache. */
+  readonly bytes: number
+  readonly tiles: number
+  readonly cachedTiles: number
+  /** Total bytes of the blocks this step needs, when known (for a determinate bar). */
+  readonly totalBytes: number | null
+}
+
+export type ChatEvent =
+  | { readonly type: 'backend'; readonly backend: BackendInfo }
+  | { readonly type: 'progress'; readonly progress: ChatProgress }
+  | { readonly type: 'token'; readonly id: number; readonly text: string }
+
+export interface ChatResult {
+  readonly text: string
+  readonly tokens: readonly number[]
+  readonly experts: readonly UsedExpertInfo[]
+  readonly backend: BackendInfo
+  /** `stopped` after stop(), `length` at maxTokens, `end` at an end token. */
+  readonly finish: 'end' | 'length' | 'stopped'
+  readonly stats: {
+    readonly promptTokens: number
+    readonly generatedTokens: number
+    readonly tokensPerSecond: number
+    /** Prompt submitted to first generated token. */
+    readonly firstTokenMs: number
+    /** Network fetches for this answer: tiles and bytes; tiles served by the cache. */
+    readonly fetchedTiles: number
+    readonly fetchedBytes: number
+    readonly cachedTiles: number
+  }
+}
+
+/**
+ * Why a chat could not run. `expert` names the block when one could not be had verified (every
+ * relay that has it served bytes that do not match; or none has it), `relays` the ones that lied.
+ */
+export interface ChatFailure {
+  readonly code: string
+  readonly message: string
+  readonly expert: string | null
+  readonly relays: readonly string[]
+}
+
+// ------------------------------------------------------------------------------------ the API
+
+export interface ClientApi {
+  /** Load settings (IndexedDB), open caches, start syncing. `overrides` come from the URL (`?relay=`). */
+  start(overrides?: Partial<Settings>): Promise<ClientStatus>
+  status(): Promise<ClientStatus>
+  /** Called on every status change (relay health, sync progress, cache usage). */
+  onStatus(listener: (status: ClientStatus) => void): Promise<void>
+  /** Called for each block accepted after the initial sync (the explorer's live updates). */
+  onBlock(listener: (block: BlockSummary) => void): Promise<void>
+
+  settings(): Promise<Settings>
+  /** Change settings; relays and trust anchor changes restart sync. */
+  updateSettings(patch: Partial<Settings>): Promise<ClientStatus>
+
+  /** Answer a prompt: fetch and verify the experts it routes to, stream tokens, report what ran. */
+  chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }>
+  /** Stop the running chat (its promise resolves with finish `stopped`). */
+  stop(): Promise<void>
+
+  /** Newest first, at most `limit`, below index `before` when given. */
+  listBlocks(chain: ChainId, limit: number, before?: number): Promise<BlockSummary[]>
+  /** By CID (header or payload), height (`A:3`, or a bare number: every chain), expert name (prefix), or public key (hex). */
+  search(query: string): Promise<BlockSummary[]>
+  block(cid: string): Promise<BlockDetail | null>
+  dag(): Promise<DagView>
+  /** Re-check a block step by step (onStep as each one settles); chain B checks `tile`'s Merkle path (default 0). */
+  verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport>
+
+  clearCache(): Promise<CacheUsage>
+}
