@@ -11,8 +11,8 @@ import type { Architecture } from '../src/chain/meta.ts'
 import { CpuBackend } from '../src/engine/cpu.ts'
 import { Engine, type UsedExpert } from '../src/engine/engine.ts'
 import type { Backend } from '../src/engine/interface.ts'
-import { Sampler } from '../src/model/sampler.ts'
-import { TextStream, createTokenizer, type Tokenizer } from '../src/model/tokenizer.ts'
+import { complete } from '../src/engine/complete.ts'
+import { createTokenizer, type Tokenizer } from '../src/model/tokenizer.ts'
 import type { ChainStore } from './interface.ts'
 import { storedModel, type StoredModel } from './model.ts'
 
@@ -75,26 +75,17 @@ export interface GenerateOptions {
 /** Generate after a prompt (BOS first); stops at EOS, or at BOS as llama2.c's stories do. */
 export async function generate(run: RunContext, backend: BackendName, options: GenerateOptions): Promise<GenerateResult> {
   const { engine, tokenizer, model } = run
-  const prompt = tokenizer.encode(options.prompt, { bos: true })
-  const stream = new TextStream(tokenizer)
-  let text = ''
-  const emit = (piece: string): void => {
-    if (piece === '') return
-    text += piece
-    options.onText?.(piece)
-  }
-  // The prompt gives the stream its context (a first word after BOS loses its space), but only what
-  // the model adds is emitted.
-  for (const t of prompt) stream.push(t)
-  const g = await engine.generate(prompt, {
+  const onText = options.onText
+  const g = await complete(engine, tokenizer, {
+    prompt: options.prompt,
     maxTokens: options.maxTokens,
-    sampler: new Sampler(model.architecture.vocab_size, { temperature: options.temperature, topP: options.topP, seed: options.seed }),
-    stopTokens: [tokenizer.eos, tokenizer.bos],
-    onToken: (t) => emit(stream.push(t))
+    temperature: options.temperature,
+    topP: options.topP,
+    seed: options.seed,
+    ...(onText === undefined ? {} : { onToken: (_id: number, text: string) => { if (text !== '') onText(text) } })
   })
-  emit(stream.flush())
   return {
-    text,
+    text: g.text,
     tokens: g.tokens,
     experts: g.experts,
     stats: {

@@ -79,7 +79,10 @@ export const RULES = Object.freeze({
   E_INCOMPLETE: 'a file the block needs (payload, tokenizer, dataset content) is missing blocks, or has the wrong size',
   // Tiles and Merkle paths
   E_TILE: 'tile bytes do not hash to the CID the path names',
-  E_MERKLE: 'Merkle path does not lead from the payload CID to the tile'
+  E_MERKLE: 'Merkle path does not lead from the payload CID to the tile',
+  // Light clients
+  E_CID: 'bytes do not hash to the CID they were served under',
+  E_ANCHOR: 'chain A does not start at the pinned trust anchor (the genesis CID)'
 } as const)
 
 export type RuleCode = keyof typeof RULES

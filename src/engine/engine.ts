@@ -52,6 +52,7 @@ export interface GenerateOptions {
   readonly onToken?: (token: number) => void
   /** The logits each generated token was sampled from (for tests and audits). */
   readonly onLogits?: (logits: Float32Array) => void
+  /** Stops generating between tokens: the generation so far is returned with finish `stopped`. */
   readonly signal?: AbortSignal
 }
 
@@ -60,6 +61,8 @@ export interface Generation {
   readonly tokens: number[]
   /** The expert blocks this generation used. */
   readonly experts: UsedExpert[]
+  /** `end` at a stop token, `length` at maxTokens or max_seq_len, `stopped` by the signal. */
+  readonly finish: 'end' | 'length' | 'stopped'
   readonly stats: { readonly tokensPerSecond: number; readonly promptTokens: number; readonly generatedTokens: number }
 }
 
@@ -182,11 +185,18 @@ export class Engine {
       }
     }
     while (pos < promptTokens.length) logits = await this.step(promptTokens[pos] as number, pos++)
+    let finish: Generation['finish'] = 'length'
     while (logits !== null && tokens.length < options.maxTokens && pos < maxSeq) {
-      options.signal?.throwIfAborted()
+      if (options.signal?.aborted === true) {
+        finish = 'stopped'
+        break
+      }
       options.onLogits?.(logits)
       const next = options.sampler.sample(logits)
-      if (options.stopTokens?.includes(next) === true) break
+      if (options.stopTokens?.includes(next) === true) {
+        finish = 'end'
+        break
+      }
       tokens.push(next)
       options.onToken?.(next)
       if (tokens.length === options.maxTokens || pos >= maxSeq) break
@@ -195,6 +205,7 @@ export class Engine {
     const seconds = (performance.now() - started) / 1000
     return {
       tokens,
+      finish,
       experts: this.#usedSince(before),
       stats: { tokensPerSecond: (prompt.length + tokens.length) / seconds, promptTokens: prompt.length, generatedTokens: tokens.length }
     }

@@ -13,11 +13,23 @@ import type { TileSource, TileStats } from './interface.ts'
 
 export type BlockGetter = (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
 
-export function createTileSource(getBlock: BlockGetter, options: { concurrency?: number } = {}): TileSource {
+export interface TileSourceOptions {
+  /** Blocks fetched in parallel per payload (default 8). */
+  readonly concurrency?: number
+  /** `getBlock` checks every block against its CID itself (Helia with the verify pool): do not hash twice. */
+  readonly getBlockVerifies?: boolean
+}
+
+export function createTileSource(getBlock: BlockGetter, options: TileSourceOptions = {}): TileSource {
   const stats: TileStats = { tiles: 0, blocks: 0, bytes: 0 }
   return {
     stats,
     payload: (root, size, o = {}) =>
-      fetchUnixfsFile(root, size, getBlock, { counts: stats, ...(o.signal === undefined ? {} : { signal: o.signal }), ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }) })
+      fetchUnixfsFile(root, size, getBlock, {
+        counts: stats,
+        ...(o.signal === undefined ? {} : { signal: o.signal }),
+        ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+        ...(options.getBlockVerifies === true ? { getBlockVerifies: true } : {})
+      })
   }
 }

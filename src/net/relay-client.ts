@@ -1,0 +1,222 @@
+/**
+ * Talking to one relay: its JSON API over HTTP (docs/api.md) and its `/ws` feed of accepted headers,
+ * kept open with reconnects and exponential backoff.
+ *
+ * Nothing a relay answers is trusted here: header bytes are checked by sync.ts against their CIDs
+ * and the rules, blocks by the CIDs that name them. This module only moves bytes and reports
+ * failures as typed errors naming the relay.
+ *
+ * @module
+ */
+import type { ChainId } from '../chain/header.ts'
+
+/** Why a relay could not be used: unreachable (network), an HTTP error status, or an answer that is not what the API documents. */
+export class RelayError extends Error {
+  override readonly name = 'RelayError'
+  readonly relay: string
+  readonly kind: 'unreachable' | 'http' | 'protocol'
+  readonly status: number | null
+  constructor(relay: string, kind: RelayError['kind'], message: string, status: number | null = null) {
+    super(`${relay}: ${message}`)
+    this.relay = relay
+    this.kind = kind
+    this.status = status
+  }
+}
+
+/** What sync needs of `GET /api/status`. */
+export interface RelayStatus {
+  readonly genesis: string | null
+  readonly heads: Readonly<Record<ChainId, { readonly height: number; readonly cid: string } | null>>
+  readonly blocks: number
+}
+
+/** One header as `/api/headers` and `/ws` carry it: its CID and its DAG-CBOR bytes (hex). */
+export interface HeaderEntry {
+  readonly cid: string
+  readonly header_hex: string
+}
+
+/** Most headers asked for per page (the relay's maximum). */
+export const HEADERS_PAGE = 1000
+
+/** Base URL without trailing slashes: the key relays are known by. */
+export function normalizeRelayUrl(url: string): string {
+  const u = new URL(url)
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new RangeError(`relay URL: http or https, got ${url}`)
+  return `${u.origin}${u.pathname.replace(/\/+$/, '')}`
+}
+
+export interface RelayClient {
+  readonly url: string
+  status(signal?: AbortSignal): Promise<RelayStatus>
+  /** Every accepted header of a chain with index >= from, page by page. */
+  headers(chain: ChainId, from: number, signal?: AbortSignal): Promise<HeaderEntry[]>
+  /** A block's raw bytes from the trustless gateway, or null when the relay does not have it (404). */
+  block(cid: string, signal?: AbortSignal): Promise<Uint8Array | null>
+}
+
+export function createRelayClient(url: string, fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis)): RelayClient {
+  const base = normalizeRelayUrl(url)
+
+  const request = async (path: string, init: RequestInit): Promise<Response> => {
+    let res: Response
+    try {
+      res = await fetchImpl(`${base}${path}`, { ...init, cache: 'no-store' })
+    } catch (e) {
+      if (init.signal?.aborted === true) throw e
+      throw new RelayError(base, 'unreachable', `unreachable (${e instanceof Error ? e.message : String(e)})`)
+    }
+    return res
+  }
+
+  const json = async (path: string, signal?: AbortSignal): Promise<unknown> => {
+    const res = await request(path, signal === undefined ? {} : { signal })
+    if (!res.ok) throw new RelayError(base, 'http', `GET ${path}: HTTP ${res.status}`, res.status)
+    try {
+      return await res.json()
+    } catch {
+      throw new RelayError(base, 'protocol', `GET ${path}: not JSON`)
+    }
+  }
+
+  return {
+    url: base,
+
+    async status(signal) {
+      const s = (await json('/api/status', signal)) as Partial<RelayStatus> | null
+      if (s === null || typeof s !== 'object' || typeof s.heads !== 'object' || s.heads === null || !(s.genesis === null || typeof s.genesis === 'string')) {
+        throw new RelayError(base, 'protocol', '/api/status lacks genesis or heads')
+      }
+      return { genesis: s.genesis, heads: s.heads, blocks: typeof s.blocks === 'number' ? s.blocks : 0 }
+    },
+
+    async headers(chain, from, signal) {
+      const out: HeaderEntry[] = []
+      const seen = new Set<string>()
+      let next = from
+      for (;;) {
+        const page = (await json(`/api/headers?chain=${chain}&from=${next}&limit=${HEADERS_PAGE}`, signal)) as { blocks?: unknown }
+        if (!Array.isArray(page.blocks)) throw new RelayError(base, 'protocol', `/api/headers?chain=${chain} has no blocks list`)
+        let added = 0
+        let last = next
+        for (const b of page.blocks as { cid?: unknown; header_hex?: unknown; header?: { index?: unknown } }[]) {
+          if (typeof b.cid !== 'string' || typeof b.header_hex !== 'string') throw new RelayError(base, 'protocol', '/api/headers: an entry lacks cid or header_hex')
+          if (typeof b.header?.index === 'number') last = Math.max(last, b.header.index)
+          if (seen.has(b.cid)) continue
+          seen.add(b.cid)
+          out.push({ cid: b.cid, header_hex: b.header_hex })
+          added++
+        }
+        // A short page is the last. A full page continues at its highest index (repeats are skipped);
+        // a full page adding nothing new would loop forever, so it ends too.
+        if (page.blocks.length < HEADERS_PAGE || added === 0) return out
+        next = last
+      }
+    },
+
+    async block(cid, signal) {
+      const res = await request(`/ipfs/${cid}?format=raw`, { headers: { Accept: 'application/vnd.ipld.raw' }, ...(signal === undefined ? {} : { signal }) })
+      if (res.status === 404) return null
+      if (!res.ok) throw new RelayError(base, 'http', `block ${cid}: HTTP ${res.status}`, res.status)
+      return new Uint8Array(await res.arrayBuffer())
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------- live feed
+
+/** The WebSocket constructor to use (the browser's, or the `ws` package in Node). */
+export type WebSocketFactory = new (url: string) => WebSocket
+
+export interface FeedHandlers {
+  /** The socket opened (the relay is reachable again). */
+  onOpen(): void
+  /** A header the relay accepted. */
+  onHeader(entry: HeaderEntry): void
+  /** The socket closed or failed; the next attempt is at `retryAt` (ms since the epoch). */
+  onDown(reason: string, retryAt: number): void
+}
+
+export interface Backoff {
+  /** First delay, ms. */
+  readonly initialMs: number
+  /** Largest delay, ms. */
+  readonly maxMs: number
+}
+
+export const DEFAULT_BACKOFF: Backoff = Object.freeze({ initialMs: 1000, maxMs: 30_000 })
+
+/** Delay before reconnect attempt `attempt` (0-based): doubling from initialMs, capped, with +-20% jitter so clients spread out. */
+export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
+  const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30))
+  return Math.round(base * (0.8 + 0.4 * random()))
+}
+
+/**
+ * Keep a `/ws` feed open: reconnect with backoff after any close, until `close()`. `wake()` makes a
+ * waiting reconnect happen now (the user pressed retry, or another request just reached the relay).
+ */
+export function openFeed(url: string, handlers: FeedHandlers, options: { WebSocket?: WebSocketFactory; backoff?: Backoff } = {}): { close(): void; wake(): void } {
+  const Ws = options.WebSocket ?? globalThis.WebSocket
+  const backoff = options.backoff ?? DEFAULT_BACKOFF
+  const wsUrl = `${normalizeRelayUrl(url).replace(/^http/, 'ws')}/ws`
+  let attempt = 0
+  let closed = false
+  let socket: WebSocket | null = null
+  let timer: ReturnType<typeof setTimeout> | null = null
+
+  const connect = (): void => {
+    timer = null
+    if (closed) return
+    let opened = false
+    let reported = false
+    const down = (reason: string): void => {
+      if (reported || closed) return
+      reported = true
+      socket = null
+      const delay = backoffDelay(opened ? 0 : attempt, backoff)
+      attempt = opened ? 1 : attempt + 1
+      handlers.onDown(reason, Date.now() + delay)
+      timer = setTimeout(connect, delay)
+    }
+    try {
+      socket = new Ws(wsUrl)
+    } catch (e) {
+      down(e instanceof Error ? e.message : String(e))
+      return
+    }
+    socket.onopen = () => {
+      opened = true
+      attempt = 0
+      handlers.onOpen()
+    }
+    socket.onmessage = (event: MessageEvent) => {
+      if (typeof event.data !== 'string') return
+      let message: { type?: unknown; block?: { cid?: unknown; header_hex?: unknown } }
+      try {
+        message = JSON.parse(event.data) as typeof message
+      } catch {
+        return
+      }
+      const b = message.block
+      if (message.type === 'accepted' && typeof b?.cid === 'string' && typeof b.header_hex === 'string') handlers.onHeader({ cid: b.cid, header_hex: b.header_hex })
+    }
+    socket.onerror = () => down('connection failed')
+    socket.onclose = (event: CloseEvent) => down(opened ? `connection closed (${event.code})` : 'unreachable')
+  }
+
+  connect()
+  return {
+    close() {
+      closed = true
+      if (timer !== null) clearTimeout(timer)
+      socket?.close()
+    },
+    wake() {
+      if (timer === null || closed) return
+      clearTimeout(timer)
+      connect()
+    }
+  }
+}

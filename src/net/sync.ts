@@ -1,0 +1,232 @@
+/**
+ * Header sync: chains A-D from relays into the page's own validated chain (a MemoryChain).
+ *
+ * Every header is checked twice over before use: its own proofs (decoding, CID, PoW, signature) in
+ * the verify pool, in parallel; then every rule of src/chain/validate.ts against what this page has
+ * already accepted, with the documents and certificates it links (fetched by CID and verified).
+ * Chain B headers are judged without their payloads (light mode): payload rules run when tiles are
+ * fetched. The param index the chat uses is built here from accepted blocks, never taken from a
+ * relay.
+ *
+ * Trust starts at the anchor: chain A's genesis CID. With none pinned, the first genesis accepted
+ * is pinned (trust on first use, reported through onAnchor); later, a relay whose chain starts
+ * elsewhere is set aside as `wrong-network` and a genesis other than the anchor is refused (E_ANCHOR).
+ *
+ * @module
+ */
+import { CID } from 'multiformats/cid'
+import { fromHex } from '../chain/cbor.ts'
+import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../chain/header.ts'
+import { orderBlocks } from '../chain/dag.ts'
+import type { MemoryChain } from '../chain/memory.ts'
+import type { AcceptedBlock } from '../chain/view.ts'
+import { isRuleError, RuleError } from '../errors.ts'
+import type { VerifyPool } from '../workers/verify.ts'
+import type { HeaderEntry, RelayClient } from './relay-client.ts'
+
+/** A header offered by a relay that failed a check here. */
+export interface Rejection {
+  readonly cid: string
+  readonly code: string
+  readonly field: string
+  readonly message: string
+  readonly relay: string
+}
+
+export interface SyncOptions {
+  readonly chain: MemoryChain
+  readonly pool: Pick<VerifyPool, 'checkHeaderProofs'>
+  /** Verified bytes by CID (documents, certificates): the Helia node, cache first. */
+  readonly getBlock: (cid: CID, what: string, signal?: AbortSignal) => Promise<Uint8Array>
+  /** The pinned chain A genesis CID, or null to pin the first one accepted. */
+  readonly anchor: string | null
+  readonly onAnchor?: (cid: string) => void
+  readonly onAccepted?: (block: AcceptedBlock) => void
+  readonly onRejected?: (rejection: Rejection) => void
+  /** The clock rules judge timestamps by. */
+  readonly now?: () => number
+}
+
+/** Offered headers: CID and bytes, with where they came from. */
+export interface Offered {
+  readonly cid: string
+  readonly bytes: Uint8Array
+  /** The relay that served them, or `cache` for headers this page stored earlier. */
+  readonly source: string
+}
+
+const MAX_REJECTIONS = 200
+
+/** Rules that may pass later (an orphan whose parent has not arrived, a clock ahead): retried. */
+function isTransient(e: unknown): boolean {
+  return isRuleError(e, 'E_UNKNOWN_DEP') || isRuleError(e, 'E_FUTURE')
+}
+
+export class HeaderSync {
+  readonly chain: MemoryChain
+  readonly #options: SyncOptions
+  #anchor: string | null
+  readonly #rejected: Rejection[] = []
+  /** Offered headers that may pass once their links arrive. */
+  readonly #pending = new Map<string, Offered>()
+
+  constructor(options: SyncOptions) {
+    this.chain = options.chain
+    this.#options = options
+    this.#anchor = options.anchor
+  }
+
+  get anchor(): string | null {
+    return this.#anchor
+  }
+
+  get rejected(): readonly Rejection[] {
+    return this.#rejected
+  }
+
+  /**
+   * Everything a relay has that this page lacks. A relay on another network (its genesis is not the
+   * anchor) throws WrongNetworkError before any header is taken from it.
+   */
+  async syncRelay(relay: RelayClient, signal?: AbortSignal): Promise<{ accepted: number }> {
+    const status = await relay.status(signal)
+    if (status.genesis === null) return { accepted: 0 }
+    if (this.#anchor !== null && status.genesis !== this.#anchor) {
+      throw new WrongNetworkError(relay.url, status.genesis, this.#anchor)
+    }
+    const offered: Offered[] = []
+    for (const chain of CHAIN_IDS) {
+      if (status.heads[chain] === null) continue
+      const entries = await relay.headers(chain, this.#resumeFrom(chain), signal)
+      for (const e of entries) if (!this.#known(e.cid)) offered.push(toOffered(e, relay.url))
+    }
+    return this.ingest(offered, signal)
+  }
+
+  /** A header from a live feed. */
+  async offer(entry: HeaderEntry, relay: string, signal?: AbortSignal): Promise<{ accepted: number }> {
+    return this.ingest([toOffered(entry, relay)], signal)
+  }
+
+  /**
+   * Check and accept offered headers: proofs in the pool (in parallel), then the rules in
+   * dependency order. Headers whose links are not known yet wait for a later call.
+   */
+  async ingest(offered: readonly Offered[], signal?: AbortSignal): Promise<{ accepted: number }> {
+    const fresh = offered.filter((o) => !this.#known(o.cid))
+    const checks = await Promise.all(fresh.map((o) => this.#options.pool.checkHeaderProofs(o.bytes, o.cid)))
+    const candidates: { cid: CID; header: Header; offered: Offered }[] = []
+    fresh.forEach((o, i) => {
+      const check = checks[i] as Awaited<ReturnType<VerifyPool['checkHeaderProofs']>>
+      if (!check.ok) return this.#reject({ cid: o.cid, code: check.code, field: check.field, message: check.message, relay: o.source })
+      candidates.push({ cid: CID.parse(o.cid), header: decodeHeader(o.bytes), offered: o })
+    })
+    for (const p of this.#pending.values()) {
+      if (!candidates.some((c) => c.offered.cid === p.cid)) candidates.push({ cid: CID.parse(p.cid), header: decodeHeader(p.bytes), offered: p })
+    }
+    let ordered: typeof candidates
+    try {
+      ordered = orderBlocks(candidates, (cid) => this.chain.get(CID.parse(cid)) !== undefined)
+    } catch (e) {
+      // A cycle needs a hash collision; if one is ever offered, judge in offer order and let the rules refuse.
+      if (!isRuleError(e, 'E_CYCLE')) throw e
+      ordered = candidates
+    }
+    let accepted = 0
+    for (const c of ordered) {
+      signal?.throwIfAborted()
+      if (await this.#accept(c.cid, c.header, c.offered, signal)) accepted++
+    }
+    return { accepted }
+  }
+
+  /** Linear chains resume at their highest accepted index (siblings there are re-offered and skipped); chain B from 0. */
+  #resumeFrom(chain: ChainId): number {
+    if (chain === 'B') return 0
+    let top = 0
+    for (const b of this.chain.blocks(chain)) top = Math.max(top, b.header.index)
+    return top
+  }
+
+  #known(cid: string): boolean {
+    let c: CID
+    try {
+      c = CID.parse(cid)
+    } catch {
+      return false // not a CID: the proof check refuses it (E_CID), naming the relay
+    }
+    return this.chain.get(c) !== undefined || this.chain.isRejected(c)
+  }
+
+  async #accept(cid: CID, header: Header, offered: Offered, signal?: AbortSignal): Promise<boolean> {
+    const key = cid.toString()
+    if (this.chain.get(cid) !== undefined) {
+      this.#pending.delete(key)
+      return false
+    }
+    if (header.chain_id === 'A' && header.prev === null && this.#anchor !== null && key !== this.#anchor) {
+      this.#pending.delete(key)
+      this.#reject({ cid: key, code: 'E_ANCHOR', field: 'prev', message: `a chain A genesis ${key} other than the trust anchor ${this.#anchor}`, relay: offered.source })
+      return false
+    }
+    try {
+      const payload = header.chain_id === 'B' ? null : await this.#options.getBlock(header.payload, `the document of ${key}`, signal)
+      const certificate = header.pol === null ? undefined : await this.#options.getBlock(header.pol, `the PoL certificate of ${key}`, signal)
+      const block = await this.chain.submit(
+        { header: offered.bytes, payload, ...(certificate === undefined ? {} : { certificate }) },
+        { now: this.#options.now?.() ?? Date.now(), ...(signal === undefined ? {} : { signal }) }
+      )
+      this.#pending.delete(key)
+      if (header.chain_id === 'A' && header.prev === null && this.#anchor === null) {
+        this.#anchor = key
+        this.#options.onAnchor?.(key)
+      }
+      this.#options.onAccepted?.(block)
+      return true
+    } catch (e) {
+      if (isTransient(e)) {
+        this.#pending.set(key, offered)
+        return false
+      }
+      this.#pending.delete(key)
+      if (e instanceof RuleError) {
+        this.#reject({ cid: key, code: e.code, field: e.field, message: e.message, relay: offered.source })
+        return false
+      }
+      // Not a rule: the document or certificate could not be had (every relay down or lying). Retry later.
+      this.#pending.set(key, offered)
+      throw e
+    }
+  }
+
+  #reject(r: Rejection): void {
+    if (this.#rejected.some((x) => x.cid === r.cid && x.code === r.code)) return
+    this.#rejected.unshift(r)
+    this.#rejected.length = Math.min(this.#rejected.length, MAX_REJECTIONS)
+    this.#options.onRejected?.(r)
+  }
+}
+
+/** A relay serves a chain that does not start at the pinned anchor. */
+export class WrongNetworkError extends Error {
+  override readonly name = 'WrongNetworkError'
+  readonly relay: string
+  readonly genesis: string
+  readonly anchor: string
+  constructor(relay: string, genesis: string, anchor: string) {
+    super(`${relay} serves a chain starting at ${genesis}, not at the trust anchor ${anchor}`)
+    this.relay = relay
+    this.genesis = genesis
+    this.anchor = anchor
+  }
+}
+
+function toOffered(entry: HeaderEntry, source: string): Offered {
+  let bytes: Uint8Array
+  try {
+    bytes = fromHex(entry.header_hex)
+  } catch {
+    bytes = new Uint8Array(0) // refused by the proof check (E_DECODE), with the relay named
+  }
+  return { cid: entry.cid, bytes, source }
+}
