@@ -35,3 +35,66 @@ export function routeFromHash(hash: string): RouteId | undefined {
   if (id === '') return DEFAULT_ROUTE
   return ROUTES.find((r) => r.id === id)?.id
 }
+
+// ------------------------------------------------------------------------------------ explorer
+
+export type ExplorerChain = 'A' | 'B' | 'C' | 'D'
+export const EXPLORER_CHAINS: readonly ExplorerChain[] = Object.freeze(['A', 'B', 'C', 'D'])
+
+/** The chain the explorer opens on: B holds the model's blocks, which is what people come to see. */
+export const DEFAULT_CHAIN: ExplorerChain = 'B'
+
+/** What the explorer shows, from the part of the hash after `#/explorer`. */
+export type ExplorerRoute =
+  | { readonly kind: 'chain'; readonly chain: ExplorerChain }
+  | { readonly kind: 'dag' }
+  | { readonly kind: 'search'; readonly query: string }
+  | { readonly kind: 'block'; readonly cid: string }
+
+function decode(part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return part
+  }
+}
+
+/**
+ * `#/explorer` and `#/explorer/chain/<A-D>` list a chain, `#/explorer/dag` draws chain B,
+ * `#/explorer/search/<query>` searches, `#/explorer/<cid>` shows one block.
+ */
+export function explorerRouteFromHash(hash: string): ExplorerRoute {
+  const path = hash.replace(/^#\/?/, '').split('?', 1)[0] ?? ''
+  const parts = path.split('/').filter((p) => p !== '')
+  const [, first, second] = parts
+  if (first === undefined) return { kind: 'chain', chain: DEFAULT_CHAIN }
+  if (first === 'dag') return { kind: 'dag' }
+  if (first === 'chain') {
+    const chain = EXPLORER_CHAINS.find((c) => c === second?.toUpperCase())
+    return { kind: 'chain', chain: chain ?? DEFAULT_CHAIN }
+  }
+  if (first === 'search') {
+    const query = decode(parts.slice(2).join('/')).trim()
+    return query === '' ? { kind: 'chain', chain: DEFAULT_CHAIN } : { kind: 'search', query }
+  }
+  return { kind: 'block', cid: decode(first) }
+}
+
+/** The link for an explorer route. */
+export function hrefForExplorer(route: ExplorerRoute): string {
+  switch (route.kind) {
+    case 'chain':
+      return `#/explorer/chain/${route.chain}`
+    case 'dag':
+      return '#/explorer/dag'
+    case 'search':
+      return `#/explorer/search/${encodeURIComponent(route.query)}`
+    case 'block':
+      return `#/explorer/${encodeURIComponent(route.cid)}`
+  }
+}
+
+/** The explorer link for a block, e.g. `#/explorer/bafyrei...`. */
+export function hrefForBlock(cid: string): string {
+  return hrefForExplorer({ kind: 'block', cid })
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagCbor from '@ipld/dag-cbor'
-import { DEFAULT_ROUTE, ROUTES, hrefFor, routeFromHash } from '../../src/ui/routes.ts'
+import { DEFAULT_CHAIN, DEFAULT_ROUTE, ROUTES, explorerRouteFromHash, hrefFor, hrefForBlock, hrefForExplorer, routeFromHash, type ExplorerRoute } from '../../src/ui/routes.ts'
 import { readGenesis } from '../../src/ui/genesis.ts'
 
 test('routeFromHash maps hashes to views', () => {
@@ -30,4 +30,26 @@ test('readGenesis accepts only a CIDv1 dag-cbor sha2-256 block CID', async () =>
   assert.equal(readGenesis(`?genesis=${raw}`).kind, 'invalid')
   // A CIDv0 (dag-pb) is a CID, but never a header's.
   assert.equal(readGenesis('?genesis=QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG').kind, 'invalid')
+})
+
+test('explorer sub-routes round-trip through their links', () => {
+  const cid = 'bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmi6kfxzxe'
+  const routes: ExplorerRoute[] = [
+    { kind: 'chain', chain: 'A' },
+    { kind: 'chain', chain: 'D' },
+    { kind: 'dag' },
+    { kind: 'search', query: 'layer0.expert1' },
+    { kind: 'search', query: 'A:3 / odd?&' },
+    { kind: 'block', cid }
+  ]
+  for (const r of routes) {
+    assert.equal(routeFromHash(hrefForExplorer(r)), 'explorer')
+    assert.deepEqual(explorerRouteFromHash(hrefForExplorer(r)), r)
+  }
+  assert.equal(hrefForBlock(cid), `#/explorer/${cid}`)
+  for (const h of ['#/explorer', '#/explorer/', '#/explorer/chain/', '#/explorer/chain/Z', '#/explorer/search/']) {
+    assert.deepEqual(explorerRouteFromHash(h), { kind: 'chain', chain: DEFAULT_CHAIN })
+  }
+  assert.deepEqual(explorerRouteFromHash('#/explorer/chain/c'), { kind: 'chain', chain: 'C' })
+  assert.deepEqual(explorerRouteFromHash(`#/explorer/${cid}?temperature=0`), { kind: 'block', cid })
 })

@@ -1,0 +1,71 @@
+/**
+ * The conversation: prompt/answer turns, the sampling settings, and the running chat. It lives as
+ * long as the page (made by App), so a chat keeps streaming while the user looks at the explorer.
+ *
+ * @module
+ */
+import { getContext, setContext } from 'svelte'
+import type { ClientApi, Sampling } from '../workers/api.ts'
+import { applyChatEvent, finishTurn, newTurn, type EditableSampling, type Turn } from './chat.ts'
+import { plain } from './state.svelte.ts'
+
+const KEY = Symbol('blyan.chat')
+
+export class ChatSession {
+  readonly client: ClientApi
+  turns: Turn[] = $state([])
+  sampling: EditableSampling = $state({ temperature: 0, topP: 0, maxTokens: 0, seed: 0 })
+  /** An answer is being produced (true from send until the worker settles it, even after reset). */
+  running: boolean = $state(false)
+  #next = 1
+  #inflight: Promise<void> | null = null
+
+  constructor(client: ClientApi, sampling: Sampling) {
+    this.client = client
+    this.sampling = { ...sampling }
+  }
+
+  /** Ask `prompt`; the new turn streams its answer. Ignored while another answer runs. */
+  async send(prompt: string): Promise<void> {
+    const text = prompt.trim()
+    if (text === '' || this.running) return
+    this.running = true
+    this.turns.push(newTurn(this.#next++, text, plain(this.sampling)))
+    // The proxied turn: mutations through it redraw the answer as tokens arrive.
+    const turn = this.turns[this.turns.length - 1] as Turn
+    const run = (async () => {
+      try {
+        const outcome = await this.client.chat(text, plain(this.sampling), (event) => applyChatEvent(turn, event))
+        finishTurn(turn, outcome)
+      } catch (error) {
+        finishTurn(turn, { error })
+      }
+    })()
+    this.#inflight = run
+    await run
+    this.#inflight = null
+    this.running = false
+  }
+
+  async stop(): Promise<void> {
+    if (this.running) await this.client.stop()
+  }
+
+  /** Start over: stop any running answer and forget the turns. */
+  async reset(): Promise<void> {
+    await this.stop()
+    this.turns = []
+    // The worker answers one chat at a time: let the stopped one settle before another is sent.
+    await this.#inflight
+  }
+}
+
+export function setChat(chat: ChatSession): ChatSession {
+  return setContext(KEY, chat)
+}
+
+export function getChat(): ChatSession {
+  const chat = getContext<ChatSession | undefined>(KEY)
+  if (chat === undefined) throw new Error('getChat: no chat session in context; mount the component inside App')
+  return chat
+}
