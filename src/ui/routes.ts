@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { ChainId } from '../chain/header.ts'
 
 /** Every view, in nav order. */
 export const ROUTES = Object.freeze([
@@ -38,7 +39,7 @@ export function routeFromHash(hash: string): RouteId | undefined {
 
 // ------------------------------------------------------------------------------------ explorer
 
-export type ExplorerChain = 'A' | 'B' | 'C' | 'D'
+export type ExplorerChain = ChainId
 export const EXPLORER_CHAINS: readonly ExplorerChain[] = Object.freeze(['A', 'B', 'C', 'D'])
 
 /** The chain the explorer opens on: B holds the model's blocks, which is what people come to see. */

@@ -27,45 +27,58 @@ test('mergeStep keeps first-seen order and the latest state of each step', () =>
   assert.equal(clampTile(2, 0), 0)
 })
 
-test('layoutDag: a column per layer (layerless first), router on top, versions along a row', () => {
+test('layoutDag: a column per layer (embedding first), router row on top, a row per expert number, versions along a row', () => {
   const view: DagView = {
     nodes: [
       block('e11', { layer: 1, expertName: 'layer1.expert1', version: 0, current: false }),
-      block('e11v1', { layer: 1, expertName: 'layer1.expert1', version: 1, pol: 'certified', supersedes: 'e11' }),
+      block('e11v1', { layer: 1, expertName: 'layer1.expert1', version: 1, pol: 'certified', supersedes: 'e11', current: false }),
+      block('e11v1b', { layer: 1, expertName: 'layer1.expert1', version: 1, pol: 'certified', supersedes: 'e11' }),
       block('e10', { layer: 1, expertName: 'layer1.expert0' }),
       block('r1', { layer: 1, expertName: 'layer1.router', blockType: 'router' }),
-      block('e02', { layer: 0, expertName: 'layer0.expert2' }),
+      block('e01', { layer: 0, expertName: 'layer0.expert1' }),
       block('emb', { layer: null, expertName: 'embedding', blockType: 'embedding' })
     ],
     edges: [
       { from: 'e11v1', to: 'e11', kind: 'supersedes' },
-      { from: 'e11v1', to: 'e11', kind: 'depends_on' },
+      { from: 'e11v1b', to: 'e11', kind: 'supersedes' },
       { from: 'e10', to: 'emb', kind: 'depends_on' },
+      { from: 'r1', to: 'e10', kind: 'depends_on' },
       { from: 'e10', to: 'missing', kind: 'depends_on' }
     ]
   }
   const l = layoutDag(view)
-  assert.deepEqual(l.columns.map((c) => c.label), ['model', 'layer 0', 'layer 1'])
+  assert.deepEqual(l.columns.map((c) => c.label), ['embedding', 'layer 0', 'layer 1'])
   const at = new Map(l.nodes.map((n) => [n.block.cid, n]))
+  const pos = (cid: string): { x: number; y: number } => at.get(cid) ?? assert.fail(`${cid} not placed`)
   const { nodeWidth, nodeHeight, versionGap } = DAG_SIZES
-  // layer 1: router row, expert0 row, expert1 row with v0 then v1 to its right
-  assert.ok((at.get('r1')?.y ?? 0) < (at.get('e10')?.y ?? 0))
-  assert.ok((at.get('e10')?.y ?? 0) < (at.get('e11')?.y ?? 0))
-  assert.equal(at.get('e11')?.y, at.get('e11v1')?.y)
-  assert.equal((at.get('e11v1')?.x ?? 0) - (at.get('e11')?.x ?? 0), nodeWidth + versionGap)
-  assert.equal(at.get('r1')?.x, at.get('e11')?.x)
-  assert.ok((at.get('emb')?.x ?? 0) < (at.get('e02')?.x ?? 0))
-  assert.ok((at.get('e02')?.x ?? 0) < (at.get('e10')?.x ?? 0))
+  assert.ok(pos('r1').y < pos('e10').y && pos('e10').y < pos('e11').y)
+  assert.equal(pos('emb').y, pos('r1').y)
+  // the same expert number shares a row across layers
+  assert.equal(pos('e01').y, pos('e11').y)
+  // versions run right; the current one of two competing versions is on top
+  assert.equal(pos('e11v1b').x - pos('e11').x, nodeWidth + versionGap)
+  assert.equal(pos('e11v1').x, pos('e11v1b').x)
+  assert.ok(pos('e11v1b').y < pos('e11v1').y)
+  assert.equal(pos('r1').x, pos('e11').x)
+  assert.ok(pos('emb').x < pos('e01').x && pos('e01').x < pos('e10').x)
   assert.equal(at.get('e11')?.subtitle, 'v0 · genesis · old')
   assert.equal(at.get('e11v1')?.title, 'expert 1')
   assert.equal(at.get('r1')?.title, 'router')
-  // edges to nodes that are not drawn are left out; the others have paths
-  assert.equal(l.edges.length, 3)
-  for (const e of l.edges) assert.match(e.d, /^M[-\d.]+,[-\d.]+ C/)
-  // everything fits
-  for (const n of l.nodes) {
-    assert.ok(n.x >= 0 && n.x + nodeWidth <= l.width, `${n.block.cid} inside width`)
-    assert.ok(n.y >= 0 && n.y + nodeHeight <= l.height, `${n.block.cid} inside height`)
+  assert.equal(at.get('emb')?.title, 'embedding')
+  // no two boxes overlap, and all fit
+  const nodes = [...at.values()]
+  for (const a of nodes) {
+    assert.ok(a.x >= 0 && a.x + nodeWidth <= l.width && a.y >= 0 && a.y + nodeHeight <= l.height, `${a.block.cid} inside`)
+    for (const b of nodes) {
+      if (a === b) continue
+      const apart = a.x + nodeWidth <= b.x || b.x + nodeWidth <= a.x || a.y + nodeHeight <= b.y || b.y + nodeHeight <= a.y
+      assert.ok(apart, `${a.block.cid} and ${b.block.cid} overlap`)
+    }
   }
+  // edges to nodes that are not drawn are left out; a vertical edge (same column) runs bottom to top
+  assert.equal(l.edges.length, 4)
+  for (const e of l.edges) assert.match(e.d, /^M[-\d.]+,[-\d.]+ C/)
+  const vertical = l.edges.find((e) => e.from === 'r1')
+  assert.equal(vertical?.d.startsWith(`M${pos('r1').x + nodeWidth / 2},${pos('r1').y + nodeHeight}`), true)
   assert.deepEqual(layoutDag({ nodes: [], edges: [] }).nodes, [])
 })
