@@ -28,7 +28,7 @@ import { inlinePool } from '../../src/workers/verify.ts'
 import { generate, openRun } from '../../relay/run.ts'
 import { main } from '../../relay/cli.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
-import { DevnetNode, PROMPT, removeSiteDevnet, siteDevnet, type RunningRelay } from '../fixtures/site-devnet.ts'
+import { DevnetNode, PROMPT, siteDevnet, type RunningRelay } from '../fixtures/site-devnet.ts'
 
 const GREEDY: Sampling = { temperature: 0, topP: 0.9, maxTokens: 24, seed: 1 }
 let dbCount = 0
@@ -88,7 +88,6 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
     for (const c of clients) await c.close()
     await honest.close()
     node.close()
-    removeSiteDevnet()
   })
 
   test('sync verifies every header and pins the genesis on first use', async () => {

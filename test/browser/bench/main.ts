@@ -12,6 +12,9 @@
  * - `decode(spec)`: greedy decoding on a random-weight int8 MoE (bench/synthetic.ts) on one backend
  *   (cpu, webgpu, ort-wasm, ort-webgpu), all experts resident, weights from memory.
  *
+ * - `verifyPool(spec)`: SHA-256 of 256 KiB tiles through the site's verify pool (src/workers:
+ *   `workers` Web Workers, WebCrypto in each) against one thread hashing with WebCrypto.
+ *
  * Everything is timed here, with `performance.now()`; the Node side only prints.
  */
 import type { Architecture } from '../../../src/chain/meta.ts'
@@ -30,6 +33,8 @@ import { hostMatrix, type GpuMatrix } from '../../../src/gpu/upload.ts'
 import { canonicalTBlockHeader } from '../../../src/tensor/tblock.ts'
 import type { TensorView } from '../../../src/tensor/tensorblock.ts'
 import { greedy, load, tensorsFor } from '../../../bench/synthetic.ts'
+import { TILE_SIZE } from '../../../src/tensor/tiles.ts'
+import { workerPool } from '../../../src/workers/verify-pool.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Our device
@@ -405,10 +410,46 @@ async function decode(spec: DecodeSpec): Promise<DecodeReport> {
   }
 }
 
-declare global {
-  interface Window {
-    blyanBench: { adapter: typeof adapter; gemv: typeof gemv; decode: typeof decode; ready: true }
+// ---------------------------------------------------------------------------------------------
+// Verify pool
+
+export interface VerifyPoolSpec {
+  readonly workers: number
+  readonly tiles: number
+  readonly rounds: number
+}
+
+/** Tiles hashed per second through the pool and on this thread alone (best round of each). */
+async function verifyPool(spec: VerifyPoolSpec): Promise<{ poolTilesPerSecond: number; singleTilesPerSecond: number; workers: number }> {
+  const tiles = Array.from({ length: spec.tiles }, (_, i) => {
+    const t = new Uint8Array(TILE_SIZE)
+    for (let o = 0; o < t.length; o += 65536) crypto.getRandomValues(t.subarray(o, o + 65536))
+    t[0] = i & 0xff
+    return t
+  })
+  const pool = workerPool(spec.workers, () => new Worker(new URL('../../../src/workers/verify.worker.ts', import.meta.url), { type: 'module' }))
+  try {
+    await Promise.all(Array.from({ length: spec.workers * 2 }, () => pool.sha256(tiles[0] as Uint8Array))) // start the workers
+    let poolBest = Infinity
+    let singleBest = Infinity
+    for (let r = 0; r < spec.rounds; r++) {
+      let t = performance.now()
+      await Promise.all(tiles.map((tile) => pool.sha256(tile)))
+      poolBest = Math.min(poolBest, performance.now() - t)
+      t = performance.now()
+      for (const tile of tiles) await crypto.subtle.digest('SHA-256', tile)
+      singleBest = Math.min(singleBest, performance.now() - t)
+    }
+    return { poolTilesPerSecond: (spec.tiles * 1000) / poolBest, singleTilesPerSecond: (spec.tiles * 1000) / singleBest, workers: spec.workers }
+  } finally {
+    pool.destroy()
   }
 }
 
-window.blyanBench = { adapter, gemv, decode, ready: true }
+declare global {
+  interface Window {
+    blyanBench: { adapter: typeof adapter; gemv: typeof gemv; decode: typeof decode; verifyPool: typeof verifyPool; hardwareConcurrency: number; ready: true }
+  }
+}
+
+window.blyanBench = { adapter, gemv, decode, verifyPool, hardwareConcurrency: navigator.hardwareConcurrency, ready: true }
