@@ -31,7 +31,7 @@ export function lieText(relay: RelayState, others: readonly RelayState[]): strin
   const what = last === undefined ? '' : last.what.trim() !== '' ? ` (${last.what.trim()})` : ` (${last.cid})`
   const more = relay.lies.length > 1 ? `, and ${plural(relay.lies.length - 1, 'other block')}` : ''
   const honest = others.some((r) => r.url !== relay.url && r.health === 'up' && r.lies.length === 0)
-  const fallback = honest ? 'blocks are taken from other relays' : 'its blocks are refused and no honest relay is reachable'
+  const fallback = honest ? 'blocks are taken from other relays' : 'its bytes were refused, and no honest relay is reachable'
   return `relay ${relay.url} served a block that does not match its CID${what}${more}: it lied; ${fallback}`
 }
 
@@ -87,12 +87,13 @@ export function syncSummary(sync: SyncState): string {
   }
 }
 
-/** Relays by health, for the strip: `2 relays up`, `1 of 2 relays up`. */
+/** Relays by health, for the strip: `2 relays up`, `1 of 2 relays up`, `2 relays up · 1 lied`. */
 export function relaySummary(relays: readonly RelayState[]): string {
   if (relays.length === 0) return 'no relay'
   const up = relays.filter((r) => r.health === 'up').length
-  if (up === relays.length) return relays.length === 1 ? '1 relay up' : `${relays.length} relays up`
-  return `${up} of ${plural(relays.length, 'relay')} up`
+  const lied = relays.filter((r) => r.lies.length > 0).length
+  const health = up === relays.length ? (relays.length === 1 ? '1 relay up' : `${relays.length} relays up`) : `${up} of ${plural(relays.length, 'relay')} up`
+  return lied === 0 ? health : `${health} · ${lied} lied`
 }
 
 /** Does any relay deserve a persistent warning (it lied or broke a rule)? */

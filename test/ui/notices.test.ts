@@ -33,7 +33,7 @@ test('a lying relay is named in a warning that stays, with the block it lied abo
   assert.equal(n?.level, 'error')
   assert.equal(n?.relay, 'http://bad:1')
   assert.equal(n?.text, 'relay http://bad:1 served a block that does not match its CID (tile 0 of layer1.expert2): it lied; blocks are taken from other relays')
-  assert.match(notices(status([liar]), 0)[0]?.text ?? '', /it lied; its blocks are refused and no honest relay is reachable$/)
+  assert.match(notices(status([liar]), 0)[0]?.text ?? '', /it lied; its bytes were refused, and no honest relay is reachable$/)
   const twice = { ...liar, lies: [...liar.lies, { cid: 'bafkreidef', what: '', at: 2 }] }
   assert.match(notices(status([twice, honest]), 0)[0]?.text ?? '', /\(bafkreidef\), and 1 other block: it lied/)
   assert.ok(anyLiar(status([liar])))
@@ -64,4 +64,5 @@ test('summaries', () => {
   assert.equal(relaySummary([relay('a')]), '1 relay up')
   assert.equal(relaySummary([relay('a'), relay('b')]), '2 relays up')
   assert.equal(relaySummary([relay('a'), relay('b', { health: 'down' })]), '1 of 2 relays up')
+  assert.equal(relaySummary([relay('a'), relay('b', { lies: [{ cid: 'c', what: '', at: 0 }] })]), '2 relays up · 1 lied')
 })
