@@ -123,7 +123,7 @@ export function layoutDag(view: DagView): DagLayout {
   for (const e of view.edges) {
     const a = at.get(e.from)
     const b = at.get(e.to)
-    if (a !== undefined && b !== undefined) edges.push({ from: e.from, to: e.to, kind: e.kind, d: edgePath(a, b) })
+    if (a !== undefined && b !== undefined) edges.push({ from: e.from, to: e.to, kind: e.kind, d: edgePath(a, b, nodes) })
   }
   return {
     width: nodes.length === 0 ? 2 * S.margin : x - S.columnGap + S.margin,
@@ -134,26 +134,74 @@ export function layoutDag(view: DagView): DagLayout {
   }
 }
 
-/**
- * A curve between two boxes, from the side of `a` facing `b` to the facing side of `b`: left and
- * right sides when the boxes do not overlap horizontally, else bottom and top.
- */
-function edgePath(a: DagNodeBox, b: DagNodeBox): string {
+/** Does any box other than `a` and `b` overlap the rectangle spanned by the two points? */
+function blocked(x1: number, y1: number, x2: number, y2: number, a: DagNodeBox, b: DagNodeBox, nodes: readonly DagNodeBox[]): boolean {
   const { nodeWidth: w, nodeHeight: h } = DAG_SIZES
+  const [left, right] = x1 < x2 ? [x1, x2] : [x2, x1]
+  const [top, bottom] = y1 < y2 ? [y1, y2] : [y2, y1]
+  return nodes.some((n) => n !== a && n !== b && n.x < right && n.x + w > left && n.y < bottom && n.y + h > top)
+}
+
+/** A polyline through `points` with its corners rounded (radius up to `r`). */
+function rounded(points: readonly (readonly [number, number])[], r = 6): string {
+  const [first, ...rest] = points
+  if (first === undefined) return ''
+  let d = `M${first[0]},${first[1]}`
+  for (let i = 0; i < rest.length; i++) {
+    const [x, y] = rest[i] as readonly [number, number]
+    const next = rest[i + 1]
+    const prev = (i === 0 ? first : rest[i - 1]) as readonly [number, number]
+    if (next === undefined) {
+      d += ` L${x},${y}`
+      break
+    }
+    // Stop short of the corner, then curve round it towards the next point.
+    const inLen = Math.hypot(x - prev[0], y - prev[1])
+    const outLen = Math.hypot(next[0] - x, next[1] - y)
+    const k = Math.min(r, inLen / 2, outLen / 2)
+    const bx = x - ((x - prev[0]) / (inLen || 1)) * k
+    const by = y - ((y - prev[1]) / (inLen || 1)) * k
+    const ax = x + ((next[0] - x) / (outLen || 1)) * k
+    const ay = y + ((next[1] - y) / (outLen || 1)) * k
+    d += ` L${bx},${by} Q${x},${y} ${ax},${ay}`
+  }
+  return d
+}
+
+/**
+ * A line from box `a` to box `b`. Where nothing stands between them it is a curve from the side
+ * of `a` facing `b` to the facing side of `b`. Otherwise it runs around the other boxes: out into
+ * the gap beside `a`, along the free band just under `a` (rows line up across columns, so that band
+ * is free everywhere), and up or down the gap beside `b`.
+ */
+function edgePath(a: DagNodeBox, b: DagNodeBox, nodes: readonly DagNodeBox[]): string {
+  const { nodeWidth: w, nodeHeight: h, stackGap } = DAG_SIZES
+  const ay = a.y + h / 2
+  const by = b.y + h / 2
+  const out = 10
   if (b.x + w <= a.x || a.x + w <= b.x) {
     const left = b.x < a.x
     const x1 = left ? a.x : a.x + w
     const x2 = left ? b.x + w : b.x
-    const y1 = a.y + h / 2
-    const y2 = b.y + h / 2
-    const bend = (x2 - x1) / 2
-    return `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`
+    if (!blocked(x1, ay, x2, by, a, b, nodes)) {
+      const bend = (x2 - x1) / 2
+      return `M${x1},${ay} C${x1 + bend},${ay} ${x2 - bend},${by} ${x2},${by}`
+    }
+    const gx1 = left ? x1 - out : x1 + out
+    const gx2 = left ? x2 + out : x2 - out
+    const band = a.y + h + stackGap / 2
+    return rounded([[x1, ay], [gx1, ay], [gx1, band], [gx2, band], [gx2, by], [x2, by]])
   }
+  // One above the other.
   const up = b.y < a.y
-  const x1 = a.x + w / 2
-  const x2 = b.x + w / 2
   const y1 = up ? a.y : a.y + h
   const y2 = up ? b.y + h : b.y
-  const bend = (y2 - y1) / 2
-  return `M${x1},${y1} C${x1},${y1 + bend} ${x2},${y2 - bend} ${x2},${y2}`
+  const x = a.x + w / 2
+  const x2 = b.x + w / 2
+  if (!blocked(x, y1, x2, y2, a, b, nodes)) {
+    const bend = (y2 - y1) / 2
+    return `M${x},${y1} C${x},${y1 + bend} ${x2},${y2 - bend} ${x2},${y2}`
+  }
+  const gx = Math.min(a.x, b.x) - out
+  return rounded([[a.x, ay], [gx, ay], [gx, by], [b.x, by]])
 }

@@ -36,6 +36,7 @@ test('layoutDag: a column per layer (embedding first), router row on top, a row 
       block('e10', { layer: 1, expertName: 'layer1.expert0' }),
       block('r1', { layer: 1, expertName: 'layer1.router', blockType: 'router' }),
       block('e01', { layer: 0, expertName: 'layer0.expert1' }),
+      block('r0', { layer: 0, expertName: 'layer0.router', blockType: 'router' }),
       block('emb', { layer: null, expertName: 'embedding', blockType: 'embedding' })
     ],
     edges: [
@@ -75,10 +76,21 @@ test('layoutDag: a column per layer (embedding first), router row on top, a row 
       assert.ok(apart, `${a.block.cid} and ${b.block.cid} overlap`)
     }
   }
-  // edges to nodes that are not drawn are left out; a vertical edge (same column) runs bottom to top
+  // edges to nodes that are not drawn are left out
   assert.equal(l.edges.length, 4)
-  for (const e of l.edges) assert.match(e.d, /^M[-\d.]+,[-\d.]+ C/)
+  for (const e of l.edges) assert.match(e.d, /^M[-\d.]+,[-\d.]+ [CL]/)
+  // neighbours: a direct curve; router above expert 0 in one column: bottom to top
   const vertical = l.edges.find((e) => e.from === 'r1')
-  assert.equal(vertical?.d.startsWith(`M${pos('r1').x + nodeWidth / 2},${pos('r1').y + nodeHeight}`), true)
+  assert.equal(vertical?.d, `M${pos('r1').x + nodeWidth / 2},${pos('r1').y + nodeHeight} C${pos('r1').x + nodeWidth / 2},${pos('r1').y + nodeHeight + DAG_SIZES.rowGap / 2} ${pos('e10').x + nodeWidth / 2},${pos('e10').y - DAG_SIZES.rowGap / 2} ${pos('e10').x + nodeWidth / 2},${pos('e10').y}`)
+  // layer1.expert0 -> embedding passes layer 0's column: it goes round, never through a box
+  const long = l.edges.find((e) => e.from === 'e10' && e.to === 'emb')?.d ?? ''
+  assert.match(long, / Q/)
+  for (const [, x, y] of long.matchAll(/[MLQ ]([-\d.]+),([-\d.]+)/g)) {
+    for (const n of nodes) {
+      if (n.block.cid === 'e10' || n.block.cid === 'emb') continue
+      const inside = Number(x) > n.x && Number(x) < n.x + nodeWidth && Number(y) > n.y && Number(y) < n.y + nodeHeight
+      assert.ok(!inside, `point ${x},${y} of the long edge is inside ${n.block.cid}`)
+    }
+  }
   assert.deepEqual(layoutDag({ nodes: [], edges: [] }).nodes, [])
 })
