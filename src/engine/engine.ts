@@ -95,8 +95,8 @@ export class Engine {
   static async create(model: ModelSource, backend: Backend, tiles: TileSource, options: EngineOptions = {}): Promise<Engine> {
     const engine = new Engine(model, backend, tiles, options)
     const names = [EMBEDDING_NAME, ...Array.from({ length: model.architecture.n_layers }, (_, l) => routerName(l))]
-    const shared = new Map<string, BlockTensors>()
-    for (const name of names) shared.set(name, await engine.#read(name))
+    // Fetched together: each block is verified on its own, so none waits for another's round trips.
+    const shared = new Map(await allOrFirstError(names.map(async (name) => [name, await engine.#read(name)] as const)))
     await backend.loadShared(shared)
     return engine
   }
@@ -113,7 +113,10 @@ export class Engine {
   }
 
   async #load(needed: readonly ExpertRef[], keep: ReadonlySet<string>): Promise<void> {
-    for (const ref of needed) {
+    // Fetch and verify every missing expert at once, then upload them one by one (evicting as needed).
+    const missing = needed.filter((ref) => !this.#resident.has(`${ref.layer}.${ref.expert}`))
+    const tensors = await allOrFirstError(missing.map((ref) => this.#read(expertName(ref.layer, ref.expert))))
+    for (const [i, ref] of missing.entries()) {
       const key = `${ref.layer}.${ref.expert}`
       if (this.#resident.has(key)) continue
       while (this.#resident.size >= this.#maxResident) {
@@ -123,10 +126,24 @@ export class Engine {
         this.#resident.delete(victim[0])
         this.stats.expertsEvicted++
       }
-      await this.backend.loadExpert(ref.layer, ref.expert, await this.#read(expertName(ref.layer, ref.expert)))
+      await this.backend.loadExpert(ref.layer, ref.expert, tensors[i] as BlockTensors)
       this.#resident.set(key, ref)
       this.stats.expertsLoaded++
     }
+  }
+
+  /**
+   * Every token uses every expert (top_k = n_experts) and all fit at once: load them in one batch
+   * (fetched together) instead of discovering them one layer per forward pass.
+   */
+  #everyExpertUsed(): boolean {
+    const arch = this.model.architecture
+    return arch.top_k === arch.n_experts && this.#maxResident >= arch.n_layers * arch.n_experts
+  }
+
+  #allExperts(): ExpertRef[] {
+    const arch = this.model.architecture
+    return Array.from({ length: arch.n_layers * arch.n_experts }, (_, i) => ({ layer: Math.floor(i / arch.n_experts), expert: i % arch.n_experts }))
   }
 
   /** Logits for `token` at `pos`, loading whatever experts the router picks. */
@@ -158,7 +175,7 @@ export class Engine {
         return r.logits
       }
       for (const m of [...r.missing, ...r.selected]) keep.add(`${m.layer}.${m.expert}`)
-      await this.#load(r.missing, keep)
+      await this.#load(this.#everyExpertUsed() ? this.#allExperts() : r.missing, keep)
       this.stats.retries++
     }
   }
@@ -263,4 +280,15 @@ export class ExpertCapacityError extends Error {
   constructor(capacity: number) {
     super(`expert LRU: all ${capacity} resident experts are needed by this pass`)
   }
+}
+
+/**
+ * Promise.all that waits for every promise to settle before rejecting with the first error (in
+ * input order), so no fetch is left running unobserved and the error named is deterministic.
+ */
+async function allOrFirstError<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises)
+  const failed = settled.find((r) => r.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value)
 }

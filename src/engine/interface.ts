@@ -82,6 +82,8 @@ export interface Backend {
   prefill?(tokens: readonly number[], pos: number): Promise<ForwardResult>
   /** Forget the sequence (the KV cache). */
   reset(): void
+  /** Optional: prepare what needs no weights (e.g. compile GPU pipelines) so the first load is faster. */
+  warmUp?(): Promise<void>
   /** Release everything; the backend is unusable afterwards. */
   destroy(): void
 }

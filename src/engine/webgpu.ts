@@ -32,17 +32,18 @@ import type { Architecture } from '../chain/meta.ts'
 import { ropeTable } from '../model/forward.ts'
 import type { TensorView } from '../tensor/tensorblock.ts'
 import { GpuContext, gpuFeatures, record, type Dispatch } from '../gpu/context.ts'
-import { add } from '../gpu/kernels/add.ts'
-import { attention } from '../gpu/kernels/attention.ts'
-import { embedding } from '../gpu/kernels/embedding.ts'
-import { matmul } from '../gpu/kernels/matmul.ts'
-import { matvec } from '../gpu/kernels/matvec.ts'
-import { moeDown } from '../gpu/kernels/moe_down.ts'
-import { moeGateUp } from '../gpu/kernels/moe_gate_up.ts'
-import { rmsnorm } from '../gpu/kernels/rmsnorm.ts'
-import { rope } from '../gpu/kernels/rope.ts'
-import { NO_SLOT, ROUTE_BYTES, WEIGHTING_CODE, router } from '../gpu/kernels/router.ts'
-import { swiglu } from '../gpu/kernels/swiglu.ts'
+import { add, addKey } from '../gpu/kernels/add.ts'
+import { attention, attentionKey } from '../gpu/kernels/attention.ts'
+import { embedding, embeddingKey } from '../gpu/kernels/embedding.ts'
+import { matmul, matmulKey } from '../gpu/kernels/matmul.ts'
+import { matvec, matvecKey, vec4Rows } from '../gpu/kernels/matvec.ts'
+import { moeDown, moeDownKey } from '../gpu/kernels/moe_down.ts'
+import { moeGateUp, moeGateUpKey } from '../gpu/kernels/moe_gate_up.ts'
+import { rmsnorm, rmsnormKey } from '../gpu/kernels/rmsnorm.ts'
+import { rope, ropeKey } from '../gpu/kernels/rope.ts'
+import { NO_SLOT, ROUTE_BYTES, WEIGHTING_CODE, router, routerKey } from '../gpu/kernels/router.ts'
+import { swiglu, swigluKey } from '../gpu/kernels/swiglu.ts'
+import type { PipelineKey } from '../gpu/pipelines.ts'
 import { ATTENTION_MAX_HEAD_DIM, PREFILL_TOKENS, tuningFor, type Tuning } from '../gpu/tuning.ts'
 import { gpuDType, hostMatrix, hostVector, widenMatrix, type GpuDType, type GpuMatrix, type HostMatrix } from '../gpu/upload.ts'
 import { DeviceLostError, type Backend, type BlockTensors, type ExpertRef, type ForwardResult } from './interface.ts'
@@ -254,6 +255,38 @@ export class WebGpuBackend implements Backend {
     }
     if (arch.head_dim > ATTENTION_MAX_HEAD_DIM) throw new RangeError(`webgpu backend: head_dim ${arch.head_dim} above the attention kernel's ${ATTENTION_MAX_HEAD_DIM}`)
     return new WebGpuBackend(device, arch, options)
+  }
+
+  /**
+   * Every pipeline a model of this architecture runs, for int8 or f32 weights: the same keys the
+   * kernels ask for in loadShared and the expert pool (a test checks a load after warmUp compiles nothing).
+   */
+  pipelineKeys(int8: boolean): PipelineKey[] {
+    const arch = this.arch
+    const ctx = this.#ctx
+    // A projection reading `cols` inputs: matvec for one token, matmul for a prompt.
+    const projection = (cols: number): PipelineKey[] => [matvecKey(ctx, { int8, vec4: vec4Rows({ cols }, 0) }), matmulKey(ctx, int8)]
+    const keys = [
+      embeddingKey(ctx, int8), rmsnormKey(ctx), ropeKey(ctx), attentionKey(ctx, arch.head_dim), addKey(ctx), routerKey(ctx),
+      ...projection(arch.dim), ...projection(arch.n_heads * arch.head_dim),
+      moeGateUpKey(ctx, int8), moeDownKey(ctx, int8)
+    ]
+    if (arch.shared_expert_hidden_dim > 0) keys.push(swigluKey(ctx), ...projection(arch.shared_expert_hidden_dim))
+    return keys
+  }
+
+  /**
+   * Compile every pipeline in parallel before any weight arrives (int8 weights unless told): a cold
+   * start then compiles while it downloads, and loadShared finds the pipelines in the device's cache.
+   */
+  async warmUp(options: { int8?: boolean } = {}): Promise<void> {
+    this.#usable()
+    await Promise.all(this.pipelineKeys(options.int8 ?? true).map((key) => this.#ctx.pipelines.get(key)))
+  }
+
+  /** Pipelines compiled on this backend's device so far. */
+  get pipelineCount(): number {
+    return this.#ctx.pipelines.size
   }
 
   // -------------------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ export interface SyncState {
   /** Headers a relay offered that failed a rule here. */
   readonly rejected: readonly { readonly cid: string; readonly code: string; readonly field: string; readonly message: string; readonly relay: string }[]
   readonly error: string | null
+  /** Ms from the client's start (or last restart) to its first `live`: the cost of a sync; null until then. */
+  readonly liveMs: number | null
 }
 
 export interface CacheUsage {
@@ -238,6 +240,12 @@ export interface ChatResult {
     readonly tokensPerSecond: number
     /** Prompt submitted to first generated token. */
     readonly firstTokenMs: number
+    /**
+     * Where the first token's time went when this answer had to start the model (zeros when it was
+     * already running): the backend (device, buffers), and fetching, verifying and uploading the
+     * shared blocks (embedding, routers, tokenizer) with the kernels compiled; the rest is experts and the prompt.
+     */
+    readonly setup: { readonly backendMs: number; readonly sharedMs: number }
     /** Network fetches for this answer: tiles and bytes; tiles served by the cache. */
     readonly fetchedTiles: number
     readonly fetchedBytes: number
@@ -271,6 +279,11 @@ export interface ClientApi {
   /** Change settings; relays and trust anchor changes restart sync. */
   updateSettings(patch: Partial<Settings>): Promise<ClientStatus>
 
+  /**
+   * The chat is open: once the model is known, start the backend and compile its kernels (no
+   * weights are fetched), so the first answer does not wait for them.
+   */
+  prepareChat(): Promise<void>
   /** Answer a prompt: fetch and verify the experts it routes to, stream tokens, report what ran. */
   chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }>
   /** Stop the running chat (its promise resolves with finish `stopped`). */

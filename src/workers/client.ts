@@ -92,6 +92,28 @@ interface Run {
   readonly engine: Engine
   readonly tokenizer: Tokenizer
   readonly info: BackendInfo
+  /** What starting it cost (ChatResult.stats.setup), reported by the answer that started it. */
+  setup: { backendMs: number; sharedMs: number } | null
+}
+
+const NO_SETUP = { backendMs: 0, sharedMs: 0 } as const
+
+/** A backend being started, its kernels compiling as soon as it exists. */
+interface StartedBackend {
+  readonly backend: Backend
+  readonly info: BackendInfo
+}
+
+/** Which backend fits a model: the choice and the architecture (weights do not matter). */
+function backendKey(choice: BackendChoice, arch: Architecture): string {
+  return `${choice}|${JSON.stringify(arch)}`
+}
+
+/** A run's start-up cost, once: the answer that started it reports it, later ones report zeros. */
+function takeSetup(run: Run): { backendMs: number; sharedMs: number } {
+  const s = run.setup ?? NO_SETUP
+  run.setup = null
+  return s
 }
 
 /** Network and cache counts of one answer. */
@@ -134,6 +156,12 @@ export class Client implements ClientApi {
   readonly #feeds = new Map<string, { close(): void; wake(): void }>()
   readonly #syncing = new Set<string>()
   #phase: SyncState['phase'] = 'starting'
+  /** The chat view is open (prepareChat): start a backend for the model as soon as it is known. */
+  #wantChat = false
+  #prepared: { readonly key: string; readonly ready: Promise<StartedBackend> } | null = null
+  /** When the current sync began, and how long it took to reach `live` the first time. */
+  #syncStartedAt = 0
+  #liveMs: number | null = null
   #error: string | null = null
   #started: Promise<ClientStatus> | null = null
   /** What a CID is, for naming it when a relay lies about it. */
@@ -200,6 +228,8 @@ export class Client implements ClientApi {
       onRejected: () => this.#changed()
     })
     this.#phase = 'starting'
+    this.#syncStartedAt = performance.now()
+    this.#liveMs = null
     await this.#warmStart()
     for (const url of this.#need(this.#relays).urls) this.#follow(url)
     this.#changed()
@@ -302,6 +332,7 @@ export class Client implements ClientApi {
     if (this.#statusTimer !== null) clearTimeout(this.#statusTimer)
     if (this.#saveTimer !== null) clearTimeout(this.#saveTimer)
     this.#dropRun()
+    this.#releasePrepared()
     await this.#caches?.flush()
     await this.#helia?.stop()
   }
@@ -331,7 +362,8 @@ export class Client implements ClientApi {
         heads,
         verified: this.#chain.size,
         rejected: [...(this.#sync?.rejected ?? [])],
-        error: this.#error
+        error: this.#error,
+        liveMs: this.#liveMs
       },
       cache: this.#cacheUsage ?? { tileBytes: 0, tileBlocks: 0, budgetBytes: this.#settings?.cacheBudgetBytes ?? 0, headerBytes: 0, headerBlocks: 0, quotaBytes: null, error: null },
       backend: this.#run?.info ?? null
@@ -353,6 +385,10 @@ export class Client implements ClientApi {
     if (this.#syncing.size > 0) this.#phase = 'syncing'
     else if (relays.some((r) => r.health === 'up')) this.#phase = 'live'
     else if (relays.length > 0 && relays.every((r) => r.health === 'down' || r.health === 'wrong-network')) this.#phase = 'offline'
+    if (this.#phase === 'live') {
+      if (this.#liveMs === null && this.#syncStartedAt > 0) this.#liveMs = performance.now() - this.#syncStartedAt
+      this.#prepare()
+    }
     const waiters = this.#waiters
     this.#waiters = []
     for (const w of waiters) w()
@@ -376,7 +412,11 @@ export class Client implements ClientApi {
     const next: Settings = { ...before, ...patch }
     this.#settings = await this.#env.settings.save(next)
     if (patch.cacheBudgetBytes !== undefined && patch.cacheBudgetBytes !== before.cacheBudgetBytes) await this.#need(this.#caches).setBudget(patch.cacheBudgetBytes)
-    if (patch.backend !== undefined && patch.backend !== before.backend) this.#dropRun()
+    if (patch.backend !== undefined && patch.backend !== before.backend) {
+      this.#dropRun()
+      this.#releasePrepared()
+      this.#prepare()
+    }
     const relaysChanged = patch.relays !== undefined && patch.relays.join('\n') !== before.relays.join('\n')
     const anchorChanged = patch.trustAnchor !== undefined && patch.trustAnchor !== before.trustAnchor
     if (relaysChanged) this.#need(this.#relays).set(next.relays.length > 0 ? next.relays : this.#env.defaultRelays)
@@ -461,6 +501,48 @@ export class Client implements ClientApi {
     this.#run = null
   }
 
+  /** Start a backend and compile its kernels (warmUp) without waiting: weights download meanwhile. */
+  #startBackend(choice: BackendChoice, arch: Architecture): Promise<StartedBackend> {
+    return this.#env.createBackend(choice, arch).then((b) => {
+      // A compile error here comes back from loadShared, with the weights' context: nothing to report twice.
+      void b.backend.warmUp?.().catch(() => undefined)
+      return b
+    })
+  }
+
+  /** The backend prepareChat started if it fits, else a new one (one that does not fit is released). */
+  #takeBackend(choice: BackendChoice, arch: Architecture): Promise<StartedBackend> {
+    const p = this.#prepared
+    this.#prepared = null
+    if (p !== null && p.key === backendKey(choice, arch)) return p.ready
+    if (p !== null) void p.ready.then((b) => b.backend.destroy(), () => undefined)
+    return this.#startBackend(choice, arch)
+  }
+
+  #releasePrepared(): void {
+    const p = this.#prepared
+    this.#prepared = null
+    if (p !== null) void p.ready.then((b) => b.backend.destroy(), () => undefined)
+  }
+
+  /**
+   * The chat view is open and the model known: start its backend now (device, buffers, kernels; no
+   * weights are fetched), so the first answer does not wait for it. Once per model and backend choice.
+   */
+  #prepare(): void {
+    if (!this.#wantChat || this.#run !== null || this.#prepared !== null || this.#chat !== null || this.#settings === null) return
+    const model = this.#model()
+    if (typeof model === 'string') return
+    const choice = this.#settings.backend
+    const ready = this.#startBackend(choice, model.source.architecture)
+    const prepared = { key: backendKey(choice, model.source.architecture), ready }
+    this.#prepared = prepared
+    // A failure is not reported here: the first answer starts the backend again and says why.
+    ready.catch(() => {
+      if (this.#prepared === prepared) this.#prepared = null
+    })
+  }
+
   #tileSource(model: Model, counters: () => Counters | undefined): TileSource {
     const stats: TileStats = { tiles: 0, blocks: 0, bytes: 0 }
     return {
@@ -495,11 +577,24 @@ export class Client implements ClientApi {
     if (t === null) throw new ModelUnavailableError('chain A links no tokenizer: text cannot be turned into tokens', this.#phase)
     this.#loading = 'the tokenizer'
     const c = counters()
-    const tokFile = await fetchUnixfsFile(t.payload, t.size, (cid, s) => this.#block(cid, 'a block of the tokenizer', s, c), { getBlockVerifies: true })
     const arch = model.source.architecture
-    const tokenizer = createTokenizer(t.format, tokFile, arch.vocab_size, t.bos_id, t.eos_id)
+    // The tokenizer comes over the network while the backend starts (device, buffers, kernels): neither waits for the other.
+    const started = performance.now()
+    let backendMs = 0
+    const backendReady = this.#takeBackend(choice, arch).then((b) => {
+      backendMs = performance.now() - started
+      return b
+    })
+    const tokenizerReady = fetchUnixfsFile(t.payload, t.size, (cid, s) => this.#block(cid, 'a block of the tokenizer', s, c), { getBlockVerifies: true })
+    const [tokFile, created] = await Promise.allSettled([tokenizerReady, backendReady])
+    if (created.status === 'rejected') throw created.reason
+    const { backend, info } = created.value
+    if (tokFile.status === 'rejected') {
+      backend.destroy()
+      throw tokFile.reason
+    }
+    const tokenizer = createTokenizer(t.format, tokFile.value, arch.vocab_size, t.bos_id, t.eos_id)
     this.#loading = null
-    const { backend, info } = await this.#env.createBackend(choice, arch)
     let engine: Engine
     try {
       engine = await Engine.create(model.source, backend, this.#tileSource(model, counters))
@@ -507,8 +602,13 @@ export class Client implements ClientApi {
       backend.destroy()
       throw e
     }
-    this.#run = { key, engine, tokenizer, info }
+    this.#run = { key, engine, tokenizer, info, setup: { backendMs, sharedMs: performance.now() - started - backendMs } }
     return this.#run
+  }
+
+  async prepareChat(): Promise<void> {
+    this.#wantChat = true
+    this.#prepare()
   }
 
   async chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
@@ -555,12 +655,12 @@ export class Client implements ClientApi {
           experts,
           backend: run.info,
           finish: c.finish,
-          stats: { promptTokens: c.stats.promptTokens, generatedTokens: c.stats.generatedTokens, tokensPerSecond: c.stats.tokensPerSecond, firstTokenMs, ...counters }
+          stats: { promptTokens: c.stats.promptTokens, generatedTokens: c.stats.generatedTokens, tokensPerSecond: c.stats.tokensPerSecond, firstTokenMs, setup: takeSetup(run), ...counters }
         }
       }
     } catch (e) {
       if (controller.signal.aborted && info !== null) {
-        return { ok: true, result: { text, tokens, experts: [], backend: info, finish: 'stopped', stats: { promptTokens: 0, generatedTokens: tokens.length, tokensPerSecond: 0, firstTokenMs, ...counters } } }
+        return { ok: true, result: { text, tokens, experts: [], backend: info, finish: 'stopped', stats: { promptTokens: 0, generatedTokens: tokens.length, tokensPerSecond: 0, firstTokenMs, setup: NO_SETUP, ...counters } } }
       }
       if (e instanceof DeviceLostError) this.#dropRun()
       return { ok: false, failure: this.#failure(e) }

@@ -19,6 +19,7 @@ export async function connectClient(): Promise<ClientApi> {
     settings: () => remote.settings(),
     updateSettings: (patch) => remote.updateSettings(patch),
     chat: (prompt, sampling, onEvent) => remote.chat(prompt, sampling, proxy(onEvent)),
+    prepareChat: () => remote.prepareChat(),
     stop: () => remote.stop(),
     listBlocks: (chain, limit, before) => remote.listBlocks(chain, limit, before),
     search: (query) => remote.search(query),

@@ -8,6 +8,7 @@
  *   and a reload (a new client over the same IndexedDB) answers again without fetching a tile;
  * - a lying relay is caught, named, and the honest relay serves the block; alone, it gets the
  *   expert refused with the reason;
+ * - prepareChat starts the backend ahead of the prompt without fetching a tile, and the answer uses it;
  * - a dead relay is reported and the client recovers when it comes back;
  * - a relay of another network is set aside;
  * - the explorer's Verify passes every step on an expert block, tile Merkle path included.
@@ -139,6 +140,32 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
     const header = decodeHeader(node.store.getRaw(CID.parse(e.cid)) as Uint8Array)
     return { name: e.name, payload: header.payload }
   }
+
+  test('prepareChat starts the backend once the model is known, fetching no tile; the answer runs on it', async () => {
+    const prefix = `prepare-${dbCount++}`
+    const started: CpuBackend[] = []
+    const env = environment(prefix)
+    const c = new Client({
+      ...env,
+      createBackend: async (choice, arch) => {
+        const b = await env.createBackend(choice, arch)
+        started.push(b.backend as CpuBackend)
+        return b
+      }
+    })
+    clients.push(c)
+    const before = await honest.stats()
+    await c.prepareChat()
+    await c.start({ relays: [honest.url] })
+    await until(c, 'live', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size)
+    for (let i = 0; i < 100 && started.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    assert.equal(started.length, 1, 'the backend started before any prompt')
+    assert.equal((await honest.stats()).tiles, before.tiles, 'preparing fetches no tile')
+    const a = await answer(c)
+    assert.ok(a.ok, JSON.stringify(a))
+    assert.deepEqual(a.result.tokens, expected.tokens)
+    assert.equal(started.length, 1, 'the answer ran on the prepared backend')
+  })
 
   test('a lying relay is caught and named; the honest relay serves the block', async () => {
     const target = await usedExpertPayload()

@@ -148,6 +148,10 @@ describe('backends in headless Chromium agree with cpu', () => {
           console.log(`# Chromium ${backend} (${r.info}) vs cpu, ${dtype}: ${tokens} tokens identical, max |logit difference| ${diff.toExponential(2)} (allowed 1e-3), ${r.seconds.toFixed(1)} s`)
           assert.ok(diff <= 1e-3, `${backend}: ${diff}`)
         }
+        // warmUp compiles every pipeline the model runs, prompt (prefill) and decode: the run adds none.
+        const w = await page.evaluate((int8) => window.blyan.generate({ backend: 'webgpu', maxTokens: 3, prompt: [1, 400, 401, 402], warmUp: { int8 } }), dtype === 'int8')
+        assert.ok(w.pipelines !== null && w.pipelines.warm > 0, 'warmUp compiled pipelines')
+        assert.equal(w.pipelines.run, w.pipelines.warm, `after warmUp, loading and running the ${dtype} model compiled ${w.pipelines.run - w.pipelines.warm} more pipeline(s)`)
       } finally {
         await browser.close()
         await served.close()

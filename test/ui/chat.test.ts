@@ -8,7 +8,7 @@ const backend = { name: 'webgpu', detail: 'WebGPU swiftshader', fallback: null }
 function result(text: string): ChatResult {
   return {
     text, tokens: [1, 2], experts: [], backend, finish: 'end',
-    stats: { promptTokens: 1, generatedTokens: 2, tokensPerSecond: 10, firstTokenMs: 5, fetchedTiles: 0, fetchedBytes: 0, cachedTiles: 0 }
+    stats: { promptTokens: 1, generatedTokens: 2, tokensPerSecond: 10, firstTokenMs: 5, setup: { backendMs: 0, sharedMs: 0 }, fetchedTiles: 0, fetchedBytes: 0, cachedTiles: 0 }
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { dispatch, grid1d, type Dispatch, type GpuContext } from '../context.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of add.wgsl. */
 export const ADD_PARAMS = [
@@ -18,9 +19,14 @@ export function packAddParams(p: AddParams): Uint32Array {
   return packParams('add', ADD_PARAMS, p)
 }
 
+/** The pipeline this kernel runs on `ctx` (its cache key). */
+export function addKey(ctx: GpuContext): PipelineKey {
+  return { kernel: 'add', overrides: { WG: ctx.tuning.elementwiseWg } }
+}
+
 /** y (T, cols) += a (+ sigmoid(g[t]) or 1 times b); b and g optional. */
 export async function add(ctx: GpuContext, label: string, y: GPUBuffer, a: GPUBuffer, step: GPUBuffer, p: { cols: number; b?: GPUBuffer | null; g?: GPUBuffer | null }): Promise<Dispatch> {
-  const pipeline = await ctx.pipelines.get({ kernel: 'add', overrides: { WG: ctx.tuning.elementwiseWg } })
+  const pipeline = await ctx.pipelines.get(addKey(ctx))
   const b = p.b ?? null
   const g = p.g ?? null
   const params = ctx.uniform(`${label}.params`, packAddParams({ cols: p.cols, has_b: b === null ? 0 : 1, gated: g === null ? 0 : 1 }))

@@ -8,6 +8,7 @@ import { dispatch, type Dispatch, type GpuContext } from '../context.ts'
 import { MATMUL_ROWS_PER_THREAD } from '../tuning.ts'
 import type { GpuMatrix } from '../upload.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of matmul.wgsl. */
 export const MATMUL_PARAMS = [
@@ -30,14 +31,19 @@ export interface MatmulOptions {
   readonly yOffset?: number
 }
 
-/** Y[t, r] = (W X[t])[r] (+ bias[r]) for t < step.n_tokens; X (T, cols), Y (T, rows) dense. */
-export async function matmul(ctx: GpuContext, label: string, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, step: GPUBuffer, o: MatmulOptions = {}): Promise<Dispatch> {
-  const int8 = w.dtype === 'int8'
-  const pipeline = await ctx.pipelines.get({
+/** The pipeline this kernel runs on `ctx` for int8 or f32 weights (its cache key). */
+export function matmulKey(ctx: GpuContext, int8: boolean): PipelineKey {
+  return {
     kernel: 'matmul',
     defines: int8 ? (ctx.features.packed4x8 ? ['INT8', 'PACKED'] : ['INT8']) : [],
     overrides: { TILE_T: ctx.tuning.matmulTileT, ROW_LANES: ctx.tuning.matmulRowLanes, TILE_K: ctx.tuning.matmulTileK }
-  })
+  }
+}
+
+/** Y[t, r] = (W X[t])[r] (+ bias[r]) for t < step.n_tokens; X (T, cols), Y (T, rows) dense. */
+export async function matmul(ctx: GpuContext, label: string, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, step: GPUBuffer, o: MatmulOptions = {}): Promise<Dispatch> {
+  const int8 = w.dtype === 'int8'
+  const pipeline = await ctx.pipelines.get(matmulKey(ctx, int8))
   const bias = o.bias ?? null
   const params = ctx.uniform(`${label}.params`, packMatmulParams({
     rows: w.rows, cols: w.cols, stride: w.stride, x_offset: o.xOffset ?? 0, y_offset: o.yOffset ?? 0, has_bias: bias === null ? 0 : 1

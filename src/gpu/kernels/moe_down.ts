@@ -6,6 +6,7 @@
 import { dispatch, type Dispatch, type GpuContext } from '../context.ts'
 import type { GpuMatrix } from '../upload.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of moe_down.wgsl. */
 export const MOE_DOWN_PARAMS = [
@@ -34,13 +35,18 @@ export interface MoeDownBuffers {
   readonly moe: GPUBuffer
 }
 
-export async function moeDown(ctx: GpuContext, label: string, b: MoeDownBuffers, p: { topK: number; layer: number; nLayers: number }): Promise<Dispatch> {
-  const int8 = b.w2.dtype === 'int8'
-  const pipeline = await ctx.pipelines.get({
+/** The pipeline this kernel runs on `ctx` for int8 or f32 expert pools (its cache key). */
+export function moeDownKey(ctx: GpuContext, int8: boolean): PipelineKey {
+  return {
     kernel: 'moe_down',
     defines: int8 ? (ctx.features.packed4x8 ? ['INT8', 'PACKED'] : ['INT8']) : [],
     overrides: { WG: ctx.tuning.moeWg, TPR: ctx.tuning.moeThreadsPerRow }
-  })
+  }
+}
+
+export async function moeDown(ctx: GpuContext, label: string, b: MoeDownBuffers, p: { topK: number; layer: number; nLayers: number }): Promise<Dispatch> {
+  const int8 = b.w2.dtype === 'int8'
+  const pipeline = await ctx.pipelines.get(moeDownKey(ctx, int8))
   const { rows, cols, stride } = b.w2
   const params = ctx.uniform(`${label}.params`, packMoeDownParams({ rows, cols, stride, slot_size: rows * stride, top_k: p.topK, layer: p.layer, n_layers: p.nLayers }))
   const entries: [number, GPUBuffer][] = [[0, b.w2.weights], [2, b.h], [3, b.routes], [4, b.moe], [5, params]]

@@ -7,6 +7,7 @@
 import { dispatch, type Dispatch, type GpuContext } from '../context.ts'
 import type { GpuMatrix } from '../upload.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of moe_gate_up.wgsl. */
 export const MOE_GATE_UP_PARAMS = [
@@ -36,14 +37,19 @@ export interface MoeGateUpBuffers {
   readonly h: GPUBuffer
 }
 
-export async function moeGateUp(ctx: GpuContext, label: string, b: MoeGateUpBuffers, p: { topK: number; layer: number; nLayers: number }): Promise<Dispatch> {
-  const int8 = b.w1.dtype === 'int8'
-  if (b.w3.dtype !== b.w1.dtype) throw new TypeError('moe_gate_up: w1 and w3 pools must share a dtype')
-  const pipeline = await ctx.pipelines.get({
+/** The pipeline this kernel runs on `ctx` for int8 or f32 expert pools (its cache key). */
+export function moeGateUpKey(ctx: GpuContext, int8: boolean): PipelineKey {
+  return {
     kernel: 'moe_gate_up',
     defines: int8 ? (ctx.features.packed4x8 ? ['INT8', 'PACKED'] : ['INT8']) : [],
     overrides: { WG: ctx.tuning.moeWg, TPR: ctx.tuning.moeThreadsPerRow }
-  })
+  }
+}
+
+export async function moeGateUp(ctx: GpuContext, label: string, b: MoeGateUpBuffers, p: { topK: number; layer: number; nLayers: number }): Promise<Dispatch> {
+  const int8 = b.w1.dtype === 'int8'
+  if (b.w3.dtype !== b.w1.dtype) throw new TypeError('moe_gate_up: w1 and w3 pools must share a dtype')
+  const pipeline = await ctx.pipelines.get(moeGateUpKey(ctx, int8))
   const { rows, cols, stride } = b.w1
   const params = ctx.uniform(`${label}.params`, packMoeGateUpParams({ rows, cols, stride, slot_size: rows * stride, top_k: p.topK, layer: p.layer, n_layers: p.nLayers }))
   const entries: [number, GPUBuffer][] = [[0, b.w1.weights], [1, b.w3.weights], [4, b.x], [5, b.routes], [6, b.h], [7, params]]

@@ -6,6 +6,7 @@
  */
 import { dispatch, type Dispatch, type GpuContext } from '../context.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of rmsnorm.wgsl. */
 export const RMSNORM_PARAMS = [
@@ -19,8 +20,13 @@ export function packRmsnormParams(p: RmsnormParams): Uint32Array {
   return packParams('rmsnorm', RMSNORM_PARAMS, p)
 }
 
+/** The pipeline this kernel runs on `ctx` (its cache key). */
+export function rmsnormKey(ctx: GpuContext): PipelineKey {
+  return { kernel: 'rmsnorm', overrides: { WG: ctx.tuning.normWg } }
+}
+
 export async function rmsnorm(ctx: GpuContext, label: string, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, step: GPUBuffer, p: { n: number; eps: number; lastOnly?: boolean }): Promise<Dispatch> {
-  const pipeline = await ctx.pipelines.get({ kernel: 'rmsnorm', overrides: { WG: ctx.tuning.normWg } })
+  const pipeline = await ctx.pipelines.get(rmsnormKey(ctx))
   const lastOnly = p.lastOnly === true
   const params = ctx.uniform(`${label}.params`, packRmsnormParams({ n: p.n, eps: p.eps, last_only: lastOnly ? 1 : 0 }))
   const bg = ctx.bindGroup(label, pipeline, [[0, x], [1, w], [2, y], [3, step], [4, params]])

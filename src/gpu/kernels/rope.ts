@@ -6,6 +6,7 @@
  */
 import { dispatch, grid1d, type Dispatch, type GpuContext } from '../context.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** struct Params of rope.wgsl. */
 export const ROPE_PARAMS = [
@@ -36,8 +37,13 @@ export interface RopeBuffers {
   readonly step: GPUBuffer
 }
 
+/** The pipeline this kernel runs on `ctx` (its cache key). */
+export function ropeKey(ctx: GpuContext): PipelineKey {
+  return { kernel: 'rope', overrides: { WG: ctx.tuning.elementwiseWg } }
+}
+
 export async function rope(ctx: GpuContext, label: string, b: RopeBuffers, p: RopeParams): Promise<Dispatch> {
-  const pipeline = await ctx.pipelines.get({ kernel: 'rope', overrides: { WG: ctx.tuning.elementwiseWg } })
+  const pipeline = await ctx.pipelines.get(ropeKey(ctx))
   const params = ctx.uniform(`${label}.params`, packRopeParams(p))
   const bg = ctx.bindGroup(label, pipeline, [[0, b.q], [1, b.k], [2, b.v], [3, b.kCache], [4, b.vCache], [5, b.table], [6, b.step], [7, params]])
   const perToken = ((p.n_heads + p.n_kv_heads) * p.head_dim) / 2

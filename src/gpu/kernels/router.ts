@@ -7,6 +7,7 @@
 import type { RouterWeighting } from '../../chain/meta.ts'
 import { dispatch, type Dispatch, type GpuContext } from '../context.ts'
 import { packParams, type ParamValues } from './_params.ts'
+import type { PipelineKey } from '../pipelines.ts'
 
 /** The residency table's and the routes' "not resident" slot. */
 export const NO_SLOT = 0xffffffff
@@ -42,8 +43,13 @@ export interface RouterBuffers {
   readonly step: GPUBuffer
 }
 
+/** The pipeline this kernel runs on `ctx` (its cache key). */
+export function routerKey(ctx: GpuContext): PipelineKey {
+  return { kernel: 'router', overrides: { WG: ctx.tuning.routerWg } }
+}
+
 export async function router(ctx: GpuContext, label: string, b: RouterBuffers, p: RouterParams): Promise<Dispatch> {
-  const pipeline = await ctx.pipelines.get({ kernel: 'router', overrides: { WG: ctx.tuning.routerWg } })
+  const pipeline = await ctx.pipelines.get(routerKey(ctx))
   const params = ctx.uniform(`${label}.params`, packRouterParams(p))
   const bg = ctx.bindGroup(label, pipeline, [[0, b.logits], [1, b.residency], [2, b.routes], [3, b.missing], [4, b.step], [5, params]])
   return dispatch(label, pipeline, bg, (t) => [Math.ceil(t / ctx.tuning.routerWg), 1, 1])

@@ -37,13 +37,20 @@ export interface GenerateRequest {
   /** Prompt token ids (default: BOS only). */
   readonly prompt?: number[]
   readonly keepLogits?: boolean
+  /** WebGPU: compile every pipeline first (for int8 or f32 weights) and count pipelines after warm-up and after the run. */
+  readonly warmUp?: { readonly int8: boolean }
 }
 
-async function generate(request: GenerateRequest): Promise<{ tokens: number[]; logits: number[][]; experts: string[]; info: string; bytes: number; seconds: number }> {
+async function generate(request: GenerateRequest): Promise<{ tokens: number[]; logits: number[][]; experts: string[]; info: string; bytes: number; seconds: number; pipelines: { warm: number; run: number } | null }> {
   const get = gatewayBlockGetter(location.origin)
   const model = await fetchRelayModel(location.origin, get)
   const tiles = createTileSource(get)
   const { backend, info } = await createBackend(request.backend, model.architecture)
+  let warm = 0
+  if (request.warmUp !== undefined && backend instanceof WebGpuBackend) {
+    await backend.warmUp(request.warmUp)
+    warm = backend.pipelineCount
+  }
   const engine = await Engine.create(model, backend, tiles)
   const logits: number[][] = []
   const started = performance.now()
@@ -53,8 +60,9 @@ async function generate(request: GenerateRequest): Promise<{ tokens: number[]; l
     ...(request.keepLogits === true ? { onLogits: (l: Float32Array) => void logits.push(Array.from(l)) } : {})
   })
   const seconds = (performance.now() - started) / 1000
+  const pipelines = request.warmUp !== undefined && backend instanceof WebGpuBackend ? { warm, run: backend.pipelineCount } : null
   engine.destroy()
-  return { tokens: g.tokens, logits, experts: g.experts.map((e) => `${e.name}=${e.cid}`), info, bytes: tiles.stats.bytes, seconds }
+  return { tokens: g.tokens, logits, experts: g.experts.map((e) => `${e.name}=${e.cid}`), info, bytes: tiles.stats.bytes, seconds, pipelines }
 }
 
 declare global {
