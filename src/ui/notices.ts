@@ -27,7 +27,7 @@ export function downText(relay: RelayState, now: number): string {
 
 /** The warning for a relay that lied, naming it and the block it lied about. */
 export function lieText(relay: RelayState, others: readonly RelayState[]): string {
-  const last = relay.lies[relay.lies.length - 1]
+  const last = relay.lies.reduce<RelayState['lies'][number] | undefined>((m, l) => (m === undefined || l.at > m.at ? l : m), undefined)
   const what = last === undefined ? '' : last.what.trim() !== '' ? ` (${last.what.trim()})` : ` (${last.cid})`
   const more = relay.lies.length > 1 ? `, and ${plural(relay.lies.length - 1, 'other block')}` : ''
   const honest = others.some((r) => r.url !== relay.url && r.health === 'up' && r.lies.length === 0)

@@ -50,7 +50,7 @@ export interface RelayState {
   readonly health: RelayHealth
   /** Why it is down or on the wrong network. */
   readonly error: string | null
-  /** Blocks it served that did not match their CID: it lied. Never used while an honest relay has the block. */
+  /** Blocks it served that did not match their CID (newest first): it lied. Never used while an honest relay has the block. */
   readonly lies: readonly RelayLie[]
   /** Verified blocks it served, and their bytes. */
   readonly blocks: number

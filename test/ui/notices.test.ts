@@ -36,6 +36,9 @@ test('a lying relay is named in a warning that stays, with the block it lied abo
   assert.match(notices(status([liar]), 0)[0]?.text ?? '', /it lied; its bytes were refused, and no honest relay is reachable$/)
   const twice = { ...liar, lies: [...liar.lies, { cid: 'bafkreidef', what: '', at: 2 }] }
   assert.match(notices(status([twice, honest]), 0)[0]?.text ?? '', /\(bafkreidef\), and 1 other block: it lied/)
+  // the relay set keeps lies newest first: the newest is named either way
+  const newestFirst = { ...liar, lies: [{ cid: 'bafkreidef', what: '', at: 2 }, ...liar.lies] }
+  assert.match(notices(status([newestFirst, honest]), 0)[0]?.text ?? '', /\(bafkreidef\), and 1 other block: it lied/)
   assert.ok(anyLiar(status([liar])))
   assert.ok(!anyLiar(status([honest])))
 })
