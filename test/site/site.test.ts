@@ -8,14 +8,17 @@
  * - A lying relay (test mode: it alters one tile): with an honest relay too, the page rejects the
  *   altered bytes, answers from the honest relay, and names the liar; alone, the chat refuses the
  *   expert and says why.
+ * - Served by a plain static host (no COOP/COEP) with `?relay=URL`: sync and chat work across origins.
  * - A dead relay: the page says so, and recovers when it comes back.
  *
  * Screenshots of chat, block detail and DAG view go to test-results/ (not committed).
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { extname, join, normalize } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -186,6 +189,33 @@ describe('site in Chromium', { skip }, () => {
       await page.screenshot({ path: join(SHOTS, 'lying-relay-alone.png'), fullPage: true })
     } finally {
       await liar.close()
+    }
+  })
+
+  test('served by a plain static host (no COOP/COEP), with the relay given as ?relay=URL: sync and chat work across origins', async () => {
+    const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.json': 'application/json' }
+    const server = createServer((req, res) => {
+      const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^([/\\])+/, '')
+      const file = join(site.dir, path === '' ? 'index.html' : path)
+      if (!file.startsWith(site.dir) || !existsSync(file) || !statSync(file).isFile()) {
+        res.writeHead(404).end()
+        return
+      }
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' })
+      res.end(readFileSync(file))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const { port } = server.address() as AddressInfo
+      const page = await freshPage()
+      await page.goto(`http://127.0.0.1:${port}/?temperature=0&relay=${encodeURIComponent(honest.url)}#/chat`)
+      await live(page)
+      assert.equal(await page.evaluate(() => crossOriginIsolated), false)
+      const a = await ask(page, PROMPT)
+      assert.ok(a.tokens.length > 0 && a.text.length > 0)
+      assert.ok((await page.getByTestId('chat-experts').first().locator('a').count()) >= 20)
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   })
 
