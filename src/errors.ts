@@ -80,6 +80,12 @@ export const RULES = Object.freeze({
   // Tiles and Merkle paths
   E_TILE: 'tile bytes do not hash to the CID the path names',
   E_MERKLE: 'Merkle path does not lead from the payload CID to the tile',
+  // Proof-of-Learning admission (a full node's policy for candidates waiting for validators)
+  E_STALE_RULES: 'the candidate depends on a chain A block that is no longer the head: rebuild it on the head and submit again',
+  E_STALE_BASE: 'the candidate supersedes a version that is not (or no longer) the current version of its expert',
+  E_COPY: 'these weights (the payload CID) were already submitted, by this or another key',
+  E_REPLAY: 'this block was already accepted: a candidate is evaluated and rewarded once',
+  E_QUOTA: 'the miner key is over its submission or lease quota for its trust level: retry later',
   // Light clients
   E_CID: 'bytes do not hash to the CID they were served under',
   E_ANCHOR: 'chain A does not start at the pinned trust anchor (the genesis CID)'

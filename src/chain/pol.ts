@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
 import { DAG_CBOR, compareBytes, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
@@ -132,6 +133,23 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
     loss_after: lossAfter,
     signatures: Object.freeze(signatures)
   })
+}
+
+/**
+ * Where a candidate's validation slice starts: the first 6 bytes, big-endian, of
+ * sha256(candidate CID bytes || beacon CID bytes), the beacon being the chain A block right after the
+ * candidate's rules block (the certificate's `meta`). The miner fixes the candidate, and so its CID,
+ * before the beacon exists, so it cannot choose the slice; anyone can recompute it from two CIDs.
+ * Sequence i of the slice is sequence (start + i) mod N of the validation pool's N (protocol.md §6).
+ */
+export function sliceStart(candidate: CID, beacon: CID): number {
+  const joined = new Uint8Array(candidate.bytes.length + beacon.bytes.length)
+  joined.set(candidate.bytes, 0)
+  joined.set(beacon.bytes, candidate.bytes.length)
+  const d = sha256(joined)
+  let start = 0
+  for (let i = 0; i < 6; i++) start = start * 256 + (d[i] as number)
+  return start
 }
 
 /** Relative improvement (loss_before - loss_after) / loss_before. */

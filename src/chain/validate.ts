@@ -18,7 +18,7 @@ import { verifyMessage } from './keys.ts'
 import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
 import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
 import { checkParamShapes, expectedTensors, type IndexedTensors } from './params.ts'
-import { checkCertificate, decodeCertificate, type Certificate } from './pol.ts'
+import { checkCertificate, decodeCertificate, sliceStart, type Certificate } from './pol.ts'
 import { blockWork, leadingZeroBits } from './pow.ts'
 import type { AcceptedBlock, ChainView } from './view.ts'
 
@@ -46,6 +46,12 @@ export interface ValidateOptions {
   /** The validator's clock, ms since the epoch. */
   readonly now: number
   readonly signal?: AbortSignal
+  /**
+   * A new chain B version may come without its certificate: every other rule runs, and the result
+   * (with `certificate: null`) is a candidate for the validators, never a block to store. The node
+   * queues it, validators evaluate it, and it is stored only when submitted again with a certificate.
+   */
+  readonly deferCertificate?: boolean
 }
 
 /** Validate a block against accepted state; returns what to store, or throws RuleError. */
@@ -211,10 +217,10 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
   }
 
   let certificate: AcceptedBlock['certificate'] = null
-  if (base !== null) {
+  if (base !== null && !(input.certificate === undefined && options.deferCertificate === true)) {
     if (input.certificate === undefined) reject('E_POL', 'certificate', 'a new version is accepted only with its PoL certificate')
     const value = decodeCertificate(input.certificate)
-    checkCertificateContext(value, meta, view)
+    checkCertificateContext(value, cid, meta, view)
     checkCertificate(value, cid, header, metaOf(linked(view, value.meta, 'certificate.meta')))
     certificate = Object.freeze({ cid: cidOf(input.certificate, DAG_CBOR), bytes: input.certificate, value })
   }
@@ -231,11 +237,21 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
   })
 }
 
-/** The certificate's rules block is accepted and not older than the candidate's; its slice is a validation pool. */
-function checkCertificateContext(cert: Certificate, candidateMeta: AcceptedBlock, view: ChainView): void {
+/**
+ * The certificate's rules block is the beacon: the chain A block right after the candidate's rules
+ * block, which did not exist when the miner fixed the candidate. The slice is the one the candidate
+ * and the beacon derive (sliceStart, pol.eval_sequences sequences) of an accepted validation pool.
+ */
+function checkCertificateContext(cert: Certificate, candidateCid: CID, candidateMeta: AcceptedBlock, view: ChainView): void {
   const certMeta = view.get(cert.meta)
   if (certMeta === undefined || certMeta.header.chain_id !== 'A') reject('E_CERT', 'certificate.meta', 'not an accepted chain A block')
-  if (certMeta.header.index < candidateMeta.header.index) reject('E_CERT', 'certificate.meta', 'older than the candidate\'s rules')
+  if (certMeta.header.prev === null || !certMeta.header.prev.equals(candidateMeta.cid)) {
+    reject('E_CERT', 'certificate.meta', `must be the chain A block right after the candidate's rules block A:${candidateMeta.header.index} (the beacon)`)
+  }
+  const start = sliceStart(candidateCid, cert.meta)
+  if (cert.slice.start !== start) reject('E_CERT', 'certificate.slice.start', `the candidate and the beacon give ${start}`)
+  const count = metaOf(certMeta).pol.eval_sequences
+  if (cert.slice.count !== count) reject('E_CERT', 'certificate.slice.count', `pol.eval_sequences is ${count}`)
   const pool = view.get(cert.slice.dataset)
   if (pool === undefined || pool.header.chain_id !== 'D' || (pool.document as DatasetDocument).split !== 'validation') {
     reject('E_CERT', 'certificate.slice.dataset', 'not an accepted validation dataset')
@@ -280,7 +296,7 @@ function checkReward(header: LedgerHeader, doc: LedgerDocument, candidate: Accep
   if (!cidMatches(header.pol as CID, input.certificate)) reject('E_POL', 'pol', 'the certificate bytes do not hash to it')
   const value = decodeCertificate(input.certificate)
   if (!value.candidate.equals(candidate.cid)) reject('E_REWARD', 'pol', 'certifies another block than the one this reward depends on')
-  checkCertificateContext(value, view.get(candidate.meta) as AcceptedBlock, view)
+  checkCertificateContext(value, candidate.cid, view.get(candidate.meta) as AcceptedBlock, view)
   checkCertificate(value, candidate.cid, candidate.header as ParamHeader, metaOf(linked(view, value.meta, 'certificate.meta')))
   if (view.isRewarded(candidate.cid, header.prev)) reject('E_REWARD', 'pol', `${candidate.cid} was already rewarded on this branch`)
   if (compareBytes(doc.to, candidate.header.miner_pub) !== 0) reject('E_REWARD', 'payload.to', 'rewards go to the candidate\'s miner')

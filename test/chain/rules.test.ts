@@ -4,6 +4,8 @@
  * param index. Every rejection is asserted by its code.
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { CID } from 'multiformats/cid'
 import { describe, test } from 'node:test'
 import { documentPayload, type HeaderDraft } from '../../src/chain/build.ts'
 import { DAG_CBOR, cidOf, compareCids } from '../../src/chain/cbor.ts'
@@ -16,7 +18,7 @@ import { encodeLedgerDocument } from '../../src/chain/ledger.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
 import { encodeMeta, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
 import { decodeParamIndex, encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex.ts'
-import { assembleCertificate, decodeCertificate, encodeCertificate, signCertificate } from '../../src/chain/pol.ts'
+import { assembleCertificate, decodeCertificate, encodeCertificate, signCertificate, sliceStart } from '../../src/chain/pol.ts'
 import { validateBlock, type BlockInput } from '../../src/chain/validate.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
@@ -28,7 +30,7 @@ const validate = (d: Devnet, input: BlockInput): Promise<unknown> => validateBlo
 describe('the standard devnet', () => {
   test('every chain and block type is accepted, balances and param index follow', async () => {
     const d = await Devnet.standard()
-    assert.equal(d.chain.size, 13)
+    assert.equal(d.chain.size, 14)
     const head = d.chain.head('C')
     assert.ok(head !== undefined && head.cid.equals(d.cid('transfer')))
     const earned = 1080 // floor(1000 * (1 + (2.5 - 2.3) / 2.5))
@@ -45,7 +47,7 @@ describe('the standard devnet', () => {
   test('a block submitted twice is accepted the same (idempotent), and the store does not grow', async () => {
     const d = await Devnet.standard()
     await d.submit(d.built.get('embedding') as Built)
-    assert.equal(d.chain.size, 13)
+    assert.equal(d.chain.size, 14)
   })
 })
 
@@ -64,7 +66,7 @@ describe('DAG order', () => {
     const ordered = orderBlocks(blocks, () => false)
     const fresh = new MemoryChain()
     for (const b of ordered) await fresh.submit(b.input, { now: NOW })
-    assert.equal(fresh.size, 13)
+    assert.equal(fresh.size, 14)
     assert.ok(fresh.paramIndex().get(expertName(0, 0))?.cid.equals(d.cid('expert0.0v1')))
   })
 
@@ -123,7 +125,7 @@ describe('chain B payloads', () => {
 })
 
 describe('chain A', () => {
-  async function metaBlock(d: Devnet, doc: MetaDocument, signer: Uint8Array, prev = 'genesis', index = 1): Promise<Built> {
+  async function metaBlock(d: Devnet, doc: MetaDocument, signer: Uint8Array, prev = 'beacon', index = 2): Promise<Built> {
     const p = documentPayload(encodeMeta(doc))
     const draft = { ...d.base('A', 'meta'), index, prev: d.cid(prev), payload: p.cid, payload_size: p.size } as HeaderDraft
     return d.make(`meta${index}-${d.tick()}`, draft, p.bytes, signer)
@@ -175,7 +177,7 @@ describe('chain A', () => {
     // Extending the losing tip gives it more work: it becomes the head.
     const loser = d.chain.head('A')?.cid.equals(a.sealed.cid) === true ? b : a
     const loserName = [...d.built].find(([, v]) => v === loser)?.[0] as string
-    const c = await metaBlock(d, d.meta, d.validators[0] as Uint8Array, loserName, 2)
+    const c = await metaBlock(d, d.meta, d.validators[0] as Uint8Array, loserName, 3)
     await d.submit(c)
     assert.ok(d.chain.head('A')?.cid.equals(c.sealed.cid))
     assert.equal(bestTip([]), undefined)
@@ -205,6 +207,10 @@ describe('PoL certificates', () => {
     await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, candidate: d.cid('expert1.1') }))).input), 'E_CERT', 'certificate.candidate')
     await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, base: d.cid('expert1.1') }))).input), 'E_CERT', 'certificate.base')
     await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, slice: { ...b.slice, dataset: d.cid('train') } }))).input), 'E_CERT', 'certificate.slice.dataset')
+    // The slice is the beacon's: the chain A block right after the candidate's rules, start and count derived.
+    await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, meta: d.cid('genesis') }))).input), 'E_CERT', 'certificate.meta')
+    await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, slice: { ...b.slice, start: b.slice.start + 1 } }))).input), 'E_CERT', 'certificate.slice.start')
+    await assertRule(async () => validate(d, (await make((b) => d.certificate({ ...b, slice: { ...b.slice, count: b.slice.count + 1 } }))).input), 'E_CERT', 'certificate.slice.count')
     const outsider = (b: Parameters<typeof signCertificate>[0]) =>
       encodeCertificate(assembleCertificate(b, [...d.validators.slice(0, 2), d.miner].map((k) => signCertificate(b, k))))
     await assertRule(async () => validate(d, (await make(outsider)).input), 'E_CERT_SIGNER', /certificate\.signatures\[\d\]\.validator/)
@@ -220,6 +226,15 @@ describe('PoL certificates', () => {
       return encodeCertificate({ ...assembleCertificate(b, [s]), signatures: [s, s, s] })
     }
     await assertRule(async () => validate(d, (await make(repeated)).input), 'E_CERT_SIGNER', 'certificate.signatures[1]')
+  })
+
+  test('sliceStart: the first 6 bytes of sha256(candidate CID || beacon CID), big-endian', () => {
+    const a = CID.parse('bafyreiapov2bbmph5ja5p4bonkhfg5u77nhzjbwapazclptcpbo6r33oi4')
+    const b = CID.parse('bafyreiabugp43febulr4b2vn67bkdu5bf6zskpp6f2k6ihvy3ntqays2ti')
+    const digest = createHash('sha256').update(a.bytes).update(b.bytes).digest()
+    assert.equal(sliceStart(a, b), digest.readUIntBE(0, 6))
+    assert.notEqual(sliceStart(a, b), sliceStart(b, a))
+    assert.ok(Number.isSafeInteger(sliceStart(a, b)))
   })
 
   test('certificates round-trip and reject malformed bytes with E_CERT / E_DECODE', async () => {

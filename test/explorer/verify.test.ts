@@ -70,7 +70,7 @@ const CHAIN_STEPS = ['cid', 'decode', 'pow', 'signature', 'anchor', 'rules', 'po
 describe('verifyBlock: every devnet block re-checks', () => {
   test('the standard devnet: every block passes every step; PoL is skipped off chain B; single-tile paths', async () => {
     const net = await standard
-    assert.equal(net.chain.size, 13)
+    assert.equal(net.chain.size, 14)
     for (const block of net.chain.blocks()) {
       const seen: VerifyStep[] = []
       const report = await verifyBlock(input(net, block), (s) => seen.push(s))
@@ -101,7 +101,7 @@ describe('verifyBlock: every devnet block re-checks', () => {
     const v0 = await verifyBlock(input(net, net.devnet.accepted('expert0.0')))
     assert.match(step(v0, 'pol').detail, /^genesis version \(v0\), certified by the genesis rules: signed by validator .* one of the 4 of A:0/)
     const v1 = await verifyBlock(input(net, net.devnet.accepted('expert0.0v1')))
-    assert.match(step(v1, 'pol').detail, /^3 of 4 validators of A:0 signed, 3 needed; loss 2\.5 -> 2\.3 nats \(8\.00% better, delta 1%\)/)
+    assert.match(step(v1, 'pol').detail, /^3 of 4 validators of A:1 signed, 3 needed; loss 2\.5 -> 2\.3 nats \(8\.00% better, delta 1%\)/)
     assert.match(step(v1, 'rules').detail, /version 1, superseding/)
     const reward = await verifyBlock(input(net, net.devnet.accepted('reward')))
     assert.match(step(reward, 'pol').detail, /chain C: .*passed the rules step/)
