@@ -88,7 +88,8 @@ export class ByteReader {
 /** Little-endian float32 bytes (length a multiple of 4) -> a new Float32Array. */
 export function f32FromBytes(bytes: Uint8Array): Float32Array {
   const n = bytes.length >>> 2
-  if (LITTLE_ENDIAN) return new Float32Array(bytes.slice(0, n * 4).buffer)
+  // new Uint8Array(...) copies; Buffer#slice would be a view into a shared buffer.
+  if (LITTLE_ENDIAN) return new Float32Array(new Uint8Array(bytes.subarray(0, n * 4)).buffer)
   const out = new Float32Array(n)
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true)

@@ -371,7 +371,7 @@ async function concat(input: Uint8Array | Iterable<Uint8Array> | AsyncIterable<U
  */
 function owned(bytes: Uint8Array): Uint8Array {
   const whole = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-  return whole ? bytes : bytes.slice()
+  return whole ? bytes : new Uint8Array(bytes)
 }
 
 function* once(bytes: Uint8Array): Generator<Uint8Array> {

@@ -190,7 +190,8 @@ function view<T extends Uint16Array | Float32Array>(bytes: Uint8Array, offset: n
   const size = Ctor.BYTES_PER_ELEMENT
   const start = bytes.byteOffset + offset
   if (HOST_LE && start % size === 0) return new Ctor(bytes.buffer as ArrayBuffer, start, count)
-  const copy = bytes.slice(offset, offset + count * size)
+  // A copy with its own buffer: Node's Buffer#slice is a view, so never rely on slice copying.
+  const copy = new Uint8Array(bytes.subarray(offset, offset + count * size))
   if (!HOST_LE) swapBytes(copy, size)
   return new Ctor(copy.buffer, 0, count)
 }

@@ -204,7 +204,7 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
     if (known !== undefined && bytesEqual(known.bytes, block)) {
       node = known.node // these exact bytes hashed to this CID before
     } else {
-      const copy = block.slice()
+      const copy = new Uint8Array(block) // a private copy even of a Buffer (whose slice() is a view)
       node = decodeFileNode(copy, field)
       pending.push({ field, cid: expected, digest: sha256(copy), leaf: false, copy, node })
     }
@@ -317,7 +317,7 @@ export async function fetchUnixfsFile(
   const signal = options.signal
   const fetchVerified = async (cid: CID, field: string): Promise<Uint8Array> => {
     signal?.throwIfAborted()
-    const bytes = (await getBlock(cid, signal)).slice()
+    const bytes = new Uint8Array(await getBlock(cid, signal)) // a private copy, Buffer or not
     counts.blocks++
     counts.bytes += bytes.length
     if (cid.code === RAW) counts.tiles++

@@ -237,6 +237,16 @@ describe('payload', () => {
     assert.equal(v.data.buffer, payload.buffer, 'zero-copy')
   })
 
+  test('a payload held in a Node Buffer at an unaligned offset (as SQLite and HTTP hand them out) decodes the same', () => {
+    const tensors = randomTensors(prng(11), 1 << 14)
+    const payload = buildPayload(tensors)
+    for (const offset of [1, 2, 3, 642]) {
+      const host = Buffer.alloc(payload.length + offset + 7, 0xee)
+      host.set(payload, offset)
+      checkRoundTrip(tensors, host.subarray(offset, offset + payload.length))
+    }
+  })
+
   test('an index longer than 240 bytes pushes the first block to 512 and beyond', () => {
     const tensors: PayloadTensor[] = Array.from({ length: 40 }, (_, k) => ({
       name: `blocks.${k}.ffn.w1`,
