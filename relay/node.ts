@@ -12,7 +12,7 @@ import { headerCid, decodeHeader } from '../src/chain/header.ts'
 import { checkSubmissionBlocks, decodeSubmission, type Submission } from '../src/chain/submission.ts'
 import { validateBlock } from '../src/chain/validate.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import { RuleError, TRANSIENT_CODES } from '../src/errors.ts'
+import { RuleError, TRANSIENT_CODES, reject } from '../src/errors.ts'
 import type { ChainStore, Rejection } from './interface.ts'
 
 export interface FullNodeOptions {
@@ -20,6 +20,14 @@ export interface FullNodeOptions {
   readonly now?: () => number
   /** Largest submission CAR accepted. */
   readonly maxSubmissionBytes?: number
+}
+
+/**
+ * Where a PoL candidate goes once every other rule passed (relay/pol.ts): it applies the admission
+ * policy (throwing a RuleError to refuse) and queues the candidate for the validators.
+ */
+export interface CandidateGate<T> {
+  admit(block: AcceptedBlock, submission: Submission, car: Uint8Array): T
 }
 
 export interface FullNodeEvents {
@@ -51,6 +59,38 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
       }
       return this.#judge(submission, options.signal)
     })
+  }
+
+  /**
+   * Judge a submission CAR that may be a PoL candidate: a new chain B version without its
+   * certificate runs every rule but the certificate (nothing is stored) and then goes to `gate`;
+   * a candidate already accepted is a replay (E_REPLAY). Anything else is judged as submitCar does.
+   */
+  submitOrQueue<T>(car: Uint8Array, gate: CandidateGate<T> | null, options: { signal?: AbortSignal } = {}): Promise<{ accepted: AcceptedBlock } | { candidate: T }> {
+    return this.#enqueue(async () => {
+      let submission: Submission
+      try {
+        submission = await decodeSubmission(car, this.#maxBytes)
+      } catch (e) {
+        throw this.#refused(e, null)
+      }
+      if (gate === null || !isCandidate(submission)) return { accepted: await this.#judge(submission, options.signal) }
+      try {
+        const known = this.store.get(headerCid(submission.input.header))
+        if (known !== undefined) reject('E_REPLAY', 'header', `already accepted as B:${known.header.index} (${known.header.expert_name} v${known.expertVersion})`)
+        const now = this.#now()
+        const block = await validateBlock(submission.input, this.store, options.signal === undefined ? { now, deferCertificate: true } : { now, deferCertificate: true, signal: options.signal })
+        checkSubmissionBlocks(block, submission.blocks)
+        return { candidate: gate.admit(block, submission, car) }
+      } catch (e) {
+        throw this.#refused(e, submission.input.header)
+      }
+    })
+  }
+
+  /** Log a refusal the node did not make itself (the PoL service's verdicts), as #refused does. */
+  logRejection(e: RuleError, header: Uint8Array): void {
+    this.#refused(e, header)
   }
 
   /** Judge an already decoded submission (local tools: `blyan init`, importers). */
@@ -95,9 +135,25 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
     return e
   }
 
+  /** Run `job` in the submission queue (no submission is judged meanwhile). */
+  exclusive<T>(job: () => Promise<T>): Promise<T> {
+    return this.#enqueue(job)
+  }
+
   #enqueue<T>(job: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(job, job)
     this.#queue = run.catch(() => undefined)
     return run
+  }
+}
+
+/** A new chain B version without its certificate: a PoL candidate. */
+function isCandidate(submission: Submission): boolean {
+  if (submission.input.certificate !== undefined) return false
+  try {
+    const h = decodeHeader(submission.input.header)
+    return h.chain_id === 'B' && h.supersedes !== null
+  } catch {
+    return false // the judge names what is wrong with it
   }
 }

@@ -152,6 +152,11 @@ export function sliceStart(candidate: CID, beacon: CID): number {
   return start
 }
 
+/** The PoL acceptance rule: loss_after <= loss_before * (1 - delta). */
+export function meetsThreshold(lossBefore: number, lossAfter: number, delta: number): boolean {
+  return lossAfter <= lossBefore * (1 - delta)
+}
+
 /** Relative improvement (loss_before - loss_after) / loss_before. */
 export function improvement(cert: CertificateBody): number {
   return (cert.loss_before - cert.loss_after) / cert.loss_before
@@ -165,7 +170,7 @@ export function improvement(cert: CertificateBody): number {
 export function checkCertificate(cert: Certificate, candidateCid: CID, candidate: ParamHeader, meta: MetaDocument): void {
   if (!cert.candidate.equals(candidateCid)) reject('E_CERT', 'certificate.candidate', 'names another block')
   if (candidate.supersedes === null || !cert.base.equals(candidate.supersedes)) reject('E_CERT', 'certificate.base', 'is not the candidate\'s supersedes')
-  if (!(cert.loss_after <= cert.loss_before * (1 - meta.pol.delta))) {
+  if (!meetsThreshold(cert.loss_before, cert.loss_after, meta.pol.delta)) {
     reject('E_POL_THRESHOLD', 'certificate.loss_after', `${cert.loss_after} > ${cert.loss_before} * (1 - ${meta.pol.delta})`)
   }
   const message = certificateBodyBytes(cert)

@@ -1,0 +1,60 @@
+/**
+ * The job board's jobs, derived from chain state: one per expert (the param index's current
+ * version is the base), training windows from the newest chain D `train` dataset at a start
+ * derived from the job id, settings from JobSettings. Leases live in the PoL store.
+ *
+ * @module
+ */
+import { sha256 } from '@noble/hashes/sha2.js'
+import { CID } from 'multiformats/cid'
+import type { DatasetDocument } from '../src/chain/dataset.ts'
+import type { MetaDocument } from '../src/chain/meta.ts'
+import type { AcceptedBlock } from '../src/chain/view.ts'
+import { DEFAULT_JOB_SETTINGS, type Job, type JobSettings } from '../src/pol/job.ts'
+import type { ChainStore } from './interface.ts'
+import type { Lease } from './pol-store.ts'
+
+/** The newest accepted chain D dataset of a split (the chain D head first, then down `prev`). */
+export function newestDataset(store: ChainStore, split: DatasetDocument['split']): AcceptedBlock | undefined {
+  for (let b = store.head('D'); b !== undefined; b = b.header.prev === null ? undefined : store.get(b.header.prev)) {
+    if ((b.document as DatasetDocument).split === split) return b
+  }
+  return undefined
+}
+
+function idOf(base: CID): string {
+  return Buffer.from(sha256(base.bytes).subarray(0, 8)).toString('hex')
+}
+
+/** Every job the chain gives, with their leases at `now`. */
+export function deriveJobs(store: ChainStore, leaseOf: (job: string) => Lease | undefined, now: number, settings: JobSettings = DEFAULT_JOB_SETTINGS): Job[] {
+  const head = store.head('A')
+  const train = newestDataset(store, 'train')
+  if (head === undefined || train === undefined) return []
+  const meta = head.document as MetaDocument
+  const jobs: Job[] = []
+  for (const [name, block] of store.paramIndex()) {
+    if (block.header.block_type !== 'expert') continue
+    const m = /^layer(\d+)\.expert(\d+)$/.exec(name)
+    if (m === null) continue
+    const id = idOf(block.cid)
+    const digest = Buffer.from(id, 'hex')
+    const lease = leaseOf(id)
+    jobs.push(Object.freeze({
+      id,
+      expert: name,
+      layer: Number(m[1]),
+      expertIndex: Number(m[2]),
+      base: block.cid.toString(),
+      baseVersion: block.expertVersion,
+      shard: Object.freeze({ dataset: train.cid.toString(), start: digest.readUIntBE(0, 6), count: settings.shardSequences }),
+      seqLen: meta.pol.seq_len,
+      steps: settings.steps,
+      batchSize: settings.batchSize,
+      learningRate: settings.learningRate,
+      seed: digest.readUInt32BE(4),
+      lease: lease === undefined || lease.expiresAt <= now ? null : Object.freeze({ miner: lease.miner, expiresAt: lease.expiresAt })
+    }))
+  }
+  return jobs.sort((a, b) => a.layer - b.layer || a.expertIndex - b.expertIndex)
+}

@@ -1,0 +1,246 @@
+/**
+ * The Proof-of-Learning service's own state, beside the chain store: candidates waiting for the
+ * validators (with the submission CAR, so a killed node loses none), their outcomes (which set
+ * each miner key's trust level), and job leases. This is node-local policy, not chain content:
+ * a candidate enters the chain store only once certified, through the full node's rules.
+ *
+ * SQLite (better-sqlite3), WAL, synchronous=FULL, one file (`pol.sqlite` in the data directory).
+ *
+ * @module
+ */
+import Database from 'better-sqlite3'
+
+/** `PRAGMA user_version` of the schema below. */
+export const POL_SCHEMA_VERSION = 1
+/** `PRAGMA application_id`: 'BLYP'. */
+const APPLICATION_ID = 0x424c5950
+
+const SCHEMA = `
+CREATE TABLE candidates (
+  cid         TEXT PRIMARY KEY,
+  car         BLOB NOT NULL,
+  miner       TEXT NOT NULL,
+  expert      TEXT NOT NULL,
+  base        TEXT NOT NULL,
+  rules       TEXT NOT NULL,
+  payload     TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  status      TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+  code        TEXT,
+  message     TEXT,
+  beacon      TEXT,
+  certificate TEXT,
+  reward      TEXT,
+  amount      INTEGER,
+  loss_before REAL,
+  loss_after  REAL,
+  decided_at  INTEGER
+);
+CREATE INDEX candidates_status ON candidates(status, received_at);
+CREATE INDEX candidates_miner ON candidates(miner, received_at);
+CREATE INDEX candidates_payload ON candidates(payload);
+CREATE TABLE leases (
+  job        TEXT PRIMARY KEY,
+  miner      TEXT NOT NULL,
+  leased_at  INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX leases_miner ON leases(miner, expires_at);
+`
+
+export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
+
+/** A candidate as the service tracks it; CIDs and keys as strings (CID base32, key hex). */
+export interface CandidateRecord {
+  readonly cid: string
+  readonly miner: string
+  readonly expert: string
+  readonly base: string
+  /** The chain A block the candidate depends on (its rules). */
+  readonly rules: string
+  readonly payload: string
+  readonly receivedAt: number
+  readonly status: CandidateStatus
+  /** Why it was rejected (a RuleCode) and the human message; null otherwise. */
+  readonly code: string | null
+  readonly message: string | null
+  /** Set once evaluated: the beacon, the losses; once accepted: certificate, reward block and amount. */
+  readonly beacon: string | null
+  readonly certificate: string | null
+  readonly reward: string | null
+  readonly amount: number | null
+  readonly lossBefore: number | null
+  readonly lossAfter: number | null
+  readonly decidedAt: number | null
+}
+
+export interface Decision {
+  readonly status: 'accepted' | 'rejected'
+  readonly code?: string | null
+  readonly message?: string | null
+  readonly beacon?: string | null
+  readonly certificate?: string | null
+  readonly reward?: string | null
+  readonly amount?: number | null
+  readonly lossBefore?: number | null
+  readonly lossAfter?: number | null
+  readonly at: number
+}
+
+export interface Lease {
+  readonly job: string
+  readonly miner: string
+  readonly leasedAt: number
+  readonly expiresAt: number
+}
+
+interface CandidateRow {
+  cid: string
+  miner: string
+  expert: string
+  base: string
+  rules: string
+  payload: string
+  received_at: number
+  status: CandidateStatus
+  code: string | null
+  message: string | null
+  beacon: string | null
+  certificate: string | null
+  reward: string | null
+  amount: number | null
+  loss_before: number | null
+  loss_after: number | null
+  decided_at: number | null
+}
+
+const COLUMNS = 'cid, miner, expert, base, rules, payload, received_at, status, code, message, beacon, certificate, reward, amount, loss_before, loss_after, decided_at'
+
+function record(r: CandidateRow): CandidateRecord {
+  return Object.freeze({
+    cid: r.cid, miner: r.miner, expert: r.expert, base: r.base, rules: r.rules, payload: r.payload, receivedAt: r.received_at,
+    status: r.status, code: r.code, message: r.message, beacon: r.beacon, certificate: r.certificate, reward: r.reward,
+    amount: r.amount, lossBefore: r.loss_before, lossAfter: r.loss_after, decidedAt: r.decided_at
+  })
+}
+
+/** Exactly the bytes of `u` as a Buffer (better-sqlite3 binds Buffers; a bare view may not bind its own window). */
+function blob(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+/** The file is not a PoL store of this version. */
+export class PolStoreError extends Error {
+  override readonly name = 'PolStoreError'
+}
+
+export class PolStore {
+  readonly #db: Database.Database
+
+  private constructor(db: Database.Database) {
+    this.#db = db
+  }
+
+  /** Open (or create) the PoL store at `path` (`:memory:` for tests). */
+  static open(path: string): PolStore {
+    const db = new Database(path)
+    try {
+      db.pragma('journal_mode = WAL')
+      db.pragma('synchronous = FULL')
+      const version = db.pragma('user_version', { simple: true }) as number
+      const appId = db.pragma('application_id', { simple: true }) as number
+      const tables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number
+      if (version === 0 && appId === 0 && tables === 0) {
+        db.transaction(() => {
+          db.exec(SCHEMA)
+          db.pragma(`application_id = ${APPLICATION_ID}`)
+          db.pragma(`user_version = ${POL_SCHEMA_VERSION}`)
+        })()
+      } else if (appId !== APPLICATION_ID || version !== POL_SCHEMA_VERSION) {
+        throw new PolStoreError(`${path}: not a Blyan PoL store of schema ${POL_SCHEMA_VERSION} (application_id ${appId}, version ${version})`)
+      }
+      return new PolStore(db)
+    } catch (e) {
+      db.close()
+      throw e
+    }
+  }
+
+  /** Queue a candidate (its submission CAR kept for the validators). Idempotent by CID. */
+  add(c: Pick<CandidateRecord, 'cid' | 'miner' | 'expert' | 'base' | 'rules' | 'payload' | 'receivedAt'>, car: Uint8Array): void {
+    this.#db.prepare(`INSERT OR IGNORE INTO candidates (cid, car, miner, expert, base, rules, payload, received_at, status)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`).run(c.cid, blob(car), c.miner, c.expert, c.base, c.rules, c.payload, c.receivedAt)
+  }
+
+  get(cid: string): CandidateRecord | undefined {
+    const r = this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE cid = ?`).get(cid) as CandidateRow | undefined
+    return r === undefined ? undefined : record(r)
+  }
+
+  car(cid: string): Uint8Array | undefined {
+    const b = this.#db.prepare('SELECT car FROM candidates WHERE cid = ?').pluck().get(cid) as Buffer | undefined
+    return b === undefined ? undefined : new Uint8Array(b)
+  }
+
+  /** Pending candidates, oldest first. */
+  pending(): CandidateRecord[] {
+    return (this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE status = 'pending' ORDER BY received_at, cid`).all() as CandidateRow[]).map(record)
+  }
+
+  /** The first candidate (any status but rejected) that carried this payload. */
+  byPayload(payload: string): CandidateRecord | undefined {
+    const r = this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE payload = ? AND status != 'rejected' ORDER BY received_at LIMIT 1`).get(payload) as CandidateRow | undefined
+    return r === undefined ? undefined : record(r)
+  }
+
+  /** Candidates of a miner, newest first. */
+  byMiner(miner: string, limit = 100): CandidateRecord[] {
+    return (this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE miner = ? ORDER BY received_at DESC, cid LIMIT ?`).all(miner, limit) as CandidateRow[]).map(record)
+  }
+
+  /** Candidates a miner submitted at or after `since` (ms), any status. */
+  submittedSince(miner: string, since: number): number {
+    return this.#db.prepare('SELECT count(*) FROM candidates WHERE miner = ? AND received_at >= ?').pluck().get(miner, since) as number
+  }
+
+  pendingOf(miner: string): number {
+    return this.#db.prepare("SELECT count(*) FROM candidates WHERE miner = ? AND status = 'pending'").pluck().get(miner) as number
+  }
+
+  /** A miner's decided outcomes, oldest first (what its trust level is computed from). */
+  outcomes(miner: string): ('accepted' | 'rejected')[] {
+    return this.#db.prepare("SELECT status FROM candidates WHERE miner = ? AND status != 'pending' ORDER BY decided_at, cid").pluck().all(miner) as ('accepted' | 'rejected')[]
+  }
+
+  decide(cid: string, d: Decision): void {
+    this.#db.prepare(`UPDATE candidates SET status = ?, code = ?, message = ?, beacon = ?, certificate = ?, reward = ?, amount = ?,
+      loss_before = ?, loss_after = ?, decided_at = ? WHERE cid = ?`).run(
+      d.status, d.code ?? null, d.message ?? null, d.beacon ?? null, d.certificate ?? null, d.reward ?? null, d.amount ?? null,
+      d.lossBefore ?? null, d.lossAfter ?? null, d.at, cid
+    )
+  }
+
+  // ------------------------------------------------------------------------------------ leases
+
+  lease(job: string): Lease | undefined {
+    const r = this.#db.prepare('SELECT job, miner, leased_at, expires_at FROM leases WHERE job = ?').get(job) as { job: string; miner: string; leased_at: number; expires_at: number } | undefined
+    return r === undefined ? undefined : { job: r.job, miner: r.miner, leasedAt: r.leased_at, expiresAt: r.expires_at }
+  }
+
+  /** Live leases of a miner at `now`. */
+  leasesOf(miner: string, now: number): number {
+    return this.#db.prepare('SELECT count(*) FROM leases WHERE miner = ? AND expires_at > ?').pluck().get(miner, now) as number
+  }
+
+  putLease(l: Lease): void {
+    this.#db.prepare('INSERT OR REPLACE INTO leases (job, miner, leased_at, expires_at) VALUES (?, ?, ?, ?)').run(l.job, l.miner, l.leasedAt, l.expiresAt)
+  }
+
+  dropLease(job: string): void {
+    this.#db.prepare('DELETE FROM leases WHERE job = ?').run(job)
+  }
+
+  close(): void {
+    this.#db.close()
+  }
+}

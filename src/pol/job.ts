@@ -1,0 +1,43 @@
+/**
+ * A mining job as the job board serves it (`GET /api/jobs`): which expert to improve, from which
+ * version, on which training windows, with which settings. Jobs are derived from chain state
+ * (relay/jobs.ts), so every node serves the same ones; a job's id changes when its base does.
+ *
+ * @module
+ */
+
+export interface Job {
+  /** 16 hex digits: sha256(base CID bytes), first 8 bytes. */
+  readonly id: string
+  readonly expert: string
+  readonly layer: number
+  readonly expertIndex: number
+  /** The current version to supersede (CID), and its version number. */
+  readonly base: string
+  readonly baseVersion: number
+  /** Training windows (src/pol/sequences.ts) of a chain D `train` dataset. */
+  readonly shard: { readonly dataset: string; readonly start: number; readonly count: number }
+  readonly seqLen: number
+  readonly steps: number
+  readonly batchSize: number
+  readonly learningRate: number
+  readonly seed: number
+  /** Who holds it and until when (ms), if leased. */
+  readonly lease: { readonly miner: string; readonly expiresAt: number } | null
+}
+
+/** Training settings every job gets (a node may choose others). */
+export interface JobSettings {
+  readonly steps: number
+  readonly batchSize: number
+  readonly learningRate: number
+  /** Windows in a job's shard. */
+  readonly shardSequences: number
+}
+
+export const DEFAULT_JOB_SETTINGS: JobSettings = Object.freeze({ steps: 40, batchSize: 4, learningRate: 2e-3, shardSequences: 64 })
+
+/** What a lease request signs: the job, the miner's key and the time, so a lease cannot be taken in another's name or replayed later. */
+export function leaseMessage(job: string, miner: string, at: number): Uint8Array {
+  return new TextEncoder().encode(`blyan-lease/1 ${job} ${miner} ${at}`)
+}
