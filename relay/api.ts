@@ -20,6 +20,9 @@ import type { Handler } from './interface.ts'
 import type { GatewayStats } from './gateway.ts'
 import type { FullNode } from './node.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson } from './http.ts'
+import { LeaseError, type PolService } from './pol.ts'
+import type { CandidateRecord } from './pol-store.ts'
+import { QUOTAS } from './trust.ts'
 
 export interface ApiOptions {
   readonly node: FullNode
@@ -28,6 +31,8 @@ export interface ApiOptions {
   readonly maxSubmissionBytes?: number
   /** Shown by GET /api/stats. */
   readonly gatewayStats?: GatewayStats
+  /** The Proof-of-Learning service: candidates, jobs and leases (absent: those routes answer 404). */
+  readonly pol?: PolService
 }
 
 /** HTTP status for a rule violation: 413 too large, 400 a malformed CAR, 422 any other rule. */
@@ -62,7 +67,16 @@ export function statusJson(node: FullNode, version: string): { [key: string]: Js
   }
 }
 
-export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES, gatewayStats }: ApiOptions): Handler {
+/** A PoL candidate as the API shows it. */
+function candidateJson(c: CandidateRecord): { [key: string]: Json } {
+  return {
+    cid: c.cid, status: c.status, expert: c.expert, base: c.base, miner: c.miner, rules: c.rules, payload: c.payload,
+    received_at: c.receivedAt, code: c.code, message: c.message, beacon: c.beacon, certificate: c.certificate,
+    reward: c.reward, amount: c.amount, loss_before: c.lossBefore, loss_after: c.lossAfter, decided_at: c.decidedAt
+  }
+}
+
+export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES, gatewayStats, pol }: ApiOptions): Handler {
   const store = node.store
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')
@@ -90,8 +104,9 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         throw e
       }
       try {
-        const block = await node.submitCar(body)
-        sendJson(res, 201, { accepted: blockToJson(block) })
+        const outcome = await node.submitOrQueue(body, pol ?? null)
+        if ('accepted' in outcome) sendJson(res, 201, { accepted: blockToJson(outcome.accepted) })
+        else sendJson(res, 202, { candidate: candidateJson(outcome.candidate) })
       } catch (e) {
         if (!(e instanceof RuleError)) throw e
         sendJson(res, statusOf(e), { error: ruleErrorBody(e) })
@@ -99,7 +114,55 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
       return true
     }
 
+    if (name === 'jobs' && route.length === 3 && route[2] === 'lease') {
+      if (method !== 'POST') return methodNotAllowed(res, 'POST')
+      if (pol === undefined) return noPol(res)
+      let request: { miner?: unknown; at?: unknown; signature?: unknown }
+      try {
+        request = JSON.parse(new TextDecoder().decode(await readBody(req, 4096))) as typeof request
+      } catch {
+        return badRequest(res, 'the body is JSON: { "miner": hex key, "at": ms, "signature": hex }')
+      }
+      if (typeof request.miner !== 'string' || typeof request.at !== 'number' || typeof request.signature !== 'string') {
+        return badRequest(res, 'the body is JSON: { "miner": hex key, "at": ms, "signature": hex }')
+      }
+      try {
+        const lease = pol.lease(arg ?? '', request.miner, request.at, request.signature)
+        sendJson(res, 200, { lease: { job: lease.job, miner: lease.miner, leased_at: lease.leasedAt, expires_at: lease.expiresAt } })
+      } catch (e) {
+        if (!(e instanceof LeaseError)) throw e
+        sendError(res, e.status, e.code, e.message)
+      }
+      return true
+    }
+
     if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, 'GET, HEAD')
+
+    if (name === 'jobs' && route.length === 1) {
+      if (pol === undefined) return noPol(res)
+      sendJson(res, 200, { jobs: toJson(pol.jobs()) })
+      return true
+    }
+
+    if (name === 'candidates' && route.length === 2) {
+      if (pol === undefined) return noPol(res)
+      const c = pol.candidate(arg ?? '')
+      if (c === undefined) {
+        sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no candidate ${arg ?? ''}` } })
+        return true
+      }
+      sendJson(res, 200, { candidate: candidateJson(c) })
+      return true
+    }
+
+    if (name === 'miners' && route.length === 2) {
+      if (pol === undefined) return noPol(res)
+      const miner = (arg ?? '').toLowerCase()
+      if (!/^[0-9a-f]{66}$/.test(miner)) return badRequest(res, 'the public key is 33 bytes of hex')
+      const trust = pol.trustOf(miner)
+      sendJson(res, 200, { miner, trust, quota: toJson(QUOTAS[trust]), candidates: pol.polStore.byMiner(miner, 100).map(candidateJson) })
+      return true
+    }
 
     if (name === 'status' && route.length === 1) {
       sendJson(res, 200, statusJson(node, version))
@@ -188,6 +251,11 @@ function intParam(url: URL, name: string, fallback: number): number | null {
   if (v === null) return fallback
   const n = Number(v)
   return Number.isSafeInteger(n) && n >= 0 ? n : null
+}
+
+function noPol(res: ServerResponse): true {
+  sendError(res, 404, 'NOT_FOUND', 'this node runs no Proof-of-Learning service (no validator keys, or not a full node)')
+  return true
 }
 
 function badRequest(res: ServerResponse, message: string): true {

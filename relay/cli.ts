@@ -9,22 +9,27 @@
  *   blyan import-car --data DIR --car FILE
  *   blyan generate --data DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--backend cpu|webgpu|ort] [--json]
  *   blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
+ *   blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--json]
  *
  * Every failure is one line on stderr naming the argument, the file or the damaged item, and a
  * non-zero exit: 2 for usage errors, 1 for everything else.
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
 import { exportCar, importCar, verifyStore } from './archive.ts'
-import { STORE_FILE, initDevnet, type DatasetFile } from './devnet.ts'
+import { KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
 import { importModel } from './import.ts'
 import { StoreDamagedError, type ChainStore } from './interface.ts'
 import { FullNode } from './node.ts'
+import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner } from './mine.ts'
+import type { Trainer } from '../src/pol/miner.ts'
+import { PolService } from './pol.ts'
+import { PolStore } from './pol-store.ts'
 import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './run.ts'
 import { createRelay } from './server.ts'
 import { openChainStore } from './store.ts'
@@ -74,7 +79,15 @@ const USAGE: Record<string, string> = {
     --json                one JSON object: text, tokens, experts (blocks used), stats`,
   eval: `blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
   Mean next-token cross-entropy (nats) of FILE, tokenized as one sequence from BOS, over its first N
-  tokens (default 1024), in windows of the model's max_seq_len.`
+  tokens (default 1024), in windows of the model's max_seq_len.`,
+  mine: `blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--json]
+  Donate compute: lease a job from the relay's job board, fetch and verify the weights and the
+  training shard, train the job's expert, check the gain on the public validation pool, then submit
+  the new version (signed, PoW solved) and wait for the validators' verdict and reward.
+    --key FILE            the miner's secp256k1 key (created if missing; default ${DEFAULT_KEY_FILE})
+    --jobs N              jobs to do one after another (default 1)
+    --backend B           cpu (the reference trainer, default) or webgpu
+    --json                one JSON object per job instead of progress lines`
 }
 
 const HELP = `blyan ${VERSION}: the Blyan full node
@@ -204,6 +217,7 @@ async function init(args: string[]): Promise<void> {
 export interface Served {
   readonly url: string
   readonly node: FullNode
+  readonly pol: PolService
   close(): Promise<void>
 }
 
@@ -219,7 +233,8 @@ export async function serve(options: { dataDir: string; port: number; host: stri
     throw e
   }
   const node = new FullNode(store)
-  const relay = createRelay(options.siteRoot === undefined ? { node, version: VERSION } : { node, version: VERSION, siteRoot: options.siteRoot })
+  const pol = openPolService(options.dataDir, node, log)
+  const relay = createRelay({ node, version: VERSION, pol, ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
   await new Promise<void>((resolvePromise, rejectPromise) => {
     relay.server.once('error', (e: NodeJS.ErrnoException) => {
       const where = `${options.host}:${options.port}`
@@ -235,14 +250,30 @@ export async function serve(options: { dataDir: string; port: number; host: stri
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}/`
   const genesis = store.genesis()
   log(`Blyan node at ${url}  (genesis ${genesis?.cid.toString() ?? 'none'}, ${store.size} blocks)`)
+  pol.start()
   return {
     url,
     node,
+    pol,
     close: async () => {
+      await pol.stop()
       await relay.close()
+      pol.polStore.close()
       store.close()
     }
   }
+}
+
+/**
+ * The node's PoL service over `<data>/pol.sqlite`, judging with every validator key in
+ * `<data>/keys/` (a devnet made by `blyan init` has them all; a node without keys queues candidates).
+ */
+function openPolService(dataDir: string, node: FullNode, log: (line: string) => void): PolService {
+  const keysDir = join(dataDir, KEYS_DIR)
+  const files = existsSync(keysDir) ? readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort() : []
+  const validators = files.map((f) => readKeyFile(join(keysDir, f)))
+  if (validators.length > 0) log(`Proof-of-Learning: judging candidates with ${validators.length} validator key(s)`)
+  return new PolService({ node, polStore: PolStore.open(join(dataDir, 'pol.sqlite')), validators, log })
 }
 
 /** Close the node cleanly on Ctrl+C or SIGTERM. */
@@ -376,7 +407,31 @@ async function evalCommand(args: string[]): Promise<void> {
   }
 }
 
+async function mineCommand(args: string[]): Promise<void> {
+  const v = parse('mine', args, { relay: { type: 'string' }, key: { type: 'string' }, jobs: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } })
+  if (v['help'] === true) return void console.log(USAGE['mine'])
+  const relay = required('mine', v, 'relay')
+  if (!/^https?:\/\//.test(relay)) throw new UsageError(`mine: --relay must be an http(s) URL, got "${relay}"`)
+  const jobs = positiveInt('mine', v, 'jobs', 1, 1000) as number
+  const backend = (v['backend'] as string | undefined) ?? 'cpu'
+  if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`mine: --backend must be cpu or webgpu, got "${backend}"`)
+  const train = backend === 'webgpu' ? await webgpuTrainer() : undefined
+  const keyPath = resolve((v['key'] as string | undefined) ?? DEFAULT_KEY_FILE)
+  const { key, created } = loadOrCreateKey(keyPath)
+  const json = v['json'] === true
+  if (!json) console.log(minerKeyLine(key, keyPath, created))
+  const controller = new AbortController()
+  process.once('SIGINT', () => controller.abort(new Error('interrupted')))
+  await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }) })
+}
+
+/** The WebGPU trainer, when this build has one. */
+async function webgpuTrainer(): Promise<Trainer> {
+  throw new Error('mine: training on WebGPU is not in this build yet; use --backend cpu')
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  mine: mineCommand,
   init, start, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand
 }
 

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createApiHandler } from './api.ts'
+import type { PolService } from './pol.ts'
 import { createGatewayHandler, createGatewayStats, type GatewayOptions } from './gateway.ts'
 import { CORS_HEADERS, DEFAULT_RATE_LIMIT, createRateLimiter, sendError, type RateLimit } from './http.ts'
 import type { Handler } from './interface.ts'
@@ -23,6 +24,8 @@ export interface RelayOptions {
   readonly maxSubmissionBytes?: number
   /** Test mode only: alter the bytes the gateway serves (see gateway.ts). */
   readonly tamper?: GatewayOptions['tamper']
+  /** The node's PoL service (candidates, jobs, leases in the API). */
+  readonly pol?: PolService
 }
 
 export interface Relay {
@@ -40,6 +43,7 @@ export function createRelay(options: RelayOptions): Relay {
     node: options.node,
     version: options.version,
     gatewayStats: stats,
+    ...(options.pol === undefined ? {} : { pol: options.pol }),
     ...(options.maxSubmissionBytes === undefined ? {} : { maxSubmissionBytes: options.maxSubmissionBytes })
   })
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })

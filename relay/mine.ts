@@ -1,0 +1,82 @@
+/**
+ * `blyan mine`: a miner in Node for scripts and tests. Takes jobs from a relay, trains on the CPU
+ * reference (or WebGPU), submits candidates and reports what the validators decided.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { toHex } from '../src/chain/cbor.ts'
+import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
+import { NoJobError, mineOnce, type MineResult, type MinerEvent, type Trainer } from '../src/pol/miner.ts'
+import { readKeyFile, writeKeyFile } from './devnet.ts'
+
+/** The default key file: created on first use, readable by its owner only. */
+export const DEFAULT_KEY_FILE = join(homedir(), '.config', 'blyan', 'miner.key')
+
+/** The miner's key from `path`, created there when missing (`created` says so). */
+export function loadOrCreateKey(path: string): { key: SecretKey; created: boolean } {
+  if (existsSync(path)) return { key: readKeyFile(path), created: false }
+  mkdirSync(dirname(path), { recursive: true })
+  const key = randomSecretKey()
+  writeKeyFile(path, key)
+  return { key, created: true }
+}
+
+export interface MinerRun {
+  readonly relay: string
+  readonly key: SecretKey
+  readonly jobs: number
+  readonly train?: Trainer
+  readonly json: boolean
+  readonly print: (line: string) => void
+  readonly signal?: AbortSignal
+}
+
+/** Mine `jobs` jobs one after another; the results, in order. */
+export async function runMiner(run: MinerRun): Promise<MineResult[]> {
+  const results: MineResult[] = []
+  for (let i = 0; i < run.jobs; i++) {
+    let result: MineResult
+    try {
+      result = await mineOnce({
+        relay: run.relay, key: run.key, ...(run.train === undefined ? {} : { train: run.train }), ...(run.signal === undefined ? {} : { signal: run.signal }),
+        ...(run.json ? {} : { onEvent: (e: MinerEvent) => run.print(describe(e)) })
+      })
+    } catch (e) {
+      if (e instanceof NoJobError) {
+        run.print(`no job: ${e.message}`)
+        break
+      }
+      throw e
+    }
+    results.push(result)
+    if (run.json) run.print(JSON.stringify(summary(result)))
+  }
+  return results
+}
+
+function describe(e: MinerEvent): string {
+  switch (e.type) {
+    case 'job': return `job ${e.job.id}: ${e.job.expert} v${e.job.baseVersion}, ${e.job.steps} steps of ${e.job.batchSize} x ${e.job.seqLen} tokens, lr ${e.job.learningRate}`
+    case 'fetch': return `fetching and verifying the ${e.what}`
+    case 'step': return e.step % 5 === 0 || e.step === e.steps - 1 ? `step ${e.step + 1}/${e.steps}: loss ${e.loss.toFixed(4)} (${e.tokensPerSecond.toFixed(0)} tokens/s)` : ''
+    case 'self-check': return `self-check on ${e.windows} validation windows: ${e.lossBefore.toFixed(5)} -> ${e.lossAfter.toFixed(5)} (${(((e.lossBefore - e.lossAfter) / e.lossBefore) * 100).toFixed(2)}%)`
+    case 'submitted': return `submitted candidate ${e.cid}; waiting for the validators`
+    case 'outcome': {
+      const o = e.outcome
+      if (o.status === 'accepted') return `accepted: loss ${o.loss_before?.toFixed(5)} -> ${o.loss_after?.toFixed(5)}, reward ${o.amount} (block ${o.reward})`
+      if (o.status === 'rejected') return `rejected: ${o.code}: ${o.message}`
+      return 'still pending when the wait ended'
+    }
+  }
+}
+
+function summary(r: MineResult): Record<string, unknown> {
+  return { job: r.job.id, expert: r.job.expert, losses: [...r.losses], selfCheck: r.selfCheck, outcome: r.outcome }
+}
+
+export function minerKeyLine(key: SecretKey, path: string, created: boolean): string {
+  return `${created ? 'created' : 'using'} miner key ${path} (public key ${toHex(publicKeyOf(key))})`
+}

@@ -1,0 +1,97 @@
+/**
+ * Mining end to end over HTTP, on the real model: a node as `blyan start` serves it (PoL service
+ * judging with the devnet's 3 validator keys), its job board and leases, and `blyan mine` taking a
+ * job, training, submitting, and getting the candidate accepted and rewarded.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { toHex } from '../../src/chain/cbor.ts'
+import { publicKeyOf, randomSecretKey, signMessage } from '../../src/chain/keys.ts'
+import { leaseMessage, type Job } from '../../src/pol/job.ts'
+import { main, serve, type Served } from '../../relay/cli.ts'
+import { readKeyFile } from '../../relay/devnet.ts'
+import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
+import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
+
+const dirP = polDevnet()
+
+async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+  const res = await fetch(url, init)
+  return { status: res.status, body: (await res.json()) as T }
+}
+
+function leaseBody(job: string, key: Uint8Array, at = Date.now(), signer = key): string {
+  const miner = toHex(publicKeyOf(key))
+  return JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job, miner, at), signer)) })
+}
+
+describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false }, () => {
+  let served: Served
+  let url: string
+
+  before(async () => {
+    served = await serve({ dataDir: await copyPolDevnet(), port: 0, host: '127.0.0.1', log: () => undefined })
+    url = served.url.replace(/\/$/, '')
+  })
+
+  after(async () => {
+    await served.close()
+  })
+
+  test('the job board: a job per expert, leases signed by the miner, one holder at a time, a newbie quota', async () => {
+    const { body } = await json<{ jobs: Job[] }>(`${url}/api/jobs`)
+    assert.equal(body.jobs.length, 20, '5 layers x 4 experts')
+    assert.ok(body.jobs.every((j) => j.lease === null && j.baseVersion === 0 && j.seqLen === 64))
+    const [a, b] = body.jobs as [Job, Job]
+    const alice = randomSecretKey()
+    const bob = randomSecretKey()
+    const lease = (job: Job, key: Uint8Array, at?: number, signer?: Uint8Array) =>
+      json<{ lease?: { expires_at: number }; error?: { code: string } }>(`${url}/api/jobs/${job.id}/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: leaseBody(job.id, key, at, signer) })
+    assert.equal((await lease(a, alice, undefined, bob)).status, 401, 'signed by another key')
+    assert.equal((await lease(a, alice, Date.now() - 60 * 60 * 1000)).status, 400, 'an old request')
+    const ok = await lease(a, alice)
+    assert.equal(ok.status, 200)
+    assert.ok((ok.body.lease?.expires_at ?? 0) > Date.now())
+    assert.equal((await lease(a, alice)).status, 200, 'renewing is fine')
+    const taken = await lease(a, bob)
+    assert.equal(taken.status, 409)
+    assert.equal(taken.body.error?.code, 'LEASED')
+    const quota = await lease(b, alice)
+    assert.equal(quota.status, 429, 'a newbie holds one lease at a time')
+    assert.equal(quota.body.error?.code, 'E_QUOTA')
+    const listed = (await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.find((j) => j.id === a.id)
+    assert.equal(listed?.lease?.miner, toHex(publicKeyOf(alice)))
+    assert.equal((await json(`${url}/api/jobs/ffffffffffffffff/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: leaseBody('ffffffffffffffff', bob) })).status, 404)
+  })
+
+  test('blyan mine: a job trained, submitted, accepted by the validators and rewarded', async () => {
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'blyan-miner-')), 'miner.key')
+    const lines: string[] = []
+    const log = console.log
+    console.log = (line: unknown) => void lines.push(String(line))
+    let code: number
+    try {
+      code = await main(['mine', '--relay', url, '--key', keyFile, '--json'])
+    } finally {
+      console.log = log
+    }
+    assert.equal(code, 0, lines.join('\n'))
+    const result = JSON.parse(lines.at(-1) ?? '{}') as { expert: string; outcome: { cid: string; status: string; amount: number; loss_before: number; loss_after: number } | null; selfCheck: { lossBefore: number; lossAfter: number } | null }
+    assert.ok(result.selfCheck !== null && result.selfCheck.lossAfter < result.selfCheck.lossBefore, JSON.stringify(result.selfCheck))
+    assert.equal(result.outcome?.status, 'accepted', lines.join('\n'))
+    const key = readKeyFile(keyFile)
+    const miner = toHex(publicKeyOf(key))
+    const balance = await json<{ balance: number }>(`${url}/api/balance/${miner}`)
+    assert.equal(balance.body.balance, result.outcome.amount)
+    const params = await json<{ entries: Record<string, string> }>(`${url}/api/params`)
+    assert.equal(params.body.entries[result.expert], result.outcome.cid, 'the param index serves the new version')
+    const block = await json<{ status: string; certificate: string | null }>(`${url}/api/blocks/${result.outcome.cid}`)
+    assert.equal(block.body.status, 'accepted')
+    const history = await json<{ trust: string; candidates: { cid: string; status: string }[] }>(`${url}/api/miners/${miner}`)
+    assert.equal(history.body.trust, 'newbie')
+    assert.deepEqual(history.body.candidates.map((c) => [c.cid, c.status]), [[result.outcome.cid, 'accepted']])
+  })
+})
