@@ -275,7 +275,12 @@ export class PolService implements CandidateGate<CandidateRecord> {
 
   async #judge(c: CandidateRecord, beacon: AcceptedBlock, signal: AbortSignal | undefined): Promise<RoundReport['decided'][number]> {
     const submission = await decodeSubmission(this.polStore.car(c.cid) as Uint8Array)
-    if (this.store.get(CID.parse(c.cid)) !== undefined) return this.#reject(c, new RuleError('E_REPLAY', 'header', 'already accepted'), beacon, [])
+    const stored = this.store.get(CID.parse(c.cid))
+    if (stored !== undefined) {
+      // Certified in an earlier round that did not finish (a crash before the reward): finish it.
+      if (stored.certificate !== null) return this.#reward(c, stored, beacon, [])
+      return this.#reject(c, new RuleError('E_REPLAY', 'header', 'already accepted'), beacon, [])
+    }
     const current = this.store.paramIndex().get(c.expert)
     if (current === undefined || current.cid.toString() !== c.base) {
       return this.#reject(c, new RuleError('E_STALE_BASE', 'supersedes', `${c.expert} got a new version while this candidate waited`), beacon, [])
@@ -335,23 +340,30 @@ export class PolService implements CandidateGate<CandidateRecord> {
       if (e instanceof RuleError) return this.#reject(c, e, beacon, verdicts)
       throw e
     }
+    return this.#reward(c, accepted, beacon, verdicts)
+  }
+
+  /** Mint the reward of an accepted candidate (unless this branch already paid it) and record the verdict. */
+  async #reward(c: CandidateRecord, accepted: AcceptedBlock, beacon: AcceptedBlock, verdicts: Verdict[]): Promise<RoundReport['decided'][number]> {
+    const cert = accepted.certificate as NonNullable<AcceptedBlock['certificate']>
     const meta = beacon.document as MetaDocument
-    const certCid = documentPayload(certificate).cid
-    const amount = rewardAmount(body, meta.reward)
-    const doc = documentPayload(encodeLedgerDocument({ kind: 'blyan/reward', version: 1, to: accepted.header.miner_pub, amount }))
+    const amount = rewardAmount(cert.value, meta.reward)
     const prev = this.store.head('C')
-    const sealed = sealBlock({
-      chain_id: 'C', block_type: 'reward', index: prev === undefined ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
-      depends_on: [beacon.cid, accepted.cid].sort(compareCids), expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
-      timestamp: Math.max(this.#now(), accepted.header.timestamp + 1, (prev?.header.timestamp ?? 0) + 1), difficulty: meta.pow.C, supersedes: null, pol: certCid
-    } as HeaderDraft, this.#validators[0] as SecretKey)
-    const reward = await this.node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, certificate }))
-    const v = verdicts[0] as Verdict
+    let rewardCid: CID | null = null
+    if (!this.store.isRewarded(accepted.cid, prev?.cid ?? null)) {
+      const doc = documentPayload(encodeLedgerDocument({ kind: 'blyan/reward', version: 1, to: accepted.header.miner_pub, amount }))
+      const sealed = sealBlock({
+        chain_id: 'C', block_type: 'reward', index: prev === undefined ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
+        depends_on: [beacon.cid, accepted.cid].sort(compareCids), expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
+        timestamp: Math.max(this.#now(), accepted.header.timestamp + 1, (prev?.header.timestamp ?? 0) + 1), difficulty: meta.pow.C, supersedes: null, pol: cert.cid
+      } as HeaderDraft, this.#validators[0] as SecretKey)
+      rewardCid = (await this.node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, certificate: cert.bytes }))).cid
+    }
     this.polStore.decide(c.cid, {
-      status: 'accepted', beacon: beacon.cid.toString(), certificate: certCid.toString(), reward: reward.cid.toString(), amount,
-      lossBefore: body.loss_before, lossAfter: body.loss_after, at: this.#now()
+      status: 'accepted', beacon: beacon.cid.toString(), certificate: cert.cid.toString(), reward: rewardCid?.toString() ?? null, amount,
+      lossBefore: cert.value.loss_before, lossAfter: cert.value.loss_after, at: this.#now()
     })
-    this.#log(`pol: accepted ${c.expert} v${accepted.expertVersion} ${c.cid}: loss ${v.lossBefore.toFixed(5)} -> ${v.lossAfter.toFixed(5)} (${signatures.length} signatures), reward ${amount} to ${c.miner.slice(0, 12)}…`)
+    this.#log(`pol: accepted ${c.expert} v${accepted.expertVersion} ${c.cid}: loss ${cert.value.loss_before.toFixed(5)} -> ${cert.value.loss_after.toFixed(5)} (${cert.value.signatures.length} signatures), reward ${amount} to ${c.miner.slice(0, 12)}…`)
     return { cid: c.cid, status: 'accepted', code: null, verdicts }
   }
 

@@ -192,6 +192,29 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     await net.refused((await net.candidate(NAME, scaled(trained, 1.01), miner, before)).car, 'E_STALE_BASE')
   })
 
+  test('a round cut short after certification (no reward yet) is finished by the next round, not refused as a replay', async () => {
+    const first = await open()
+    const second = await open()
+    const miner = randomSecretKey()
+    const cand = await first.candidate(NAME, trained, miner)
+    assert.ok('candidate' in (await first.submit(cand.car)))
+    assert.ok('candidate' in (await second.submit(cand.car)))
+    assert.equal((await first.pol.runRound()).decided[0]?.status, 'accepted')
+    // On the second node, the state a crash between "candidate stored" and "reward minted" leaves.
+    const accepted = first.store.get(cand.sealed.cid) as AcceptedBlock
+    const beacon = first.store.get(decodeCertificate((accepted.certificate as NonNullable<AcceptedBlock['certificate']>).bytes).meta) as AcceptedBlock
+    const raw = async (cid: CID): Promise<Uint8Array> => first.store.getRaw(cid) as Uint8Array
+    const t = first.meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
+    await second.node.submitCar(await encodeSubmission({ header: beacon.bytes, payload: await raw(beacon.header.payload), files: [await fetchUnixfsFile(t.payload, t.size, raw)] }))
+    await second.node.submitCar(await encodeSubmission({ header: accepted.bytes, payload: cand.payload, certificate: accepted.certificate?.bytes as Uint8Array }))
+    assert.equal(second.store.head('C'), undefined, 'no reward yet')
+    const [d] = (await second.pol.runRound()).decided
+    assert.equal(d?.status, 'accepted')
+    const reward = second.store.head('C') as AcceptedBlock
+    assert.equal(reward.header.block_type, 'reward')
+    assert.equal(second.store.balance(publicKeyOf(miner), reward.cid), first.store.balance(publicKeyOf(miner), first.store.head('C')?.cid ?? null))
+  })
+
   test('refused with the right code, the store unchanged: no improvement, forged signature, stale rules, over quota', async () => {
     const net = await open()
     const miner = randomSecretKey()
