@@ -8,7 +8,8 @@
  *    exist when the miner fixed its candidate, so the validation slice it selects (sliceStart) could
  *    not be known in advance.
  * 2. Each validator key the node holds evaluates independently, on the CPU reference: the model of
- *    the param index with the base version, then with the candidate, on the slice of the newest
+ *    the param index with the base version, then with the candidate (evaluatePair: the layers below
+ *    the expert's run once), on the slice of the newest
  *    validation dataset (src/pol/sequences.ts). Accept iff loss_after <= loss_before * (1 - delta);
  *    an accepting validator signs the certificate body.
  * 3. A body signed by a quorum becomes the certificate: the candidate is submitted with it (every
@@ -35,7 +36,7 @@ import { decodeSubmission, encodeSubmission, type Submission } from '../src/chai
 import type { AcceptedBlock } from '../src/chain/view.ts'
 import type { BlockRef } from '../src/engine/interface.ts'
 import { RuleError, reject, type RuleCode } from '../src/errors.ts'
-import { evaluateLoss, type FloatModel } from '../src/model/train.ts'
+import { evaluatePair, type FloatModel } from '../src/model/train.ts'
 import { createTokenizer } from '../src/model/tokenizer.ts'
 import { dequantizeAll, expertWeights, readBlockTensors } from '../src/model/weights.ts'
 import { DEFAULT_JOB_SETTINGS, leaseMessage, type Job, type JobSettings } from '../src/pol/job.ts'
@@ -304,8 +305,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const signed = new Map<string, { body: CertificateBody; signatures: CertificateSignature[] }>()
     for (const key of this.#validators) {
       const base = await this.#model(arch, signal)
-      const lossBefore = await evaluateLoss(base, sequences, signal === undefined ? {} : { signal })
-      const lossAfter = await evaluateLoss(withExpert(base, { layer, expert }, candidateWeights), sequences, signal === undefined ? {} : { signal })
+      // The two models differ from `layer` up: layers below it run once per window.
+      const { lossBefore, lossAfter } = await evaluatePair(base, withExpert(base, { layer, expert }, candidateWeights), layer, sequences, signal === undefined ? {} : { signal })
       const accept = meetsThreshold(lossBefore, lossAfter, meta.pol.delta)
       verdicts.push({ validator: toHex(publicKeyOf(key)), lossBefore, lossAfter, accept })
       if (!accept) continue

@@ -323,12 +323,16 @@ export function checkTokens(arch: Architecture, tokens: ArrayLike<number>, maxPo
 // Forward
 
 /**
- * Forward over positions 0..n-1 (n = tokens.length - 1), keeping every activation in `s`.
+ * Forward over positions 0..n-1 (n = tokens.length - 1), keeping every activation in `s`. With
+ * `fromLayer` > 0 it starts at that layer from `s.residual[fromLayer]` as a previous pass over the
+ * same tokens left it (weights below that layer must be the same): the result is bit-identical to a
+ * full pass, and a second model that differs only from that layer up costs only those layers.
  * Returns the mean cross-entropy of predicting tokens[1..n] (nats per token); s.losses holds each
  * position's, s.lossSum their float64 sum, s.logits each position's logits.
  */
-export function trainForward(arch: Architecture, w: ReferenceWeights, s: TrainState, tokens: ArrayLike<number>): number {
+export function trainForward(arch: Architecture, w: ReferenceWeights, s: TrainState, tokens: ArrayLike<number>, fromLayer = 0): number {
   checkTokens(arch, tokens, s.maxPositions)
+  if (!Number.isInteger(fromLayer) || fromLayer < 0 || fromLayer >= arch.n_layers) throw new RangeError(`fromLayer: expected integer in [0, ${arch.n_layers - 1}], got ${fromLayer}`)
   const n = tokens.length - 1
   const { dim, head_dim: hd, n_heads: heads, n_kv_heads: kvHeads, norm_eps: eps, n_experts: experts, top_k: k } = arch
   const qDim = heads * hd
@@ -338,15 +342,18 @@ export function trainForward(arch: Architecture, w: ReferenceWeights, s: TrainSt
   const T = s.maxPositions
   s.positions = n
 
-  // token embeddings
-  const emb = w.embedding.tokEmbeddings
-  const x0 = s.residual[0] as Store
-  for (let p = 0; p < n; p++) {
-    const row = (tokens[p] as number) * dim
-    for (let i = 0; i < dim; i++) x0[p * dim + i] = emb[row + i] as number
+  // token embeddings (unless resuming at `fromLayer`: s.residual[fromLayer] holds, from the caller's
+  // previous pass over the same tokens with the same weights below it, that layer's input)
+  if (fromLayer === 0) {
+    const emb = w.embedding.tokEmbeddings
+    const x0 = s.residual[0] as Store
+    for (let p = 0; p < n; p++) {
+      const row = (tokens[p] as number) * dim
+      for (let i = 0; i < dim; i++) x0[p * dim + i] = emb[row + i] as number
+    }
   }
 
-  for (let l = 0; l < arch.n_layers; l++) {
+  for (let l = fromLayer; l < arch.n_layers; l++) {
     const L = w.layers[l] as LayerWeights
     const A = s.layers[l] as LayerActivations
     const x = s.residual[l] as Store

@@ -102,6 +102,31 @@ export async function evaluateLoss(model: FloatModel, sequences: readonly ArrayL
   return total / count
 }
 
+/**
+ * evaluateLoss of `base` and of `candidate` on the same sequences, where the two models differ only
+ * in layer `fromLayer` and above (a new version of an expert of that layer): each sequence's layers
+ * below it run once. Bit-identical to two evaluateLoss calls; what a PoL validator runs.
+ */
+export async function evaluatePair(base: FloatModel, candidate: FloatModel, fromLayer: number, sequences: readonly ArrayLike<number>[], options: EvaluateOptions = {}): Promise<{ lossBefore: number; lossAfter: number }> {
+  const arch = base.architecture
+  options.signal?.throwIfAborted()
+  const longest = checkSequences(arch, sequences)
+  const s = new TrainState(arch, longest - 1, 'f32')
+  let before = 0
+  let after = 0
+  let count = 0
+  let lastYield = performance.now()
+  for (const tokens of sequences) {
+    trainForward(arch, base.weights, s, tokens)
+    for (let p = 0; p < s.positions; p++) before += s.losses[p] as number
+    trainForward(arch, candidate.weights, s, tokens, fromLayer)
+    for (let p = 0; p < s.positions; p++) after += s.losses[p] as number
+    count += s.positions
+    lastYield = await breathe(lastYield, options.signal)
+  }
+  return { lossBefore: before / count, lossAfter: after / count }
+}
+
 /** Train `options.target` on `options.sequences` (module doc); returns the trained expert and the loss history. */
 export async function trainExpert(model: FloatModel, options: TrainOptions): Promise<TrainResult> {
   const arch = model.architecture

@@ -24,7 +24,7 @@ import { meetsThreshold } from '../chain/pol.ts'
 import { reject } from '../errors.ts'
 import type { ExpertRef } from '../model/forward.ts'
 import { createTokenizer } from '../model/tokenizer.ts'
-import { evaluateLoss, trainExpert, type FloatModel, type TrainOptions, type TrainResult } from '../model/train.ts'
+import { evaluatePair, trainExpert, type FloatModel, type TrainOptions, type TrainResult } from '../model/train.ts'
 import { dequantizeAll, expertWeights, readBlockTensors } from '../model/weights.ts'
 import { fetchRelayModel, type RelayModel } from '../net/model.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
@@ -189,8 +189,7 @@ export async function mineOnce(options: MineOptions): Promise<MineResult> {
     emit({ type: 'fetch', what: 'validation pool' })
     const pool = SequencePool.fromText(await datasetText(a, await validationPool(a)), tokenizer, relayModel.meta.pol.seq_len)
     const sample = pool.slice(job.seed % pool.size, Math.min(windows, pool.size))
-    const lossBefore = await evaluateLoss(model, sample, signal === undefined ? {} : { signal })
-    const lossAfter = await evaluateLoss(withExpert(model, target, payloadWeights), sample, signal === undefined ? {} : { signal })
+    const { lossBefore, lossAfter } = await evaluatePair(model, withExpert(model, target, payloadWeights), target.layer, sample, signal === undefined ? {} : { signal })
     selfCheck = { lossBefore, lossAfter }
     emit({ type: 'self-check', lossBefore, lossAfter, windows: sample.length })
     if (!meetsThreshold(lossBefore, lossAfter, relayModel.meta.pol.delta)) return { job, outcome: null, losses: trained.losses, selfCheck }

@@ -23,10 +23,10 @@ import { decodeCertificate, improvement } from '../../src/chain/pol.ts'
 import { encodeSubmission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { isRuleError, type RuleCode } from '../../src/errors.ts'
-import { trainExpert } from '../../src/model/train.ts'
+import { evaluateLoss, evaluatePair, trainExpert } from '../../src/model/train.ts'
 import type { ExpertWeights } from '../../src/model/weights.ts'
 import { buildCandidate, type Candidate } from '../../src/pol/candidate.ts'
-import { loadFloatModel } from '../../src/pol/model.ts'
+import { loadFloatModel, withExpert } from '../../src/pol/model.ts'
 import { SequencePool } from '../../src/pol/sequences.ts'
 import { DEFAULT_JOB_SETTINGS } from '../../src/pol/job.ts'
 import { openExistingStore } from '../../relay/cli.ts'
@@ -108,6 +108,16 @@ async function baseModel(store: ChainStore) {
   return loadFloatModel(meta.architecture, blocks, async (cid: CID) => store.getRaw(cid) as Uint8Array)
 }
 
+/** The validation pool's windows of a devnet. */
+async function validationPool(net: Net): Promise<SequencePool> {
+  const meta = net.meta
+  const get = async (cid: CID): Promise<Uint8Array> => net.store.getRaw(cid) as Uint8Array
+  const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
+  const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id)
+  const doc = newestDataset(net.store, 'validation')?.document as DatasetDocument
+  return SequencePool.fromText(new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get)), tokenizer, meta.pol.seq_len)
+}
+
 function scaled(w: ExpertWeights, f: number): ExpertWeights {
   return { w1: w.w1.map((x) => x * f), w2: w.w2.map((x) => x * f), w3: w.w3.map((x) => x * f) }
 }
@@ -163,6 +173,14 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     }
     const accepted = net.store.get(cand.sealed.cid) as AcceptedBlock
     assert.ok(accepted !== undefined && accepted.certificate !== null)
+    // What validators run (evaluatePair: shared layers below the expert's) = two full evaluations, bit for bit.
+    const model = await baseModel(net.store)
+    const slice = (await validationPool(net)).slice(0, 8)
+    const upper = { layer: 2, expert: 1 }
+    const pair = await evaluatePair(model, withExpert(model, upper, trained), upper.layer, slice)
+    assert.ok(Object.is(pair.lossBefore, await evaluateLoss(model, slice)))
+    assert.ok(Object.is(pair.lossAfter, await evaluateLoss(withExpert(model, upper, trained), slice)))
+    assert.notEqual(pair.lossAfter, pair.lossBefore)
     const cert = decodeCertificate(accepted.certificate.bytes)
     assert.equal(cert.signatures.length, POL_VALIDATORS)
     assert.ok(improvement(cert) >= net.meta.pol.delta, `improvement ${improvement(cert)} >= delta ${net.meta.pol.delta}`)
