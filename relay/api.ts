@@ -115,7 +115,7 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
     }
 
     if (name === 'jobs' && route.length === 3 && route[2] === 'lease') {
-      if (method !== 'POST') return methodNotAllowed(res, 'POST')
+      if (method !== 'POST' && method !== 'DELETE') return methodNotAllowed(res, 'POST, DELETE')
       if (pol === undefined) return noPol(res)
       let request: { miner?: unknown; at?: unknown; signature?: unknown }
       try {
@@ -127,8 +127,13 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         return badRequest(res, 'the body is JSON: { "miner": hex key, "at": ms, "signature": hex }')
       }
       try {
-        const lease = pol.lease(arg ?? '', request.miner, request.at, request.signature)
-        sendJson(res, 200, { lease: { job: lease.job, miner: lease.miner, leased_at: lease.leasedAt, expires_at: lease.expiresAt } })
+        if (method === 'DELETE') {
+          pol.release(arg ?? '', request.miner, request.at, request.signature)
+          sendJson(res, 200, { released: arg ?? '' })
+        } else {
+          const lease = pol.lease(arg ?? '', request.miner, request.at, request.signature)
+          sendJson(res, 200, { lease: { job: lease.job, miner: lease.miner, leased_at: lease.leasedAt, expires_at: lease.expiresAt } })
+        }
       } catch (e) {
         if (!(e instanceof LeaseError)) throw e
         sendError(res, e.status, e.code, e.message)

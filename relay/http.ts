@@ -10,7 +10,7 @@ import type { Json } from '../src/chain/json.ts'
 /** Headers every API and gateway response carries: readable from any origin, embeddable cross-origin. */
 export const CORS_HEADERS = Object.freeze({
   'Access-Control-Allow-Origin': '*',
-  'Access-Control-Allow-Methods': 'GET, HEAD, POST, OPTIONS',
+  'Access-Control-Allow-Methods': 'GET, HEAD, POST, DELETE, OPTIONS',
   'Access-Control-Allow-Headers': 'Content-Type, Accept, Range',
   'Access-Control-Expose-Headers': 'Content-Type, Content-Length, ETag, X-Ipfs-Path, X-Ipfs-Roots, Retry-After',
   'Cross-Origin-Resource-Policy': 'cross-origin'

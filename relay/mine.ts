@@ -9,7 +9,7 @@ import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { toHex } from '../src/chain/cbor.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
-import { NoJobError, mineOnce, type MineResult, type MinerEvent, type Trainer } from '../src/pol/miner.ts'
+import { NoJobError, SELF_CHECK_MARGIN, mineOnce, type MineResult, type MinerEvent, type Trainer } from '../src/pol/miner.ts'
 import { readKeyFile, writeKeyFile } from './devnet.ts'
 
 /** The default key file: created on first use, readable by its owner only. */
@@ -37,10 +37,12 @@ export interface MinerRun {
 /** Mine `jobs` jobs one after another; the results, in order. */
 export async function runMiner(run: MinerRun): Promise<MineResult[]> {
   const results: MineResult[] = []
+  const skip = new Set<string>() // jobs given up on in this session (no gain worth submitting)
   for (let i = 0; i < run.jobs; i++) {
     let result: MineResult
     try {
       result = await mineOnce({
+        skip,
         relay: run.relay, key: run.key, ...(run.train === undefined ? {} : { train: run.train }), ...(run.signal === undefined ? {} : { signal: run.signal }),
         ...(run.json ? {} : { onEvent: (e: MinerEvent) => run.print(describe(e)) })
       })
@@ -52,7 +54,9 @@ export async function runMiner(run: MinerRun): Promise<MineResult[]> {
       throw e
     }
     results.push(result)
+    if (result.outcome === null) skip.add(result.job.id)
     if (run.json) run.print(JSON.stringify(summary(result)))
+    else if (result.outcome === null) run.print(`not submitted: the gain on the validation sample is under ${SELF_CHECK_MARGIN} x delta, so the validators would most likely refuse it`)
   }
   return results
 }
@@ -67,7 +71,7 @@ function describe(e: MinerEvent): string {
     case 'outcome': {
       const o = e.outcome
       if (o.status === 'accepted') return `accepted: loss ${o.loss_before?.toFixed(5)} -> ${o.loss_after?.toFixed(5)}, reward ${o.amount} (block ${o.reward})`
-      if (o.status === 'rejected') return `rejected: ${o.code}: ${o.message}`
+      if (o.status === 'rejected') return `rejected: ${o.message ?? o.code}`
       return 'still pending when the wait ended'
     }
   }

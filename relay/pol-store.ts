@@ -187,9 +187,9 @@ export class PolStore {
     return (this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE status = 'pending' ORDER BY received_at, cid`).all() as CandidateRow[]).map(record)
   }
 
-  /** The first candidate (any status but rejected) that carried this payload. */
+  /** The first candidate (any status: a rejected payload is not judged twice) that carried this payload. */
   byPayload(payload: string): CandidateRecord | undefined {
-    const r = this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE payload = ? AND status != 'rejected' ORDER BY received_at LIMIT 1`).get(payload) as CandidateRow | undefined
+    const r = this.#db.prepare(`SELECT ${COLUMNS} FROM candidates WHERE payload = ? ORDER BY received_at LIMIT 1`).get(payload) as CandidateRow | undefined
     return r === undefined ? undefined : record(r)
   }
 

@@ -28,7 +28,7 @@ import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build
 import { compareCids, toHex } from '../src/chain/cbor.ts'
 import type { DatasetDocument } from '../src/chain/dataset.ts'
 import type { ParamHeader } from '../src/chain/header.ts'
-import { publicKeyOf, verifyMessage, type SecretKey } from '../src/chain/keys.ts'
+import { isValidPublicKey, publicKeyOf, verifyMessage, type SecretKey } from '../src/chain/keys.ts'
 import { encodeLedgerDocument, rewardAmount } from '../src/chain/ledger.ts'
 import { quorumSize, type MetaDocument } from '../src/chain/meta.ts'
 import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../src/chain/pol.ts'
@@ -136,7 +136,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const copied = this.#acceptedWithPayload(header.payload) ?? this.polStore.byPayload(payload)
     if (copied !== undefined) {
       const by = 'miner' in copied ? copied.miner : toHex(copied.header.miner_pub)
-      reject('E_COPY', 'payload', `these weights (${payload}) were already submitted by ${by.slice(0, 12)}… in ${'miner' in copied ? copied.cid : copied.cid.toString()}`)
+      const verdict = 'miner' in copied && copied.status !== 'pending' ? ` (${copied.status}${copied.code === null ? '' : `: ${copied.code}`})` : ''
+      reject('E_COPY', 'payload', `these weights (${payload}) were already submitted by ${by.slice(0, 12)}… in ${'miner' in copied ? copied.cid : copied.cid.toString()}${verdict}`)
     }
     const miner = toHex(header.miner_pub)
     const now = this.#now()
@@ -176,17 +177,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
   lease(jobId: string, miner: string, at: number, signature: string): Lease {
     const job = this.jobs().find((j) => j.id === jobId)
     if (job === undefined) throw new LeaseError(404, 'NOT_FOUND', `no job ${jobId} (jobs change when an expert gets a new version)`)
-    let key: Uint8Array
-    let sig: Uint8Array
-    try {
-      key = Uint8Array.from(Buffer.from(miner, 'hex'))
-      sig = Uint8Array.from(Buffer.from(signature, 'hex'))
-    } catch {
-      throw new LeaseError(400, 'BAD_REQUEST', 'miner and signature are hex')
-    }
+    this.#checkSigned(jobId, miner, at, signature, 'lease')
     const now = this.#now()
-    if (!Number.isSafeInteger(at) || Math.abs(at - now) > LEASE_CLOCK_SKEW_MS) throw new LeaseError(400, 'BAD_REQUEST', `at: the request time in ms, within ${LEASE_CLOCK_SKEW_MS / 60000} minutes of the node's clock`)
-    if (key.length !== 33 || sig.length !== 64 || !verifyMessage(sig, leaseMessage(jobId, miner, at), key)) throw new LeaseError(401, 'E_SIG', 'the signature is not by miner over leaseMessage(job, miner, at)')
     const held = this.polStore.lease(jobId)
     if (held !== undefined && held.expiresAt > now && held.miner !== miner) throw new LeaseError(409, 'LEASED', `leased to another key until ${new Date(held.expiresAt).toISOString()}`)
     const level = this.trustOf(miner)
@@ -195,6 +187,23 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const lease: Lease = { job: jobId, miner, leasedAt: now, expiresAt: now + this.#leaseMs }
     this.polStore.putLease(lease)
     return lease
+  }
+
+  /** Drop `miner`'s lease on `jobId` (signed like a lease, action `release`): 404 when it holds none. */
+  release(jobId: string, miner: string, at: number, signature: string): void {
+    this.#checkSigned(jobId, miner, at, signature, 'release')
+    const held = this.polStore.lease(jobId)
+    if (held === undefined || held.miner !== miner || held.expiresAt <= this.#now()) throw new LeaseError(404, 'NOT_FOUND', `${miner.slice(0, 12)}… holds no lease on job ${jobId}`)
+    this.polStore.dropLease(jobId)
+  }
+
+  #checkSigned(jobId: string, miner: string, at: number, signature: string, action: 'lease' | 'release'): void {
+    if (!/^[0-9a-f]{66}$/.test(miner) || !/^[0-9a-f]{128}$/.test(signature)) throw new LeaseError(400, 'BAD_REQUEST', 'miner is 33 bytes and signature 64 bytes, in lowercase hex')
+    const now = this.#now()
+    if (!Number.isSafeInteger(at) || Math.abs(at - now) > LEASE_CLOCK_SKEW_MS) throw new LeaseError(400, 'BAD_REQUEST', `at: the request time in ms, within ${LEASE_CLOCK_SKEW_MS / 60000} minutes of the node's clock`)
+    const key = Uint8Array.from(Buffer.from(miner, 'hex'))
+    const sig = Uint8Array.from(Buffer.from(signature, 'hex'))
+    if (!isValidPublicKey(key) || !verifyMessage(sig, leaseMessage(jobId, miner, at, action), key)) throw new LeaseError(401, 'E_SIG', `the signature is not by miner over leaseMessage(job, miner, at, '${action}')`)
   }
 
   // --------------------------------------------------------------------------------- rounds

@@ -37,7 +37,10 @@ export interface JobSettings {
 
 export const DEFAULT_JOB_SETTINGS: JobSettings = Object.freeze({ steps: 40, batchSize: 4, learningRate: 2e-3, shardSequences: 64 })
 
-/** What a lease request signs: the job, the miner's key and the time, so a lease cannot be taken in another's name or replayed later. */
-export function leaseMessage(job: string, miner: string, at: number): Uint8Array {
-  return new TextEncoder().encode(`blyan-lease/1 ${job} ${miner} ${at}`)
+/**
+ * What a lease request (or its release) signs: the job, the miner's key and the time, so a lease
+ * cannot be taken or dropped in another's name, or replayed later.
+ */
+export function leaseMessage(job: string, miner: string, at: number, action: 'lease' | 'release' = 'lease'): Uint8Array {
+  return new TextEncoder().encode(`blyan-${action}/1 ${job} ${miner} ${at}`)
 }

@@ -267,8 +267,10 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     const rejection = net.store.rejectionOf(worse.sealed.cid)
     assert.equal(rejection?.code, 'E_POL_THRESHOLD')
     assert.match(rejection?.message ?? '', /loss [\d.]+ -> [\d.]+ nats on 16 validation windows/)
-    // Its resubmission gets the same verdict, without a second evaluation.
+    // Its resubmission gets the same verdict, without a second evaluation; the same weights in a new
+    // block (another key, another CID) are a copy: no second roll of the dice on another slice.
     await net.refused(worse.car, 'E_POL_THRESHOLD')
+    await net.refused((await net.candidate(NAME, scaled(original, 1.02), randomSecretKey())).car, 'E_COPY')
 
     // Stale rules: the round made a beacon, so a candidate built on the old head is refused.
     const stale = await buildCandidate({
