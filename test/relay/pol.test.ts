@@ -233,6 +233,25 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     assert.equal(second.store.balance(publicKeyOf(miner), reward.cid), first.store.balance(publicKeyOf(miner), first.store.head('C')?.cid ?? null))
   })
 
+  test('two nodes judging the same candidate under the same beacon write byte-identical certificates', async () => {
+    const first = await open()
+    const second = await open()
+    const cand = await first.candidate(NAME, trained, randomSecretKey())
+    assert.ok('candidate' in (await first.submit(cand.car)))
+    assert.ok('candidate' in (await second.submit(cand.car)))
+    assert.equal((await first.pol.runRound()).decided[0]?.status, 'accepted')
+    // The second node gets the first one's beacon, then judges on its own (its own model, its own passes).
+    const cert = (first.store.get(cand.sealed.cid) as AcceptedBlock).certificate as NonNullable<AcceptedBlock['certificate']>
+    const beacon = first.store.get(cert.value.meta) as AcceptedBlock
+    const raw = async (cid: CID): Promise<Uint8Array> => first.store.getRaw(cid) as Uint8Array
+    const t = first.meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
+    await second.node.submitCar(await encodeSubmission({ header: beacon.bytes, payload: await raw(beacon.header.payload), files: [await fetchUnixfsFile(t.payload, t.size, raw)] }))
+    const [d] = (await second.pol.runRound()).decided
+    assert.equal(d?.status, 'accepted')
+    const other = (second.store.get(cand.sealed.cid) as AcceptedBlock).certificate as NonNullable<AcceptedBlock['certificate']>
+    assert.equal(other.cid.toString(), cert.cid.toString(), 'same losses, same slice, same signatures: the same certificate')
+  })
+
   test('refused with the right code, the store unchanged: no improvement, forged signature, stale rules, over quota', async () => {
     const net = await open()
     const miner = randomSecretKey()
