@@ -160,6 +160,39 @@ export interface BlockDetail extends BlockSummary {
   readonly dependents: readonly string[]
 }
 
+/**
+ * A block page: the explorer's detail plus the Proof-of-Learning links the client finds in its own
+ * chain (a certified version and the chain C reward minted for its certificate).
+ */
+export interface BlockPage extends BlockDetail {
+  /** Chain B, PoL certified: the chain C reward whose `pol` names this block's certificate. */
+  readonly reward: { readonly cid: string; readonly amount: number | null; readonly to: string | null } | null
+  /** Chain C reward: the chain B block whose certificate it pays for. */
+  readonly rewardFor: string | null
+}
+
+/** A submission a relay refused (`GET /api/rejections`): reported by the relay, not verified here. */
+export interface RejectionInfo {
+  /** The refused block's CID, when the submission got as far as having one. */
+  readonly cid: string | null
+  readonly code: string
+  /** What the rule code means (src/errors.ts RULES), when it is a rule code. */
+  readonly rule: string | null
+  readonly field: string | null
+  readonly message: string
+  readonly at: number
+  readonly chain: string | null
+  readonly blockType: string | null
+}
+
+export interface RejectionList {
+  /** The relay that answered, null when none did. */
+  readonly relay: string | null
+  readonly rejections: readonly RejectionInfo[]
+  /** Why no relay answered. */
+  readonly error: string | null
+}
+
 /** Chain B as a graph: a node per block, edges for depends_on (within B) and supersedes. */
 export interface DagView {
   readonly nodes: readonly BlockSummary[]
@@ -293,10 +326,200 @@ export interface ClientApi {
   listBlocks(chain: ChainId, limit: number, before?: number): Promise<BlockSummary[]>
   /** By CID (header or payload), height (`A:3`, or a bare number: every chain), expert name (prefix), or public key (hex). */
   search(query: string): Promise<BlockSummary[]>
-  block(cid: string): Promise<BlockDetail | null>
+  block(cid: string): Promise<BlockPage | null>
+  /** Refused submissions, newest first, as the first relay that answers reports them. */
+  rejections(limit: number): Promise<RejectionList>
+  /** What a relay says about a block this page does not have: its rejection, or null. */
+  rejectionOf(cid: string): Promise<(RejectionInfo & { readonly relay: string }) | null>
+  /** The param index of the page's own verified chain: expert name -> current block and version. */
+  currentExperts(): Promise<Record<string, { readonly cid: string; readonly version: number }>>
   dag(): Promise<DagView>
   /** Re-check a block step by step (onStep as each one settles); chain B checks `tile`'s Merkle path (default 0). */
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport>
 
   clearCache(): Promise<CacheUsage>
+}
+
+// ------------------------------------------------------------------------------------ wallet
+
+/** The wallet as the UI sees it: never the secret (only exportWallet returns that). */
+export interface WalletInfo {
+  /** Compressed secp256k1 public key, hex: where rewards go, who signs candidates. */
+  readonly publicKey: string
+  readonly createdAt: number
+  readonly source: 'created' | 'imported'
+  /** When the secret was last shown for export, null if never. */
+  readonly exportedAt: number | null
+}
+
+export type WalletStatus =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'ok'; readonly wallet: WalletInfo }
+  /** A stored record that does not hold together (kept, not overwritten, until the user forgets it). */
+  | { readonly kind: 'damaged'; readonly reason: string }
+
+/** A wallet operation's answer: the wallet, or a code (E_KEY_HEX, E_KEY_LENGTH, E_KEY_RANGE, E_WALLET_EXISTS, ...) and a message for the user. */
+export type WalletResult = { readonly ok: true; readonly wallet: WalletInfo } | { readonly ok: false; readonly code: string; readonly message: string }
+
+export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
+
+/** A candidate as the relay's PoL service reports it (`GET /api/candidates/<cid>`, `/api/miners/<key>`). */
+export interface CandidateInfo {
+  readonly cid: string
+  readonly status: CandidateStatus
+  readonly expert: string | null
+  readonly code: string | null
+  readonly message: string | null
+  readonly lossBefore: number | null
+  readonly lossAfter: number | null
+  /** Credits minted for it, and the chain C reward block. */
+  readonly amount: number | null
+  readonly reward: string | null
+  readonly certificate: string | null
+  readonly receivedAt: number | null
+  readonly decidedAt: number | null
+}
+
+/** What a relay reports about a wallet: balance at the chain C head, trust level and quota, candidates newest first. */
+export interface WalletActivity {
+  readonly relay: string
+  /** null when the relay did not say. */
+  readonly balance: number | null
+  readonly trust: 'newbie' | 'trusted' | null
+  readonly quota: { readonly perDay: number; readonly pending: number; readonly leases: number } | null
+  readonly candidates: readonly CandidateInfo[]
+  /** Why part of it is missing (relay down, no PoL service there). */
+  readonly error: string | null
+  readonly at: number
+}
+
+// ------------------------------------------------------------------------------------ donating
+
+/** What trains the expert: the CPU reference, or WebGPU once a trainer exists. */
+export type TrainBackend = 'cpu' | 'webgpu'
+export const TRAIN_BACKENDS: readonly TrainBackend[] = Object.freeze(['cpu', 'webgpu'])
+
+export interface TrainBackendInfo {
+  readonly name: TrainBackend
+  readonly available: boolean
+  /** E.g. `CPU (JavaScript reference, one thread)`. */
+  readonly detail: string
+  /** Why it is not available. */
+  readonly reason: string | null
+}
+
+export interface DeviceInfo {
+  /** navigator.hardwareConcurrency, navigator.deviceMemory (GiB) where the browser tells. */
+  readonly cores: number | null
+  readonly memoryGiB: number | null
+  /** The WebGPU adapter (`google swiftshader`), null without one. */
+  readonly gpu: string | null
+  readonly backends: readonly TrainBackendInfo[]
+}
+
+/** The job being trained (src/pol/job.ts, the fields the UI shows). */
+export interface DonateJob {
+  readonly id: string
+  readonly expert: string
+  readonly base: string
+  readonly baseVersion: number
+  readonly steps: number
+  readonly batchSize: number
+  readonly seqLen: number
+  readonly learningRate: number
+}
+
+/**
+ * Where a donation run is: `leasing` a job, `fetching` and verifying the model and data,
+ * `training`, `self-check` on the public validation pool, `submitting` (PoW and upload), `pending`
+ * with the validators, `done` (the outcome is in), `waiting` for a job (none free, or over quota),
+ * `stopped` by the user, `error`.
+ */
+export type DonatePhase = 'idle' | 'leasing' | 'fetching' | 'training' | 'self-check' | 'submitting' | 'pending' | 'done' | 'waiting' | 'stopped' | 'error'
+
+export interface DonateOutcome {
+  /** `no-gain`: the self-check found no gain worth submitting, nothing was sent. */
+  readonly status: 'accepted' | 'rejected' | 'no-gain'
+  readonly cid: string | null
+  readonly expert: string
+  readonly code: string | null
+  readonly message: string | null
+  /** Validators' losses (accepted, or rejected on the threshold), else the self-check's. */
+  readonly lossBefore: number | null
+  readonly lossAfter: number | null
+  /** (before - after) / before. */
+  readonly improvement: number | null
+  /** The chain's PoL threshold: accepted iff improvement >= delta. */
+  readonly delta: number | null
+  readonly amount: number | null
+  readonly reward: string | null
+  readonly certificate: string | null
+  readonly at: number
+}
+
+export interface DonateState {
+  readonly phase: DonatePhase
+  readonly backend: TrainBackend
+  readonly keepGoing: boolean
+  readonly relay: string | null
+  readonly job: DonateJob | null
+  /** What is being fetched and verified (`model`, `training data`, `validation pool`). */
+  readonly fetching: string | null
+  /** Steps done of `steps`, and the training loss after each. */
+  readonly step: number
+  readonly steps: number
+  readonly losses: readonly number[]
+  readonly tokensPerSecond: number | null
+  readonly selfCheck: { readonly lossBefore: number; readonly lossAfter: number; readonly windows: number; readonly improvement: number } | null
+  readonly delta: number | null
+  readonly candidate: string | null
+  /** How this run began after a reload: following a submitted candidate, or restarting its job. */
+  readonly resumed: 'follow' | 'restart' | null
+  /** The latest outcome, and this session's (newest first). */
+  readonly outcome: DonateOutcome | null
+  readonly history: readonly DonateOutcome[]
+  /** Credits earned in this session. */
+  readonly earned: number
+  readonly error: { readonly code: string; readonly message: string } | null
+  /** `waiting`: when the next try is. */
+  readonly retryAt: number | null
+  readonly startedAt: number | null
+}
+
+export interface DonateOptions {
+  /** The relay to take jobs from and submit to (the client's). */
+  readonly relay: string
+  readonly backend: TrainBackend
+  readonly keepGoing: boolean
+}
+
+/** The miner worker (src/workers/miner.worker.ts): the wallet and the donation runs. */
+export interface MinerApi {
+  wallet(): Promise<WalletStatus>
+  /** A new random key; refused (E_WALLET_EXISTS) while a wallet exists. */
+  createWallet(): Promise<WalletResult>
+  /** A pasted secret key (hex); replacing an existing wallet needs `replace`. */
+  importWallet(secretKey: string, replace: boolean): Promise<WalletResult>
+  /** The secret key, to be shown once with {@link WalletExport.warning}; records the export time. */
+  exportWallet(): Promise<WalletExport | { readonly ok: false; readonly code: string; readonly message: string }>
+  /** Delete the wallet from this browser (stops donating first). */
+  forgetWallet(): Promise<WalletStatus>
+  /** Balance and history at `relay`; null without a wallet. */
+  activity(relay: string): Promise<WalletActivity | null>
+
+  device(): Promise<DeviceInfo>
+  donateState(): Promise<DonateState>
+  /** Called with the whole state whenever it changes (at most every 100 ms). */
+  onDonate(listener: (state: DonateState) => void): Promise<void>
+  /** After a page load: follow a submitted candidate, restart an interrupted job; idle when no run was active. */
+  resume(): Promise<DonateState>
+  startDonating(options: DonateOptions): Promise<DonateState>
+  /** Abort the run (training stops at the next step); a submitted candidate stays with the validators. */
+  stopDonating(): Promise<DonateState>
+}
+
+export interface WalletExport {
+  readonly ok: true
+  readonly secretKey: string
+  readonly warning: string
 }

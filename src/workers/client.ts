@@ -10,15 +10,16 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { RAW } from '../chain/cbor.ts'
+import { RAW, toHex } from '../chain/cbor.ts'
 import { EMBEDDING_NAME, expertName, routerName, type ChainId } from '../chain/header.ts'
+import type { LedgerDocument } from '../chain/ledger.ts'
 import { MemoryChain } from '../chain/memory.ts'
 import type { Architecture, MetaDocument } from '../chain/meta.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { complete } from '../engine/complete.ts'
 import { Engine } from '../engine/engine.ts'
 import { DeviceLostError, type Backend, type BlockRef, type ModelSource, type TileSource, type TileStats } from '../engine/interface.ts'
-import { isRuleError } from '../errors.ts'
+import { RULES, isRuleError } from '../errors.ts'
 import { dagView } from '../explorer/dag.ts'
 import { listBlocks, searchBlocks } from '../explorer/search.ts'
 import { detail, summarize } from '../explorer/summaries.ts'
@@ -35,7 +36,7 @@ import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
 import type {
   BackendChoice,
   BackendInfo,
-  BlockDetail,
+  BlockPage,
   BlockSummary,
   CacheUsage,
   ChatEvent,
@@ -45,6 +46,8 @@ import type {
   ClientApi,
   ClientStatus,
   DagView,
+  RejectionInfo,
+  RejectionList,
   Sampling,
   Settings,
   SyncState,
@@ -706,7 +709,7 @@ export class Client implements ClientApi {
     return searchBlocks(query, this.#chain.blocks(), this.#chain.paramIndex())
   }
 
-  async block(cid: string): Promise<BlockDetail | null> {
+  async block(cid: string): Promise<BlockPage | null> {
     let c: CID
     try {
       c = CID.parse(cid)
@@ -716,7 +719,55 @@ export class Client implements ClientApi {
     const block = this.#chain.get(c)
     if (block === undefined) return null
     const payloadIndex = block.header.chain_id === 'B' ? await this.#payloadIndex(block) : null
-    return detail(block, this.#chain.paramIndex(), this.#chain.blocks(), payloadIndex)
+    const all = this.#chain.blocks()
+    return Object.freeze({ ...detail(block, this.#chain.paramIndex(), all, payloadIndex), ...polLinks(block, all) })
+  }
+
+  async currentExperts(): Promise<Record<string, { cid: string; version: number }>> {
+    const out: Record<string, { cid: string; version: number }> = {}
+    for (const [name, b] of this.#chain.paramIndex()) out[name] = { cid: b.cid.toString(), version: b.expertVersion }
+    return out
+  }
+
+  async rejections(limit: number): Promise<RejectionList> {
+    const n = Math.max(1, Math.min(Math.trunc(limit) || 100, 1000))
+    const errors: string[] = []
+    for (const url of this.#relayOrder()) {
+      try {
+        const body = (await this.#relayJson(url, `/api/rejections?limit=${n}`)) as { rejections?: unknown }
+        if (!Array.isArray(body.rejections)) throw new Error('the answer has no rejections list')
+        return { relay: url, rejections: body.rejections.map(rejectionFrom).filter((r): r is RejectionInfo => r !== null), error: null }
+      } catch (e) {
+        errors.push(`${url}: ${e instanceof Error ? e.message : String(e)}`)
+      }
+    }
+    return { relay: null, rejections: [], error: errors.length === 0 ? 'no relay is configured' : errors.join('; ') }
+  }
+
+  async rejectionOf(cid: string): Promise<(RejectionInfo & { relay: string }) | null> {
+    for (const url of this.#relayOrder()) {
+      try {
+        const body = (await this.#relayJson(url, `/api/blocks/${encodeURIComponent(cid)}`)) as { status?: unknown; rejection?: unknown }
+        const r = body.status === 'rejected' ? rejectionFrom(body.rejection) : null
+        if (r !== null) return { ...r, relay: url }
+      } catch {
+        continue
+      }
+    }
+    return null
+  }
+
+  /** Relays to ask for reports (rejections): those up first. */
+  #relayOrder(): string[] {
+    const states = this.#relays?.states() ?? []
+    return [...states.filter((r) => r.health === 'up'), ...states.filter((r) => r.health !== 'up' && r.health !== 'wrong-network')].map((r) => r.url)
+  }
+
+  async #relayJson(url: string, path: string): Promise<unknown> {
+    const fetchImpl = this.#env.fetch ?? globalThis.fetch.bind(globalThis)
+    const res = await fetchImpl(`${url}${path}`, { cache: 'no-store' })
+    if (!res.ok) throw new Error(`HTTP ${res.status}`)
+    return res.json()
   }
 
   /** A chain B block's tensor index, from its first tile (verified); null when it cannot be had. */
@@ -807,4 +858,45 @@ async function localBlock(caches: Caches, cid: CID): Promise<Uint8Array | undefi
     at += c.length
   }
   return out
+}
+
+/** A rejection from a relay's JSON (`/api/rejections`, `/api/blocks/<cid>`), or null when it is not one. */
+function rejectionFrom(raw: unknown): RejectionInfo | null {
+  if (typeof raw !== 'object' || raw === null) return null
+  const r = raw as Record<string, unknown>
+  const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null)
+  const code = str(r['code'])
+  const at = r['at']
+  if (code === null || typeof at !== 'number') return null
+  return Object.freeze({
+    cid: str(r['cid']),
+    code,
+    rule: (RULES as Record<string, string>)[code] ?? null,
+    field: str(r['field']),
+    message: typeof r['message'] === 'string' ? r['message'] : '',
+    at,
+    chain: str(r['chain']),
+    blockType: str(r['blockType']) ?? str(r['block_type'])
+  })
+}
+
+/**
+ * PoL links of a block within the page's chain: a certified chain B version's reward (the chain C
+ * block whose `pol` is its certificate), and a reward's certified version.
+ */
+function polLinks(block: AcceptedBlock, all: readonly AcceptedBlock[]): Pick<BlockPage, 'reward' | 'rewardFor'> {
+  const h = block.header
+  if (h.chain_id === 'B' && block.certificate !== null) {
+    const cert = block.certificate.cid
+    const reward = all.find((b) => b.header.chain_id === 'C' && b.header.pol?.equals(cert) === true)
+    if (reward === undefined) return { reward: null, rewardFor: null }
+    const doc = reward.document as LedgerDocument | null
+    return { reward: { cid: reward.cid.toString(), amount: doc?.amount ?? null, to: doc === null ? null : toHex(doc.to) }, rewardFor: null }
+  }
+  if (h.chain_id === 'C' && h.pol !== null) {
+    const pol = h.pol
+    const certified = all.find((b) => b.header.chain_id === 'B' && b.certificate?.cid.equals(pol) === true)
+    return { reward: null, rewardFor: certified?.cid.toString() ?? null }
+  }
+  return { reward: null, rewardFor: null }
 }

@@ -1,11 +1,12 @@
 /**
- * The page's side of the client worker: starts src/workers/client.worker.ts and returns a ClientApi
- * whose callbacks are wrapped for comlink, so the UI passes plain functions.
+ * The page's side of the workers: starts src/workers/client.worker.ts and returns a ClientApi, and
+ * (on first use) src/workers/miner.worker.ts behind a MinerApi; callbacks are wrapped for comlink,
+ * so the UI passes plain functions.
  *
  * @module
  */
-import { proxy, wrap } from 'comlink'
-import type { ClientApi } from './api.ts'
+import { proxy, wrap, type Remote } from 'comlink'
+import type { ClientApi, MinerApi } from './api.ts'
 
 export async function connectClient(): Promise<ClientApi> {
   if (typeof Worker === 'undefined') throw new Error('this browser has no Web Workers, which Blyan needs to verify blocks off the page')
@@ -24,8 +25,40 @@ export async function connectClient(): Promise<ClientApi> {
     listBlocks: (chain, limit, before) => remote.listBlocks(chain, limit, before),
     search: (query) => remote.search(query),
     block: (cid) => remote.block(cid),
+    rejections: (limit) => remote.rejections(limit),
+    rejectionOf: (cid) => remote.rejectionOf(cid),
+    currentExperts: () => remote.currentExperts(),
     dag: () => remote.dag(),
     verify: (cid, tile, onStep) => remote.verify(cid, tile, onStep === undefined ? undefined : proxy(onStep)),
     clearCache: () => remote.clearCache()
+  }
+}
+
+/**
+ * The miner worker, started on the first call (a page that never opens Wallet or Donate and has no
+ * run to resume still starts it once, to ask).
+ */
+export function connectMiner(): MinerApi {
+  let remote: Remote<MinerApi> | null = null
+  const m = (): Remote<MinerApi> => {
+    if (remote === null) {
+      if (typeof Worker === 'undefined') throw new Error('this browser has no Web Workers, which mining needs')
+      remote = wrap<MinerApi>(new Worker(new URL('./miner.worker.ts', import.meta.url), { type: 'module', name: 'blyan-miner' }))
+    }
+    return remote
+  }
+  return {
+    wallet: () => m().wallet(),
+    createWallet: () => m().createWallet(),
+    importWallet: (secretKey, replace) => m().importWallet(secretKey, replace),
+    exportWallet: () => m().exportWallet(),
+    forgetWallet: () => m().forgetWallet(),
+    activity: (relay) => m().activity(relay),
+    device: () => m().device(),
+    donateState: () => m().donateState(),
+    onDonate: (listener) => m().onDonate(proxy(listener)),
+    resume: () => m().resume(),
+    startDonating: (options) => m().startDonating(options),
+    stopDonating: () => m().stopDonating()
   }
 }

@@ -1,0 +1,509 @@
+/**
+ * The browser miner: the wallet and donation runs behind the MinerApi (api.ts), what the miner
+ * worker (miner.worker.ts) exposes to the Donate and Wallet views.
+ *
+ * A run is src/pol/miner.ts `mineOnce` (lease, fetch and verify, train, self-check, submit, follow)
+ * with the wallet's key against the client's relay, its events folded into one DonateState the
+ * page draws. The run is written to IndexedDB as it goes (src/store/miner.ts): the job once leased,
+ * the candidate once submitted. After a reload `resume()` follows a submitted candidate to its
+ * verdict (training it again would only be refused as a copy) or restarts an interrupted job.
+ * Stop aborts through the AbortSignal mineOnce passes to the trainer, which checks it between steps.
+ *
+ * Isomorphic, like the Client: Node tests run it with fake-indexeddb against a real relay.
+ *
+ * ```ts
+ * const miner = new Miner({})
+ * await miner.createWallet()
+ * await miner.onDonate((s) => draw(s))
+ * await miner.startDonating({ relay: 'http://127.0.0.1:8080', backend: 'cpu', keepGoing: false })
+ * ```
+ *
+ * @module
+ */
+import { CID } from 'multiformats/cid'
+import { cidMatches } from '../chain/cbor.ts'
+import { decodeHeader } from '../chain/header.ts'
+import type { SecretKey } from '../chain/keys.ts'
+import { decodeMeta } from '../chain/meta.ts'
+import type { Job } from '../pol/job.ts'
+import { MinerError, NoJobError, mineOnce, type CandidateOutcome, type MinerEvent, type MineResult, type Trainer } from '../pol/miner.ts'
+import { trainExpert } from '../model/train.ts'
+import { clearMinerRun, loadMinerRun, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner.ts'
+import type { KV } from '../store/kv.ts'
+import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey } from '../wallet/keys.ts'
+import { fetchActivity, followCandidate } from '../wallet/relay.ts'
+import { deleteWallet, loadWallet, saveWallet, walletKV, walletRecord, type LoadedWallet, type WalletRecord } from '../wallet/store.ts'
+import type {
+  CandidateInfo,
+  DeviceInfo,
+  DonateJob,
+  DonateOptions,
+  DonateOutcome,
+  DonateState,
+  MinerApi,
+  TrainBackend,
+  TrainBackendInfo,
+  WalletActivity,
+  WalletExport,
+  WalletInfo,
+  WalletResult,
+  WalletStatus
+} from './api.ts'
+
+export interface MinerEnvironment {
+  /** Where the wallet and the run are kept (default: IndexedDB `blyan-wallet`, `blyan-miner`). */
+  readonly walletKV?: KV
+  readonly minerKV?: KV
+  readonly fetch?: typeof fetch
+  /**
+   * Trainers by backend. `cpu` defaults to the reference (src/model/train.ts `trainExpert`); a
+   * backend without one is listed as unavailable (a WebGPU trainer plugs in here).
+   */
+  readonly trainers?: Partial<Record<TrainBackend, Trainer>>
+  /** Cores, memory and GPU adapter of this device (the worker asks navigator). */
+  readonly device?: () => Promise<Omit<DeviceInfo, 'backends'>>
+  readonly now?: () => number
+  /** How often a pending candidate is polled. @default 1000 */
+  readonly pollMs?: number
+  /** How long a keep-going run waits when no job is free. @default 30000 */
+  readonly retryMs?: number
+  /** Validation windows of the self-check (mineOnce's default when absent). */
+  readonly selfCheckWindows?: number
+}
+
+/** State listeners are told at most this often (ms); steps come several times a second. */
+const EMIT_MS = 100
+
+const IDLE: DonateState = Object.freeze({
+  phase: 'idle', backend: 'cpu', keepGoing: false, relay: null, job: null, fetching: null, step: 0, steps: 0, losses: [],
+  tokensPerSecond: null, selfCheck: null, delta: null, candidate: null, resumed: null, outcome: null, history: [], earned: 0,
+  error: null, retryAt: null, startedAt: null
+})
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+function info(r: WalletRecord): WalletInfo {
+  return { publicKey: r.publicKey, createdAt: r.createdAt, source: r.source, exportedAt: r.exportedAt }
+}
+
+function status(w: LoadedWallet): WalletStatus {
+  if (w.kind === 'ok') return { kind: 'ok', wallet: info(w.record) }
+  return w
+}
+
+function jobOf(job: Job): DonateJob {
+  return { id: job.id, expert: job.expert, base: job.base, baseVersion: job.baseVersion, steps: job.steps, batchSize: job.batchSize, seqLen: job.seqLen, learningRate: job.learningRate }
+}
+
+const improvementOf = (before: number | null, after: number | null): number | null =>
+  before === null || after === null || !(before > 0) ? null : (before - after) / before
+
+/** The outcome the page shows for a verdict. */
+export function outcomeOf(c: CandidateInfo | CandidateOutcome, expert: string, delta: number | null, at: number): DonateOutcome {
+  const lossBefore = 'lossBefore' in c ? c.lossBefore : c.loss_before
+  const lossAfter = 'lossAfter' in c ? c.lossAfter : c.loss_after
+  return Object.freeze({
+    status: c.status === 'accepted' ? 'accepted' : 'rejected',
+    cid: c.cid,
+    expert,
+    code: c.status === 'pending' ? 'PENDING' : c.code,
+    message: c.status === 'pending' ? 'the validators had not decided when the wait ended' : c.message,
+    lossBefore,
+    lossAfter,
+    improvement: improvementOf(lossBefore, lossAfter),
+    delta,
+    amount: c.amount,
+    reward: c.reward,
+    certificate: c.certificate,
+    at
+  })
+}
+
+/**
+ * The job board as this miner reads it: the job a reload restarts first, then jobs already leased
+ * to this key, then the rest. mineOnce leases the first job it may; a newbie holds one lease at a
+ * time, so asking for a free job listed before its own would be refused (E_QUOTA).
+ */
+export function preferJobs(fetchImpl: typeof fetch, miner: string, prefer: () => string | null): typeof fetch {
+  return async (input, init) => {
+    const res = await fetchImpl(input, init)
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+    if ((init?.method ?? 'GET') !== 'GET' || !res.ok || !/\/api\/jobs$/.test(new URL(url).pathname)) return res
+    const body = (await res.json()) as { jobs?: Job[] }
+    if (!Array.isArray(body.jobs)) return new Response(JSON.stringify(body), { status: res.status, headers: res.headers })
+    const first = prefer()
+    const rank = (j: Job): number => (j.id === first ? 0 : j.lease?.miner === miner ? 1 : 2)
+    const jobs = body.jobs.map((j, i) => ({ j, i })).sort((a, b) => rank(a.j) - rank(b.j) || a.i - b.i).map((x) => x.j)
+    return new Response(JSON.stringify({ ...body, jobs }), { status: res.status, headers: { 'content-type': 'application/json' } })
+  }
+}
+
+/** The chain's PoL threshold, from the relay's chain A head (header and document checked against their CIDs). */
+export async function fetchDelta(relay: string, fetchImpl: typeof fetch, signal?: AbortSignal): Promise<number> {
+  const base = relay.replace(/\/+$/, '')
+  const init = signal === undefined ? {} : { signal }
+  const block = async (cid: CID): Promise<Uint8Array> => {
+    const res = await fetchImpl(`${base}/ipfs/${cid}?format=raw`, { headers: { Accept: 'application/vnd.ipld.raw' }, ...init })
+    if (!res.ok) throw new Error(`${base}: block ${cid}: HTTP ${res.status}`)
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    if (!cidMatches(cid, bytes)) throw new Error(`${base} served bytes for ${cid} that do not hash to it`)
+    return bytes
+  }
+  const res = await fetchImpl(`${base}/api/status`, init)
+  const s = (await res.json()) as { heads?: { A?: { cid?: string } | null } }
+  const head = s.heads?.A?.cid
+  if (typeof head !== 'string') throw new Error(`${base} has no chain A`)
+  return decodeMeta(await block(decodeHeader(await block(CID.parse(head))).payload)).pol.delta
+}
+
+export class Miner implements MinerApi {
+  readonly #env: MinerEnvironment
+  readonly #walletKV: KV
+  #state: Mutable<DonateState> = { ...IDLE }
+  readonly #listeners = new Set<(s: DonateState) => void>()
+  #emitTimer: ReturnType<typeof setTimeout> | null = null
+  #lastEmit = 0
+  #run: { controller: AbortController; done: Promise<void> } | null = null
+  #resumed: Promise<DonateState> | null = null
+  /** Writes of the stored run, in order. */
+  #saving: Promise<void> = Promise.resolve()
+
+  constructor(env: MinerEnvironment = {}) {
+    this.#env = env
+    this.#walletKV = env.walletKV ?? walletKV()
+  }
+
+  #now(): number {
+    return (this.#env.now ?? Date.now)()
+  }
+
+  #fetch(): typeof fetch {
+    return this.#env.fetch ?? globalThis.fetch.bind(globalThis)
+  }
+
+  // ---------------------------------------------------------------------------- wallet
+
+  async wallet(): Promise<WalletStatus> {
+    return status(await loadWallet(this.#walletKV))
+  }
+
+  async createWallet(): Promise<WalletResult> {
+    const existing = await loadWallet(this.#walletKV)
+    if (existing.kind !== 'none') return { ok: false, code: 'E_WALLET_EXISTS', message: 'This browser already has a wallet: export it, then forget it, before making another.' }
+    const record = walletRecord(createSecretKey(), 'created', this.#now())
+    await saveWallet(record, this.#walletKV)
+    return { ok: true, wallet: info(record) }
+  }
+
+  async importWallet(secretKey: string, replace: boolean): Promise<WalletResult> {
+    let key: SecretKey
+    try {
+      key = parseSecretKey(secretKey)
+    } catch (e) {
+      if (e instanceof WalletKeyError) return { ok: false, code: e.code, message: e.message }
+      throw e
+    }
+    const record = walletRecord(key, 'imported', this.#now())
+    const existing = await loadWallet(this.#walletKV)
+    if (existing.kind === 'ok' && existing.record.publicKey === record.publicKey) return { ok: true, wallet: info(existing.record) }
+    if (existing.kind !== 'none' && !replace) {
+      return { ok: false, code: 'E_WALLET_EXISTS', message: 'This browser already has another wallet. Replacing it loses it unless you exported its key.' }
+    }
+    await this.#stopAndForgetRun()
+    await saveWallet(record, this.#walletKV)
+    return { ok: true, wallet: info(record) }
+  }
+
+  async exportWallet(): Promise<WalletExport | { ok: false; code: string; message: string }> {
+    const w = await loadWallet(this.#walletKV)
+    if (w.kind !== 'ok') return { ok: false, code: 'E_NO_WALLET', message: w.kind === 'none' ? 'There is no wallet in this browser.' : w.reason }
+    await saveWallet({ ...w.record, exportedAt: this.#now() }, this.#walletKV)
+    return { ok: true, secretKey: w.record.secretKey, warning: EXPORT_WARNING }
+  }
+
+  async forgetWallet(): Promise<WalletStatus> {
+    await this.#stopAndForgetRun()
+    await deleteWallet(this.#walletKV)
+    this.#set({ ...IDLE })
+    return { kind: 'none' }
+  }
+
+  async activity(relay: string): Promise<WalletActivity | null> {
+    const w = await loadWallet(this.#walletKV)
+    if (w.kind !== 'ok') return null
+    return fetchActivity(relay, w.record.publicKey, { fetch: this.#fetch(), now: this.#now() })
+  }
+
+  // ---------------------------------------------------------------------------- device
+
+  #backends(gpu: string | null): TrainBackendInfo[] {
+    const t = this.#env.trainers ?? {}
+    return [
+      { name: 'cpu', available: true, detail: 'CPU (JavaScript reference, one thread)', reason: null },
+      t.webgpu !== undefined
+        ? { name: 'webgpu', available: true, detail: `WebGPU${gpu === null ? '' : ` (${gpu})`}`, reason: null }
+        : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'no WebGPU adapter in this browser' : 'training on WebGPU is not built yet: the CPU trains for now' }
+    ]
+  }
+
+  async device(): Promise<DeviceInfo> {
+    const d = this.#env.device === undefined ? { cores: null, memoryGiB: null, gpu: null } : await this.#env.device()
+    return { ...d, backends: this.#backends(d.gpu) }
+  }
+
+  // ---------------------------------------------------------------------------- state
+
+  async donateState(): Promise<DonateState> {
+    return this.#snapshot()
+  }
+
+  async onDonate(listener: (state: DonateState) => void): Promise<void> {
+    this.#listeners.add(listener)
+    listener(this.#snapshot())
+  }
+
+  #snapshot(): DonateState {
+    const s = this.#state
+    return { ...s, losses: [...s.losses], history: [...s.history] }
+  }
+
+  #set(patch: Partial<DonateState>, now = false): void {
+    Object.assign(this.#state, patch)
+    if (this.#listeners.size === 0) return
+    const wait = now ? 0 : Math.max(0, this.#lastEmit + EMIT_MS - Date.now())
+    if (wait === 0) {
+      if (this.#emitTimer !== null) clearTimeout(this.#emitTimer)
+      this.#emitTimer = null
+      this.#emit()
+    } else if (this.#emitTimer === null) {
+      this.#emitTimer = setTimeout(() => {
+        this.#emitTimer = null
+        this.#emit()
+      }, wait)
+    }
+  }
+
+  #emit(): void {
+    this.#lastEmit = Date.now()
+    const s = this.#snapshot()
+    for (const l of this.#listeners) l(s)
+  }
+
+  // ---------------------------------------------------------------------------- runs
+
+  resume(): Promise<DonateState> {
+    this.#resumed ??= this.#resume()
+    return this.#resumed
+  }
+
+  async #resume(): Promise<DonateState> {
+    if (this.#run !== null) return this.#snapshot()
+    const w = await loadWallet(this.#walletKV)
+    const run = await loadMinerRun(this.#env.minerKV)
+    const plan = resumePlan(run, w.kind === 'ok' ? w.record.publicKey : null)
+    if (plan.kind === 'none') {
+      if (run !== null) await clearMinerRun(this.#env.minerKV)
+      return this.#snapshot()
+    }
+    if (w.kind !== 'ok') return this.#snapshot()
+    this.#launch(plan.run, w.key, plan.kind)
+    return this.#snapshot()
+  }
+
+  async startDonating(options: DonateOptions): Promise<DonateState> {
+    if (this.#run !== null) return this.#snapshot()
+    const w = await loadWallet(this.#walletKV)
+    if (w.kind !== 'ok') {
+      this.#set({ phase: 'error', error: { code: 'E_NO_WALLET', message: 'Create or import a wallet first: rewards are paid to it, and it signs what you submit.' } }, true)
+      return this.#snapshot()
+    }
+    const backend = this.#backends(null).find((b) => b.name === options.backend)
+    if (backend === undefined || !backend.available) {
+      this.#set({ phase: 'error', error: { code: 'E_BACKEND', message: `${options.backend} cannot train here: ${backend?.reason ?? 'unknown backend'}` } }, true)
+      return this.#snapshot()
+    }
+    let relay: string
+    try {
+      relay = new URL(options.relay).href.replace(/\/+$/, '')
+    } catch {
+      this.#set({ phase: 'error', error: { code: 'E_RELAY', message: `not a relay URL: ${options.relay}` } }, true)
+      return this.#snapshot()
+    }
+    const run: StoredMinerRun = { relay, miner: w.record.publicKey, backend: options.backend, keepGoing: options.keepGoing, job: null, candidate: null, startedAt: this.#now() }
+    await saveMinerRun(run, this.#env.minerKV)
+    this.#launch(run, w.key, null)
+    return this.#snapshot()
+  }
+
+  async stopDonating(): Promise<DonateState> {
+    await this.#stopAndForgetRun()
+    return this.#snapshot()
+  }
+
+  /** Abort the run and wait for it to unwind; the stored run is deleted (a reload resumes nothing). */
+  async #stopAndForgetRun(): Promise<void> {
+    const run = this.#run
+    if (run !== null) {
+      run.controller.abort(new DOMException('stopped', 'AbortError'))
+      await run.done
+    }
+    await clearMinerRun(this.#env.minerKV)
+  }
+
+  /** Abort without touching the stored run, as a page that goes away does (tests simulate reloads with it). */
+  async close(): Promise<void> {
+    const run = this.#run
+    this.#listeners.clear()
+    if (run === null) return
+    run.controller.abort(new DOMException('closed', 'AbortError'))
+    await run.done.catch(() => undefined)
+  }
+
+  #launch(run: StoredMinerRun, key: SecretKey, resumed: 'follow' | 'restart' | null): void {
+    const controller = new AbortController()
+    this.#set({
+      ...IDLE, history: this.#state.history, earned: this.#state.earned, outcome: this.#state.outcome,
+      phase: resumed === 'follow' ? 'pending' : 'leasing', backend: run.backend, keepGoing: run.keepGoing, relay: run.relay,
+      candidate: resumed === 'follow' ? run.candidate : null, resumed, startedAt: this.#now()
+    }, true)
+    const done = this.#loop(run, key, controller.signal, resumed).finally(() => {
+      if (this.#run?.controller === controller) this.#run = null
+    })
+    this.#run = { controller, done }
+  }
+
+  async #loop(first: StoredMinerRun, key: SecretKey, signal: AbortSignal, resumed: 'follow' | 'restart' | null): Promise<void> {
+    let run = first
+    let follow = resumed === 'follow' ? run.candidate : null
+    let prefer = resumed === 'restart' ? (run.job?.id ?? null) : null
+    const fetchImpl = this.#fetch()
+    for (;;) {
+      let delta: number | null = this.#state.delta
+      try {
+        delta = await fetchDelta(run.relay, fetchImpl, signal)
+        this.#set({ delta })
+        const outcome = follow !== null
+          ? await this.#follow(run, follow, delta, signal)
+          : await this.#mine(run, key, delta, signal, () => prefer, (next) => (run = next))
+        await this.#saving
+        this.#settle(outcome)
+        run = { ...run, job: null, candidate: null }
+        if (!run.keepGoing) {
+          await clearMinerRun(this.#env.minerKV)
+          this.#set({ phase: 'done' }, true)
+          return
+        }
+        await saveMinerRun(run, this.#env.minerKV)
+      } catch (e) {
+        await this.#saving
+        if (signal.aborted) {
+          this.#set({ phase: 'stopped', fetching: null }, true)
+          return
+        }
+        if (run.candidate !== null && follow === null) {
+          // Submitted, then the relay failed us while we waited: the candidate is still with the validators.
+          follow = run.candidate
+          await sleep(this.#env.pollMs ?? 1000, signal).catch(() => undefined)
+          continue
+        }
+        const code = e instanceof MinerError ? e.code : e instanceof NoJobError ? 'NO_JOB' : typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'ERROR'
+        const message = e instanceof Error ? e.message : String(e)
+        if (!run.keepGoing) {
+          await clearMinerRun(this.#env.minerKV)
+          this.#set({ phase: 'error', fetching: null, error: { code, message } }, true)
+          return
+        }
+        // Keep going: no job free, over quota, a relay hiccup: try again later.
+        const retryAt = this.#now() + (this.#env.retryMs ?? 30_000)
+        this.#set({ phase: 'waiting', fetching: null, error: { code, message }, retryAt }, true)
+        try {
+          await sleep(retryAt - this.#now(), signal)
+        } catch {
+          this.#set({ phase: 'stopped', retryAt: null }, true)
+          return
+        }
+      }
+      follow = null
+      prefer = null
+      this.#set({ phase: 'leasing', job: null, fetching: null, step: 0, steps: 0, losses: [], tokensPerSecond: null, selfCheck: null, candidate: null, resumed: null, error: null, retryAt: null }, true)
+    }
+  }
+
+  /** A reload found a submitted candidate: poll it until the validators decide. */
+  async #follow(run: StoredMinerRun, cid: string, delta: number | null, signal: AbortSignal): Promise<DonateOutcome> {
+    this.#set({ phase: 'pending', candidate: cid }, true)
+    const c = await followCandidate(run.relay, cid, { fetch: this.#fetch(), signal, pollMs: this.#env.pollMs ?? 1000 })
+    return outcomeOf(c, c.expert ?? run.job?.expert ?? 'an expert', delta, this.#now())
+  }
+
+  async #mine(run: StoredMinerRun, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: () => string | null, saved: (r: StoredMinerRun) => void): Promise<DonateOutcome> {
+    const train = this.#env.trainers?.[run.backend] ?? (run.backend === 'cpu' ? trainExpert : undefined)
+    if (train === undefined) throw new MinerError(0, 'E_BACKEND', `no ${run.backend} trainer`)
+    let current = run
+    const save = (next: StoredMinerRun): void => {
+      current = next
+      saved(next)
+      // Chained, so the candidate's record is never overtaken by the job's; the run awaits the chain before it settles.
+      this.#saving = this.#saving.then(() => saveMinerRun(next, this.#env.minerKV)).catch(() => undefined)
+    }
+    let tokensPerSecond: number | null = null
+    const onEvent = (e: MinerEvent): void => {
+      switch (e.type) {
+        case 'job':
+          save({ ...current, job: { id: e.job.id, expert: e.job.expert }, candidate: null })
+          this.#set({ phase: 'fetching', job: jobOf(e.job), steps: e.job.steps, step: 0, losses: [] }, true)
+          break
+        case 'fetch':
+          this.#set({ phase: e.what === 'validation pool' ? 'self-check' : 'fetching', fetching: e.what }, true)
+          break
+        case 'step':
+          // Smoothed: single steps jitter with the event loop.
+          tokensPerSecond = tokensPerSecond === null ? e.tokensPerSecond : 0.7 * tokensPerSecond + 0.3 * e.tokensPerSecond
+          this.#set({ phase: 'training', fetching: null, step: e.step + 1, steps: e.steps, losses: [...this.#state.losses, e.loss], tokensPerSecond })
+          break
+        case 'self-check':
+          this.#set({ phase: 'submitting', fetching: null, selfCheck: { lossBefore: e.lossBefore, lossAfter: e.lossAfter, windows: e.windows, improvement: (e.lossBefore - e.lossAfter) / e.lossBefore } }, true)
+          break
+        case 'submitted':
+          save({ ...current, candidate: e.cid })
+          this.#set({ phase: 'pending', candidate: e.cid }, true)
+          break
+        case 'outcome':
+          break
+      }
+    }
+    const result: MineResult = await mineOnce({
+      relay: run.relay, key, fetch: preferJobs(this.#fetch(), run.miner, prefer), train, signal, onEvent,
+      ...(this.#env.pollMs === undefined ? {} : { pollMs: this.#env.pollMs }),
+      ...(this.#env.selfCheckWindows === undefined ? {} : { selfCheckWindows: this.#env.selfCheckWindows })
+    })
+    const expert = result.job.expert
+    if (result.outcome === null) {
+      const sc = result.selfCheck
+      const gain = sc === null ? null : improvementOf(sc.lossBefore, sc.lossAfter)
+      return Object.freeze({
+        status: 'no-gain', cid: null, expert, code: 'NO_GAIN',
+        message: `The self-check on the public validation pool found ${gain === null ? 'no' : `a ${(gain * 100).toFixed(2)}%`} gain${delta === null ? '' : `, below the ${(delta * 100).toFixed(1)}% validators require`}: nothing was submitted.`,
+        lossBefore: sc?.lossBefore ?? null, lossAfter: sc?.lossAfter ?? null, improvement: gain, delta, amount: null, reward: null, certificate: null, at: this.#now()
+      })
+    }
+    if (result.outcome.status === 'pending') return this.#follow(current, result.outcome.cid, delta, signal)
+    return outcomeOf(result.outcome, expert, delta, this.#now())
+  }
+
+  #settle(outcome: DonateOutcome): void {
+    const earned = this.#state.earned + (outcome.status === 'accepted' ? (outcome.amount ?? 0) : 0)
+    this.#set({ phase: 'done', outcome, history: [outcome, ...this.#state.history].slice(0, 50), earned, fetching: null }, true)
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, rejectPromise) => {
+    signal.throwIfAborted()
+    const t = setTimeout(resolve, Math.max(0, ms))
+    signal.addEventListener('abort', () => {
+      clearTimeout(t)
+      rejectPromise(signal.reason)
+    }, { once: true })
+  })
+}

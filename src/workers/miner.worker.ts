@@ -1,0 +1,24 @@
+/**
+ * The miner worker: the wallet and donation runs (miner.ts) in a thread of their own, exposed to the
+ * page over comlink. Training on the CPU reference is long, synchronous arithmetic between steps;
+ * here it neither blocks the page nor the client worker's chat and sync.
+ *
+ * @module
+ */
+import { expose } from 'comlink'
+import { Miner } from './miner.ts'
+
+/** Cores, memory and the WebGPU adapter, as far as this browser tells. */
+async function device(): Promise<{ cores: number | null; memoryGiB: number | null; gpu: string | null }> {
+  const nav = navigator as Navigator & { deviceMemory?: number }
+  let gpu: string | null = null
+  try {
+    const adapter = await nav.gpu?.requestAdapter()
+    if (adapter !== null && adapter !== undefined) gpu = [adapter.info.vendor, adapter.info.architecture].filter((s) => s !== '').join(' ') || 'WebGPU adapter'
+  } catch {
+    gpu = null
+  }
+  return { cores: typeof nav.hardwareConcurrency === 'number' ? nav.hardwareConcurrency : null, memoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : null, gpu }
+}
+
+expose(new Miner({ device }))

@@ -1,0 +1,157 @@
+/**
+ * The browser miner (src/workers/miner.ts) in Node, against a node as `blyan start` serves it on
+ * the PoL devnet (stories260K, 4 experts, top-2, 3 validators): the same code the miner worker
+ * runs, with fake-indexeddb for the wallet and the stored run.
+ *
+ * - a reload during training restarts the same job; a reload after submission follows the same
+ *   candidate to its verdict without training again; the candidate is accepted with a gain of at
+ *   least delta, and the wallet's balance and history show it;
+ * - Stop aborts training at once and leaves nothing to resume.
+ *
+ * A "reload" is `close()` (the run is aborted, the stored run kept, as when a page goes away)
+ * and a new Miner over the same IndexedDB.
+ */
+import 'fake-indexeddb/auto'
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { serve, type Served } from '../../relay/cli.ts'
+import { idbKV, type KV } from '../../src/store/kv.ts'
+import { loadMinerRun } from '../../src/store/miner.ts'
+import type { DonateState } from '../../src/workers/api.ts'
+import { Miner } from '../../src/workers/miner.ts'
+import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
+import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
+import { holdJob } from '../fixtures/site-devnet.ts'
+
+const dirP = polDevnet()
+let dbs = 0
+
+/** A miner and every state it reported. */
+function watched(walletKV: KV, minerKV: KV): { miner: Miner; states: DonateState[]; until(what: string, ok: (s: DonateState) => boolean, timeoutMs?: number): Promise<DonateState> } {
+  const miner = new Miner({ walletKV, minerKV, pollMs: 200 })
+  const states: DonateState[] = []
+  const waiters = new Set<() => void>()
+  void miner.onDonate((s) => {
+    states.push(s)
+    for (const w of waiters) w()
+  })
+  return {
+    miner,
+    states,
+    until(what, ok, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const hit = states.find(ok)
+          const ended = states.find((s) => s.phase === 'done' || s.phase === 'error' || s.phase === 'stopped')
+          if (hit === undefined && ended !== undefined) {
+            waiters.delete(check)
+            clearTimeout(timer)
+            reject(new Error(`the run ended (${ended.phase}) before ${what}: ${JSON.stringify(ended.outcome ?? ended.error)}`))
+            return
+          }
+          if (hit === undefined) return
+          waiters.delete(check)
+          clearTimeout(timer)
+          resolve(hit)
+        }
+        const timer = setTimeout(() => {
+          waiters.delete(check)
+          reject(new Error(`timed out waiting for ${what}; last state ${JSON.stringify({ ...states.at(-1), losses: undefined })}`))
+        }, timeoutMs)
+        waiters.add(check)
+        check()
+      })
+    }
+  }
+}
+
+describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : false }, () => {
+  let served: Served
+  let relay: string
+
+  before(async () => {
+    served = await serve({ dataDir: await copyPolDevnet(), port: 0, host: '127.0.0.1', log: () => undefined })
+    relay = served.url.replace(/\/$/, '')
+    await holdJob(relay, 'layer0.expert0')
+  })
+
+  after(async () => {
+    await served?.close()
+  })
+
+  test('reload while training restarts the job; reload while pending follows the same candidate to acceptance', async () => {
+    const walletKV = idbKV(`miner-wallet-${++dbs}`, 'wallet')
+    const minerKV = idbKV(`miner-run-${dbs}`, 'miner')
+
+    const first = watched(walletKV, minerKV)
+    const made = await first.miner.createWallet()
+    assert.ok(made.ok)
+    await first.miner.startDonating({ relay, backend: 'cpu', keepGoing: false })
+    const training = await first.until('training', (s) => s.phase === 'training' && s.step >= 2)
+    const job = training.job
+    assert.ok(job !== null)
+    await first.miner.close()
+    const stored = await loadMinerRun(minerKV)
+    assert.deepEqual(stored?.job, { id: job.id, expert: job.expert }, 'the leased job is stored')
+    assert.equal(stored?.candidate, null)
+
+    const second = watched(walletKV, minerKV)
+    const resumed = await second.miner.resume()
+    assert.equal(resumed.resumed, 'restart')
+    const restarted = await second.until('the job again', (s) => s.job !== null)
+    assert.equal(restarted.job?.id, job.id, 'the same job restarts')
+    const pending = await second.until('submitted', (s) => s.phase === 'pending' && s.candidate !== null)
+    const cid = pending.candidate as string
+    assert.ok(pending.losses.length === job.steps, 'trained every step before submitting')
+    assert.ok(pending.selfCheck !== null && pending.selfCheck.lossAfter < pending.selfCheck.lossBefore)
+    await second.miner.close()
+    assert.equal((await loadMinerRun(minerKV))?.candidate, cid, 'the candidate is stored')
+
+    const third = watched(walletKV, minerKV)
+    const following = await third.miner.resume()
+    assert.equal(following.resumed, 'follow')
+    assert.equal(following.candidate, cid)
+    const done = await third.until('the verdict', (s) => s.phase === 'done' || s.phase === 'error')
+    assert.equal(done.phase, 'done', JSON.stringify(done.error))
+    assert.ok(third.states.every((s) => s.phase !== 'training' && s.phase !== 'leasing'), 'no training after the reload')
+    const outcome = done.outcome
+    assert.ok(outcome !== null)
+    assert.equal(outcome.cid, cid)
+    assert.equal(outcome.status, 'accepted', `${outcome.code}: ${outcome.message}`)
+    assert.ok(outcome.delta !== null && outcome.improvement !== null && outcome.improvement >= outcome.delta, `improvement ${outcome.improvement} >= delta ${outcome.delta}`)
+    assert.ok((outcome.amount ?? 0) > 0 && outcome.reward !== null && outcome.certificate !== null)
+    assert.equal(done.earned, outcome.amount)
+    assert.equal(await loadMinerRun(minerKV), null, 'a settled run leaves nothing to resume')
+
+    const activity = await third.miner.activity(relay)
+    assert.ok(activity !== null)
+    assert.equal(activity.balance, outcome.amount)
+    assert.equal(activity.error, null)
+    assert.equal(activity.trust, 'newbie')
+    assert.deepEqual(activity.candidates.map((c) => [c.cid, c.status, c.reward]), [[cid, 'accepted', outcome.reward]])
+    await third.miner.close()
+  })
+
+  test('Stop aborts training at once and leaves nothing to resume', async () => {
+    const walletKV = idbKV(`miner-wallet-${++dbs}`, 'wallet')
+    const minerKV = idbKV(`miner-run-${dbs}`, 'miner')
+    const w = watched(walletKV, minerKV)
+    assert.ok((await w.miner.createWallet()).ok)
+    await w.miner.startDonating({ relay, backend: 'cpu', keepGoing: true })
+    await w.until('training', (s) => s.phase === 'training' && s.step >= 1)
+    const t = performance.now()
+    const stopped = await w.miner.stopDonating()
+    assert.ok(performance.now() - t < 2000, `stopped in ${performance.now() - t} ms`)
+    assert.equal(stopped.phase, 'stopped')
+    assert.equal(await loadMinerRun(minerKV), null)
+    const again = watched(walletKV, minerKV)
+    assert.equal((await again.miner.resume()).phase, 'idle')
+  })
+
+  test('without a wallet, or on WebGPU without a trainer, nothing starts and the state says why', async () => {
+    const w = watched(idbKV(`miner-wallet-${++dbs}`, 'wallet'), idbKV(`miner-run-${dbs}`, 'miner'))
+    assert.equal((await w.miner.startDonating({ relay, backend: 'cpu', keepGoing: false })).error?.code, 'E_NO_WALLET')
+    assert.ok((await w.miner.createWallet()).ok)
+    assert.equal((await w.miner.startDonating({ relay, backend: 'webgpu', keepGoing: false })).error?.code, 'E_BACKEND')
+  })
+})
