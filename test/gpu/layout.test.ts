@@ -25,6 +25,24 @@ import { RMSNORM_PARAMS, packRmsnormParams } from '../../src/gpu/kernels/rmsnorm
 import { ROPE_PARAMS, packRopeParams } from '../../src/gpu/kernels/rope.ts'
 import { ROUTE_BYTES, ROUTER_PARAMS, packRouterParams } from '../../src/gpu/kernels/router.ts'
 import { SWIGLU_PARAMS, packSwigluParams } from '../../src/gpu/kernels/swiglu.ts'
+// training kernels (src/engine/webgpu-train.ts)
+import { ADAMW_PARAMS, packAdamwParams } from '../../src/gpu/kernels/adamw.ts'
+import { ATTENTION_BACKWARD_KV_PARAMS, packAttentionBackwardKvParams } from '../../src/gpu/kernels/attention_backward_kv.ts'
+import { ATTENTION_BACKWARD_Q_PARAMS, packAttentionBackwardQParams } from '../../src/gpu/kernels/attention_backward_q.ts'
+import { ATTENTION_TRAIN_PARAMS, packAttentionTrainParams } from '../../src/gpu/kernels/attention_train.ts'
+import { CROSS_ENTROPY_PARAMS, packCrossEntropyParams } from '../../src/gpu/kernels/cross_entropy.ts'
+import { MATMUL_DX_PARAMS, packMatmulDxParams } from '../../src/gpu/kernels/matmul_dx.ts'
+import { MOE_COMBINE_PARAMS, packMoeCombineParams } from '../../src/gpu/kernels/moe_combine.ts'
+import { MOE_DOWN_BACKWARD_PARAMS, packMoeDownBackwardParams } from '../../src/gpu/kernels/moe_down_backward.ts'
+import { MOE_DOWN_TRAIN_PARAMS, packMoeDownTrainParams } from '../../src/gpu/kernels/moe_down_train.ts'
+import { MOE_UP_BACKWARD_PARAMS, packMoeUpBackwardParams } from '../../src/gpu/kernels/moe_up_backward.ts'
+import { MOE_UP_TRAIN_PARAMS, packMoeUpTrainParams } from '../../src/gpu/kernels/moe_up_train.ts'
+import { RMSNORM_BACKWARD_PARAMS, packRmsnormBackwardParams } from '../../src/gpu/kernels/rmsnorm_backward.ts'
+import { ROPE_BACKWARD_PARAMS, packRopeBackwardParams } from '../../src/gpu/kernels/rope_backward.ts'
+import { ROUTER_BACKWARD_PARAMS, packRouterBackwardParams } from '../../src/gpu/kernels/router_backward.ts'
+import { SIGMOID_GATE_BACKWARD_PARAMS, packSigmoidGateBackwardParams } from '../../src/gpu/kernels/sigmoid_gate_backward.ts'
+import { SWIGLU_BACKWARD_PARAMS, packSwigluBackwardParams } from '../../src/gpu/kernels/swiglu_backward.ts'
+import { WEIGHT_GRAD_PARAMS, packWeightGradParams } from '../../src/gpu/kernels/weight_grad.ts'
 
 /** [name, type] of `struct <name> { ... }` in WGSL source (scalar fields only, as ours are). */
 function parseStruct(source: string, name: string): [string, string][] {
@@ -59,7 +77,24 @@ const PACKERS: [KernelName[], ParamFields, Packer][] = [
   [['moe_gate_up'], MOE_GATE_UP_PARAMS, packMoeGateUpParams as Packer],
   [['moe_down'], MOE_DOWN_PARAMS, packMoeDownParams as Packer],
   [['embedding'], EMBEDDING_PARAMS, packEmbeddingParams as Packer],
-  [['add'], ADD_PARAMS, packAddParams as Packer]
+  [['add'], ADD_PARAMS, packAddParams as Packer],
+  [['adamw'], ADAMW_PARAMS, packAdamwParams as Packer],
+  [['attention_backward_kv'], ATTENTION_BACKWARD_KV_PARAMS, packAttentionBackwardKvParams as Packer],
+  [['attention_backward_q'], ATTENTION_BACKWARD_Q_PARAMS, packAttentionBackwardQParams as Packer],
+  [['attention_train'], ATTENTION_TRAIN_PARAMS, packAttentionTrainParams as Packer],
+  [['cross_entropy'], CROSS_ENTROPY_PARAMS, packCrossEntropyParams as Packer],
+  [['matmul_dx'], MATMUL_DX_PARAMS, packMatmulDxParams as Packer],
+  [['moe_combine'], MOE_COMBINE_PARAMS, packMoeCombineParams as Packer],
+  [['moe_down_backward'], MOE_DOWN_BACKWARD_PARAMS, packMoeDownBackwardParams as Packer],
+  [['moe_down_train'], MOE_DOWN_TRAIN_PARAMS, packMoeDownTrainParams as Packer],
+  [['moe_up_backward'], MOE_UP_BACKWARD_PARAMS, packMoeUpBackwardParams as Packer],
+  [['moe_up_train'], MOE_UP_TRAIN_PARAMS, packMoeUpTrainParams as Packer],
+  [['rmsnorm_backward'], RMSNORM_BACKWARD_PARAMS, packRmsnormBackwardParams as Packer],
+  [['rope_backward'], ROPE_BACKWARD_PARAMS, packRopeBackwardParams as Packer],
+  [['router_backward'], ROUTER_BACKWARD_PARAMS, packRouterBackwardParams as Packer],
+  [['sigmoid_gate_backward'], SIGMOID_GATE_BACKWARD_PARAMS, packSigmoidGateBackwardParams as Packer],
+  [['swiglu_backward'], SWIGLU_BACKWARD_PARAMS, packSwigluBackwardParams as Packer],
+  [['weight_grad'], WEIGHT_GRAD_PARAMS, packWeightGradParams as Packer]
 ]
 
 describe('kernel host layout', () => {
