@@ -415,19 +415,31 @@ async function mineCommand(args: string[]): Promise<void> {
   const jobs = positiveInt('mine', v, 'jobs', 1, 1000) as number
   const backend = (v['backend'] as string | undefined) ?? 'cpu'
   if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`mine: --backend must be cpu or webgpu, got "${backend}"`)
-  const train = backend === 'webgpu' ? await webgpuTrainer() : undefined
+  const gpu = backend === 'webgpu' ? await webgpuTrainer() : undefined
+  const train = gpu?.train
   const keyPath = resolve((v['key'] as string | undefined) ?? DEFAULT_KEY_FILE)
   const { key, created } = loadOrCreateKey(keyPath)
   const json = v['json'] === true
   if (!json) console.log(minerKeyLine(key, keyPath, created))
+  if (!json) console.log(gpu === undefined ? 'training on the CPU reference' : `training on WebGPU: ${gpu.device}`)
   const controller = new AbortController()
   process.once('SIGINT', () => controller.abort(new Error('interrupted')))
   await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }) })
 }
 
-/** The WebGPU trainer, when this build has one. */
-async function webgpuTrainer(): Promise<Trainer> {
-  throw new Error('mine: training on WebGPU is not in this build yet; use --backend cpu')
+/** Training on WebGPU in Node: Dawn through the `webgpu` package (a real GPU, or SwiftShader). */
+async function webgpuTrainer(): Promise<{ train: Trainer; device: string }> {
+  const { nodeGpu } = await import('../src/gpu/node.ts')
+  const gpu = await nodeGpu()
+  if (gpu === null) throw new Error('mine: no WebGPU adapter: install a GPU driver with Vulkan, or Debian\'s chromium (SwiftShader) and libvulkan1; or use --backend cpu')
+  const { requestTrainingDevice } = await import('../src/gpu/device.ts')
+  const { trainExpertWebGpu } = await import('../src/engine/webgpu-train.ts')
+  const device = await requestTrainingDevice(gpu.adapter)
+  const info = gpu.adapter.info
+  return {
+    train: (model, options) => trainExpertWebGpu(device, model, { ...options, wgslLanguageFeatures: gpu.wgslLanguageFeatures }),
+    device: [info.vendor, info.architecture, info.description].filter((x) => x !== '').join(' ')
+  }
 }
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {

@@ -50,3 +50,15 @@ export async function requestModelDevice(adapter: GPUAdapter, arch: Architecture
     requiredLimits: { maxStorageBufferBindingSize: cap('maxStorageBufferBindingSize'), maxBufferSize: cap('maxBufferSize') }
   })
 }
+
+/**
+ * A device for training (src/engine/webgpu-train.ts): the adapter's largest storage binding and
+ * buffer sizes (every frozen expert sits in one pool buffer per matrix kind), subgroups when offered.
+ */
+export async function requestTrainingDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  return adapter.requestDevice({
+    label: 'blyan training',
+    requiredFeatures: adapter.features.has('subgroups') ? ['subgroups'] : [],
+    requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize }
+  })
+}
