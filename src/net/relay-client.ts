@@ -35,6 +35,19 @@ export interface RelayStatus {
 export interface HeaderEntry {
   readonly cid: string
   readonly header_hex: string
+  /**
+   * The CID of the PoL certificate the relay accepted the block with, as its block view names it. A
+   * hint only: a new chain B version does not link its certificate (the certificate names the
+   * block, so it cannot be inside it), and the bytes fetched by this CID are judged by the rules.
+   */
+  readonly certificate?: string
+}
+
+/** A block view's header entry (`/api/headers`, `/ws`), or null when it lacks cid or header_hex. */
+function entryOf(b: { cid?: unknown; header_hex?: unknown; certificate?: unknown }): HeaderEntry | null {
+  if (typeof b.cid !== 'string' || typeof b.header_hex !== 'string') return null
+  const cert = (b.certificate as { cid?: unknown } | null | undefined)?.cid
+  return typeof cert === 'string' ? { cid: b.cid, header_hex: b.header_hex, certificate: cert } : { cid: b.cid, header_hex: b.header_hex }
 }
 
 /** Most headers asked for per page (the relay's maximum). */
@@ -100,12 +113,13 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
         if (!Array.isArray(page.blocks)) throw new RelayError(base, 'protocol', `/api/headers?chain=${chain} has no blocks list`)
         let added = 0
         let last = next
-        for (const b of page.blocks as { cid?: unknown; header_hex?: unknown; header?: { index?: unknown } }[]) {
-          if (typeof b.cid !== 'string' || typeof b.header_hex !== 'string') throw new RelayError(base, 'protocol', '/api/headers: an entry lacks cid or header_hex')
+        for (const b of page.blocks as { cid?: unknown; header_hex?: unknown; certificate?: unknown; header?: { index?: unknown } }[]) {
+          const entry = entryOf(b)
+          if (entry === null) throw new RelayError(base, 'protocol', '/api/headers: an entry lacks cid or header_hex')
           if (typeof b.header?.index === 'number') last = Math.max(last, b.header.index)
-          if (seen.has(b.cid)) continue
-          seen.add(b.cid)
-          out.push({ cid: b.cid, header_hex: b.header_hex })
+          if (seen.has(entry.cid)) continue
+          seen.add(entry.cid)
+          out.push(entry)
           added++
         }
         // A short page is the last. A full page continues at its highest index (repeats are skipped);
@@ -193,14 +207,14 @@ export function openFeed(url: string, handlers: FeedHandlers, options: { WebSock
     }
     socket.onmessage = (event: MessageEvent) => {
       if (typeof event.data !== 'string') return
-      let message: { type?: unknown; block?: { cid?: unknown; header_hex?: unknown } }
+      let message: { type?: unknown; block?: { cid?: unknown; header_hex?: unknown; certificate?: unknown } }
       try {
         message = JSON.parse(event.data) as typeof message
       } catch {
         return
       }
-      const b = message.block
-      if (message.type === 'accepted' && typeof b?.cid === 'string' && typeof b.header_hex === 'string') handlers.onHeader({ cid: b.cid, header_hex: b.header_hex })
+      const entry = message.type === 'accepted' && typeof message.block === 'object' && message.block !== null ? entryOf(message.block) : null
+      if (entry !== null) handlers.onHeader(entry)
     }
     socket.onerror = () => down('connection failed')
     socket.onclose = (event: CloseEvent) => down(opened ? `connection closed (${event.code})` : 'unreachable')

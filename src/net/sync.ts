@@ -8,6 +8,12 @@
  * fetched. The param index the chat uses is built here from accepted blocks, never taken from a
  * relay.
  *
+ * A new chain B version is accepted only with its PoL certificate, which it cannot link (the
+ * certificate names the block). Its CID comes from the relay's block view, or from the chain C
+ * reward that names the block and links the certificate in `pol`; either is only where to look: the
+ * bytes are fetched by CID and the rules judge them. A version whose certificate is not known yet
+ * waits (its reward usually arrives right after it).
+ *
  * Trust starts at the anchor: chain A's genesis CID. With none pinned, the first genesis accepted
  * is pinned (trust on first use, reported through onAnchor); later, a relay whose chain starts
  * elsewhere is set aside as `wrong-network` and a genesis other than the anchor is refused (E_ANCHOR).
@@ -21,6 +27,7 @@ import { orderBlocks } from '../chain/dag.ts'
 import type { MemoryChain } from '../chain/memory.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { isRuleError, RuleError } from '../errors.ts'
+import { validateBlock } from '../chain/validate.ts'
 import type { VerifyPool } from '../workers/verify.ts'
 import type { HeaderEntry, RelayClient } from './relay-client.ts'
 
@@ -53,9 +60,14 @@ export interface Offered {
   readonly bytes: Uint8Array
   /** The relay that served them, or `cache` for headers this page stored earlier. */
   readonly source: string
+  /** Where a new chain B version's certificate is, as the relay says (HeaderEntry.certificate). */
+  readonly certificate?: string
 }
 
 const MAX_REJECTIONS = 200
+
+/** Refusals that speak of a certificate rather than of the block that was certified. */
+const CERTIFICATE_CODES = ['E_POL', 'E_CERT', 'E_CERT_SIGNER', 'E_CERT_SIG', 'E_QUORUM', 'E_POL_THRESHOLD'] as const
 
 /** Rules that may pass later (an orphan whose parent has not arrived, a clock ahead): retried. */
 function isTransient(e: unknown): boolean {
@@ -115,27 +127,40 @@ export class HeaderSync {
   async ingest(offered: readonly Offered[], signal?: AbortSignal): Promise<{ accepted: number }> {
     const fresh = offered.filter((o) => !this.#known(o.cid))
     const checks = await Promise.all(fresh.map((o) => this.#options.pool.checkHeaderProofs(o.bytes, o.cid)))
-    const candidates: { cid: CID; header: Header; offered: Offered }[] = []
+    let given: { cid: CID; header: Header; offered: Offered }[] = []
     fresh.forEach((o, i) => {
       const check = checks[i] as Awaited<ReturnType<VerifyPool['checkHeaderProofs']>>
       if (!check.ok) return this.#reject({ cid: o.cid, code: check.code, field: check.field, message: check.message, relay: o.source })
-      candidates.push({ cid: CID.parse(o.cid), header: decodeHeader(o.bytes), offered: o })
+      given.push({ cid: CID.parse(o.cid), header: decodeHeader(o.bytes), offered: o })
     })
-    for (const p of this.#pending.values()) {
-      if (!candidates.some((c) => c.offered.cid === p.cid)) candidates.push({ cid: CID.parse(p.cid), header: decodeHeader(p.bytes), offered: p })
-    }
-    let ordered: typeof candidates
-    try {
-      ordered = orderBlocks(candidates, (cid) => this.chain.get(CID.parse(cid)) !== undefined)
-    } catch (e) {
-      // A cycle needs a hash collision; if one is ever offered, judge in offer order and let the rules refuse.
-      if (!isRuleError(e, 'E_CYCLE')) throw e
-      ordered = candidates
-    }
     let accepted = 0
-    for (const c of ordered) {
-      signal?.throwIfAborted()
-      if (await this.#accept(c.cid, c.header, c.offered, signal)) accepted++
+    for (;;) {
+      const candidates = given
+      for (const p of this.#pending.values()) {
+        if (!candidates.some((c) => c.offered.cid === p.cid)) candidates.push({ cid: CID.parse(p.cid), header: decodeHeader(p.bytes), offered: p })
+      }
+      given = []
+      let ordered: typeof candidates
+      try {
+        // Links outside the set are for the rules to judge: an orphan (its parent not here yet, as when
+        // live offers overtake each other) fails E_UNKNOWN_DEP in #accept and waits.
+        ordered = orderBlocks(candidates, () => true)
+      } catch (e) {
+        // A cycle needs a hash collision; if one is ever offered, judge in offer order and let the rules refuse.
+        if (!isRuleError(e, 'E_CYCLE')) throw e
+        ordered = candidates
+      }
+      const certificates = certificateHints(candidates)
+      let progress = 0
+      for (const c of ordered) {
+        signal?.throwIfAborted()
+        if (await this.#accept(c.cid, c.header, c.offered, certificates.get(c.offered.cid), signal)) progress++
+      }
+      accepted += progress
+      // Waiting blocks may pass now: a new version judged before the beacon or validation dataset its
+      // certificate names (it does not depend on them), or a block another ingest left waiting for one
+      // this ingest accepted (live feed offers run side by side). Go again while blocks keep getting in.
+      if (progress === 0 || this.#pending.size === 0) break
     }
     return { accepted }
   }
@@ -158,7 +183,7 @@ export class HeaderSync {
     return this.chain.get(c) !== undefined || this.chain.isRejected(c)
   }
 
-  async #accept(cid: CID, header: Header, offered: Offered, signal?: AbortSignal): Promise<boolean> {
+  async #accept(cid: CID, header: Header, offered: Offered, certificateHint: CID | undefined, signal?: AbortSignal): Promise<boolean> {
     const key = cid.toString()
     if (this.chain.get(cid) !== undefined) {
       this.#pending.delete(key)
@@ -169,13 +194,32 @@ export class HeaderSync {
       this.#reject({ cid: key, code: 'E_ANCHOR', field: 'prev', message: `a chain A genesis ${key} other than the trust anchor ${this.#anchor}`, relay: offered.source })
       return false
     }
+    const newVersion = header.chain_id === 'B' && header.supersedes !== null
+    const certificateCid = header.pol ?? (newVersion ? certificateHint : undefined)
+    if (newVersion && certificateCid === undefined) {
+      // Not refused: its certificate is somewhere we have not been told of yet (its reward comes next).
+      this.#pending.set(key, offered)
+      return false
+    }
     try {
       const payload = header.chain_id === 'B' ? null : await this.#options.getBlock(header.payload, `the document of ${key}`, signal)
-      const certificate = header.pol === null ? undefined : await this.#options.getBlock(header.pol, `the PoL certificate of ${key}`, signal)
-      const block = await this.chain.submit(
-        { header: offered.bytes, payload, ...(certificate === undefined ? {} : { certificate }) },
-        { now: this.#options.now?.() ?? Date.now(), ...(signal === undefined ? {} : { signal }) }
-      )
+      const certificate = certificateCid === undefined ? undefined : await this.#options.getBlock(certificateCid, `the PoL certificate of ${key}`, signal)
+      const input = { header: offered.bytes, payload, ...(certificate === undefined ? {} : { certificate }) }
+      const options = { now: this.#options.now?.() ?? Date.now(), ...(signal === undefined ? {} : { signal }) }
+      if (newVersion) {
+        // A certificate that fails says nothing against the block: anyone can name one, and one judged
+        // before the beacon or dataset it names was accepted fails for now. Judge it on the side; the
+        // block waits (for those blocks, or another hint) instead of being refused for good.
+        try {
+          await validateBlock(input, this.chain, options)
+        } catch (e) {
+          if (e instanceof RuleError && (CERTIFICATE_CODES as readonly string[]).includes(e.code)) {
+            this.#pending.set(key, offered)
+            return false
+          }
+        }
+      }
+      const block = await this.chain.submit(input, options)
       this.#pending.delete(key)
       if (header.chain_id === 'A' && header.prev === null && this.#anchor === null) {
         this.#anchor = key
@@ -207,6 +251,28 @@ export class HeaderSync {
   }
 }
 
+/**
+ * Where each offered new chain B version's certificate is: a chain C reward among the offered that
+ * names the block in depends_on links it in `pol` (the chain's own word, preferred), else the
+ * relay's hint. Keyed by the block's CID string.
+ */
+function certificateHints(candidates: readonly { header: Header; offered: Offered }[]): Map<string, CID> {
+  const hints = new Map<string, CID>()
+  for (const { header } of candidates) {
+    if (header.chain_id !== 'C' || header.pol === null) continue
+    for (const dep of header.depends_on) hints.set(dep.toString(), header.pol)
+  }
+  for (const { offered } of candidates) {
+    if (offered.certificate === undefined || hints.has(offered.cid)) continue
+    try {
+      hints.set(offered.cid, CID.parse(offered.certificate))
+    } catch {
+      // Not a CID: no hint (the version waits for its reward).
+    }
+  }
+  return hints
+}
+
 /** A relay serves a chain that does not start at the pinned anchor. */
 export class WrongNetworkError extends Error {
   override readonly name = 'WrongNetworkError'
@@ -228,5 +294,5 @@ function toOffered(entry: HeaderEntry, source: string): Offered {
   } catch {
     bytes = new Uint8Array(0) // refused by the proof check (E_DECODE), with the relay named
   }
-  return { cid: entry.cid, bytes, source }
+  return entry.certificate === undefined ? { cid: entry.cid, bytes, source } : { cid: entry.cid, bytes, source, certificate: entry.certificate }
 }

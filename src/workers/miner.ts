@@ -466,7 +466,10 @@ export class Miner implements MinerApi {
           break
         case 'submitted':
           save({ ...current, candidate: e.cid })
-          this.#set({ phase: 'pending', candidate: e.cid }, true)
+          // Shown once stored: from then on a reload follows this candidate instead of training again.
+          void this.#saving.then(() => {
+            if (!signal.aborted) this.#set({ phase: 'pending', candidate: e.cid }, true)
+          })
           break
         case 'outcome':
           break

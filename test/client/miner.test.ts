@@ -6,6 +6,10 @@
  * - a reload during training restarts the same job; a reload after submission follows the same
  *   candidate to its verdict without training again; the candidate is accepted with a gain of at
  *   least delta, and the wallet's balance and history show it;
+ * - the site's client (src/workers/client.ts), following the relay's live feed meanwhile, takes the
+ *   accepted version into its own chain: the certificate found through the relay's hint or the
+ *   reward that links it, the reward linked from the block page, the version current in its param
+ *   index; after a reload with no relay, from its header cache alone;
  * - Stop aborts training at once and leaves nothing to resume.
  *
  * A "reload" is `close()` (the run is aborted, the stored run kept, as when a page goes away)
@@ -15,7 +19,13 @@ import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { serve, type Served } from '../../relay/cli.ts'
+import WebSocket from 'ws'
+import { CpuBackend } from '../../src/engine/cpu.ts'
+import { openCaches } from '../../src/store/caches.ts'
 import { idbKV, type KV } from '../../src/store/kv.ts'
+import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
+import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
+import { inlinePool } from '../../src/workers/verify.ts'
 import { loadMinerRun } from '../../src/store/miner.ts'
 import type { DonateState } from '../../src/workers/api.ts'
 import { Miner } from '../../src/workers/miner.ts'
@@ -65,6 +75,30 @@ function watched(walletKV: KV, minerKV: KV): { miner: Miner; states: DonateState
   }
 }
 
+function clientEnvironment(prefix: string): ClientEnvironment {
+  const kv = idbKV(`${prefix}-settings`, 'settings')
+  return {
+    pool: inlinePool(),
+    openCaches: (budgetBytes) => openCaches({ budgetBytes, dbName: prefix, flushDelayMs: 10 }),
+    settings: { load: () => loadSettings(kv), save: (x) => saveSettings(x, kv), loadSync: () => loadSyncState(kv), saveSync: (x) => saveSyncState(x, kv) },
+    createBackend: async (_choice, arch) => ({ backend: new CpuBackend(arch), info: { name: 'cpu', detail: 'CPU', fallback: null } }),
+    defaultRelays: [],
+    WebSocket: WebSocket as unknown as ClientEnvironment['WebSocket'] & object,
+    backoff: { initialMs: 100, maxMs: 400 }
+  }
+}
+
+/** Poll `f` until it returns something other than undefined. */
+async function eventually<T>(what: () => Promise<string>, f: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await f()
+    if (v !== undefined) return v
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${await what()}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : false }, () => {
   let served: Served
   let relay: string
@@ -82,6 +116,12 @@ describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : 
   test('reload while training restarts the job; reload while pending follows the same candidate to acceptance', async () => {
     const walletKV = idbKV(`miner-wallet-${++dbs}`, 'wallet')
     const minerKV = idbKV(`miner-run-${dbs}`, 'miner')
+
+    // A page following the relay while the miner works: it takes the new version from the live feed.
+    const prefix = `miner-site-${dbs}`
+    const client = new Client(clientEnvironment(prefix))
+    after(() => client.close())
+    await client.start({ relays: [relay] })
 
     const first = watched(walletKV, minerKV)
     const made = await first.miner.createWallet()
@@ -130,6 +170,30 @@ describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : 
     assert.equal(activity.trust, 'newbie')
     assert.deepEqual(activity.candidates.map((c) => [c.cid, c.status, c.reward]), [[cid, 'accepted', outcome.reward]])
     await third.miner.close()
+
+    // The site's client, live since before mining: the certified version in its own chain, with its certificate and reward.
+    const page = await eventually(async () => `the certified version in the page's chain: ${JSON.stringify(await client.block(cid))?.slice(0, 300)} ${JSON.stringify((await client.status()).sync)}`, async () => {
+      const b = await client.block(cid)
+      return b?.reward === null ? undefined : (b ?? undefined)
+    })
+    assert.equal(page.pol, 'certified')
+    assert.equal(page.current, true)
+    assert.equal(page.certificate?.cid, outcome.certificate)
+    assert.equal(page.reward?.cid, outcome.reward)
+    assert.equal(page.reward?.amount, outcome.amount)
+    assert.equal((await client.currentExperts())[job.expert]?.cid, cid)
+    assert.equal((await client.block(outcome.reward as string))?.rewardFor, cid, 'the reward page links back to the version')
+    assert.deepEqual((await client.status()).sync.rejected, [])
+    await new Promise((r) => setTimeout(r, 400)) // the client saves what it accepted 200 ms after the last block
+    await client.close()
+    // Reloaded with no relay: re-validated from the header cache, the certificate found through the cached reward.
+    const reloaded = new Client(clientEnvironment(prefix))
+    try {
+      await reloaded.start({ relays: ['http://127.0.0.1:9'] })
+      assert.equal((await reloaded.block(cid))?.pol, 'certified', 're-validated from the header cache, the certificate found through the cached reward')
+    } finally {
+      await reloaded.close()
+    }
   })
 
   test('Stop aborts training at once and leaves nothing to resume', async () => {
