@@ -17,6 +17,11 @@ export class ChatSession {
   sampling: EditableSampling = $state({ temperature: 0, topP: 0, maxTokens: 0, seed: 0 })
   /** An answer is being produced (true from send until the worker settles it, even after reset). */
   running: boolean = $state(false)
+  /**
+   * The page's own param index (expert name -> current block and version), so an answer's expert
+   * list can mark the experts that have a newer accepted version than the one it used.
+   */
+  current: Record<string, { readonly cid: string; readonly version: number }> = $state({})
   #next = 1
   #inflight: Promise<void> | null = null
 
@@ -37,6 +42,7 @@ export class ChatSession {
       try {
         const outcome = await this.client.chat(text, plain(this.sampling), (event) => applyChatEvent(turn, event))
         finishTurn(turn, outcome)
+        await this.refreshCurrent()
       } catch (error) {
         finishTurn(turn, { error })
       }
@@ -49,6 +55,15 @@ export class ChatSession {
 
   async stop(): Promise<void> {
     if (this.running) await this.client.stop()
+  }
+
+  /** Read the current param index again (after an answer, and when a chain B block is accepted). */
+  async refreshCurrent(): Promise<void> {
+    try {
+      this.current = await this.client.currentExperts()
+    } catch {
+      // The worker is gone: the chat says so on the next answer.
+    }
   }
 
   /** Start over: stop any running answer and forget the turns. */

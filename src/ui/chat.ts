@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling } from '../workers/api.ts'
+import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../workers/api.ts'
 
 /** Sampling settings being edited (the API's type is read-only). */
 export type EditableSampling = { -readonly [K in keyof Sampling]: Sampling[K] }
@@ -110,4 +110,14 @@ export function phaseLabel(phase: ChatProgress['phase']): string {
 export function samplingSummary(s: Sampling): string {
   const t = s.temperature === 0 ? 'temperature 0 (greedy)' : `temperature ${s.temperature}`
   return `${t} · top-p ${s.topP} · ${s.maxTokens} tokens · seed ${s.seed}`
+}
+
+/**
+ * The newer accepted version of an expert an answer used, from the page's current param index: the
+ * current block when its version is above the one used, else null (same version, or not known).
+ */
+export function newerVersion(used: Pick<UsedExpertInfo, 'name' | 'version' | 'cid'>, current: Readonly<Record<string, { readonly cid: string; readonly version: number }>>): { cid: string; version: number } | null {
+  const now = current[used.name]
+  if (now === undefined || now.cid === used.cid || now.version <= used.version) return null
+  return { cid: now.cid, version: now.version }
 }

@@ -62,3 +62,37 @@ export function fieldView(key: string, value: Json): FieldView {
   if (Array.isArray(value) && value.every((v) => typeof v === 'string' && looksLikeCid(v))) return { kind: 'cids', values: value as string[] }
   return { kind: 'json', value: JSON.stringify(value, null, 2) }
 }
+
+/** A PoL certificate body (as the API's JSON gives it) in the terms the block page shows. */
+export interface CertificateView {
+  readonly lossBefore: number | null
+  readonly lossAfter: number | null
+  /** (before - after) / before. */
+  readonly improvement: number | null
+  readonly slice: { readonly dataset: string; readonly start: number; readonly count: number } | null
+  /** The beacon: the chain A block whose rules and validator set applied. */
+  readonly meta: string | null
+  readonly base: string | null
+}
+
+/** Read a certificate body's fields; a field of the wrong type reads as null (display only). */
+export function certificateView(body: Json): CertificateView {
+  const o = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as { readonly [k: string]: Json }
+  const num = (v: Json | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
+  const str = (v: Json | undefined): string | null => (typeof v === 'string' ? v : null)
+  const lossBefore = num(o['loss_before'])
+  const lossAfter = num(o['loss_after'])
+  const s = o['slice']
+  const sl = (typeof s === 'object' && s !== null && !Array.isArray(s) ? s : {}) as { readonly [k: string]: Json }
+  const dataset = str(sl['dataset'])
+  const start = num(sl['start'])
+  const count = num(sl['count'])
+  return {
+    lossBefore,
+    lossAfter,
+    improvement: lossBefore !== null && lossAfter !== null && lossBefore > 0 ? (lossBefore - lossAfter) / lossBefore : null,
+    slice: dataset !== null && start !== null && count !== null ? { dataset, start, count } : null,
+    meta: str(o['meta']),
+    base: str(o['base'])
+  }
+}

@@ -1,5 +1,5 @@
 /**
- * Hash routes of the site: `#/chat`, `#/explorer`, `#/donate`, `#/settings`.
+ * Hash routes of the site: `#/chat`, `#/explorer`, `#/donate`, `#/wallet`, `#/settings`.
  *
  * Hash routing keeps the site a set of static files: any static host (the relay, an IPFS gateway)
  * can serve it without rewrite rules.
@@ -13,6 +13,7 @@ export const ROUTES = Object.freeze([
   { id: 'chat', label: 'Chat' },
   { id: 'explorer', label: 'Explorer' },
   { id: 'donate', label: 'Donate' },
+  { id: 'wallet', label: 'Wallet' },
   { id: 'settings', label: 'Settings' }
 ] as const)
 
@@ -49,6 +50,7 @@ export const DEFAULT_CHAIN: ExplorerChain = 'B'
 export type ExplorerRoute =
   | { readonly kind: 'chain'; readonly chain: ExplorerChain }
   | { readonly kind: 'dag' }
+  | { readonly kind: 'rejections' }
   | { readonly kind: 'search'; readonly query: string }
   | { readonly kind: 'block'; readonly cid: string }
 
@@ -62,7 +64,8 @@ function decode(part: string): string {
 
 /**
  * `#/explorer` and `#/explorer/chain/<A-D>` list a chain, `#/explorer/dag` draws chain B,
- * `#/explorer/search/<query>` searches, `#/explorer/<cid>` shows one block.
+ * `#/explorer/rejections` lists refused submissions, `#/explorer/search/<query>` searches,
+ * `#/explorer/<cid>` shows one block.
  */
 export function explorerRouteFromHash(hash: string): ExplorerRoute {
   const path = hash.replace(/^#\/?/, '').split('?', 1)[0] ?? ''
@@ -70,6 +73,7 @@ export function explorerRouteFromHash(hash: string): ExplorerRoute {
   const [, first, second] = parts
   if (first === undefined) return { kind: 'chain', chain: DEFAULT_CHAIN }
   if (first === 'dag') return { kind: 'dag' }
+  if (first === 'rejections') return { kind: 'rejections' }
   if (first === 'chain') {
     const chain = EXPLORER_CHAINS.find((c) => c === second?.toUpperCase())
     return { kind: 'chain', chain: chain ?? DEFAULT_CHAIN }
@@ -88,6 +92,8 @@ export function hrefForExplorer(route: ExplorerRoute): string {
       return `#/explorer/chain/${route.chain}`
     case 'dag':
       return '#/explorer/dag'
+    case 'rejections':
+      return '#/explorer/rejections'
     case 'search':
       return `#/explorer/search/${encodeURIComponent(route.query)}`
     case 'block':

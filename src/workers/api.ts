@@ -463,6 +463,8 @@ export interface DonateState {
   readonly keepGoing: boolean
   readonly relay: string | null
   readonly job: DonateJob | null
+  /** The expert being improved: the job's, or a followed candidate's (known from the stored run). */
+  readonly expert: string | null
   /** What is being fetched and verified (`model`, `training data`, `validation pool`). */
   readonly fetching: string | null
   /** Steps done of `steps`, and the training loss after each. */

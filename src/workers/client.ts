@@ -873,11 +873,19 @@ function rejectionFrom(raw: unknown): RejectionInfo | null {
     code,
     rule: (RULES as Record<string, string>)[code] ?? null,
     field: str(r['field']),
-    message: typeof r['message'] === 'string' ? r['message'] : '',
+    message: typeof r['message'] === 'string' ? withoutCode(r['message'], code) : '',
     at,
     chain: str(r['chain']),
     blockType: str(r['blockType']) ?? str(r['block_type'])
   })
+}
+
+/** A RuleError's message starts with its code and field (`E_X (field): ...`), which the list shows beside it. */
+function withoutCode(message: string, code: string): string {
+  if (!message.startsWith(code)) return message
+  const rest = message.slice(code.length)
+  const m = /^( \([^)]*\))?: /.exec(rest)
+  return m === null ? message : rest.slice(m[0].length)
 }
 
 /**

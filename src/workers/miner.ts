@@ -75,7 +75,7 @@ export interface MinerEnvironment {
 const EMIT_MS = 100
 
 const IDLE: DonateState = Object.freeze({
-  phase: 'idle', backend: 'cpu', keepGoing: false, relay: null, job: null, fetching: null, step: 0, steps: 0, losses: [],
+  phase: 'idle', backend: 'cpu', keepGoing: false, relay: null, job: null, expert: null, fetching: null, step: 0, steps: 0, losses: [],
   tokensPerSecond: null, selfCheck: null, delta: null, candidate: null, resumed: null, outcome: null, history: [], earned: 0,
   error: null, retryAt: null, startedAt: null
 })
@@ -239,10 +239,10 @@ export class Miner implements MinerApi {
   #backends(gpu: string | null): TrainBackendInfo[] {
     const t = this.#env.trainers ?? {}
     return [
-      { name: 'cpu', available: true, detail: 'CPU (JavaScript reference, one thread)', reason: null },
+      { name: 'cpu', available: true, detail: 'The JavaScript reference, on one thread', reason: null },
       t.webgpu !== undefined
-        ? { name: 'webgpu', available: true, detail: `WebGPU${gpu === null ? '' : ` (${gpu})`}`, reason: null }
-        : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'no WebGPU adapter in this browser' : 'training on WebGPU is not built yet: the CPU trains for now' }
+        ? { name: 'webgpu', available: true, detail: gpu === null ? 'The WebGPU trainer' : `The WebGPU trainer on ${gpu}`, reason: null }
+        : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'No WebGPU adapter in this browser' : 'Not available yet: training on WebGPU is still being built' }
     ]
   }
 
@@ -364,7 +364,7 @@ export class Miner implements MinerApi {
     this.#set({
       ...IDLE, history: this.#state.history, earned: this.#state.earned, outcome: this.#state.outcome,
       phase: resumed === 'follow' ? 'pending' : 'leasing', backend: run.backend, keepGoing: run.keepGoing, relay: run.relay,
-      candidate: resumed === 'follow' ? run.candidate : null, resumed, startedAt: this.#now()
+      candidate: resumed === 'follow' ? run.candidate : null, expert: run.job?.expert ?? null, resumed, startedAt: this.#now()
     }, true)
     const done = this.#loop(run, key, controller.signal, resumed).finally(() => {
       if (this.#run?.controller === controller) this.#run = null
@@ -425,7 +425,7 @@ export class Miner implements MinerApi {
       }
       follow = null
       prefer = null
-      this.#set({ phase: 'leasing', job: null, fetching: null, step: 0, steps: 0, losses: [], tokensPerSecond: null, selfCheck: null, candidate: null, resumed: null, error: null, retryAt: null }, true)
+      this.#set({ phase: 'leasing', job: null, expert: null, fetching: null, step: 0, steps: 0, losses: [], tokensPerSecond: null, selfCheck: null, candidate: null, resumed: null, error: null, retryAt: null }, true)
     }
   }
 
@@ -451,7 +451,7 @@ export class Miner implements MinerApi {
       switch (e.type) {
         case 'job':
           save({ ...current, job: { id: e.job.id, expert: e.job.expert }, candidate: null })
-          this.#set({ phase: 'fetching', job: jobOf(e.job), steps: e.job.steps, step: 0, losses: [] }, true)
+          this.#set({ phase: 'fetching', job: jobOf(e.job), expert: e.job.expert, steps: e.job.steps, step: 0, losses: [] }, true)
           break
         case 'fetch':
           this.#set({ phase: e.what === 'validation pool' ? 'self-check' : 'fetching', fetching: e.what }, true)

@@ -12,7 +12,7 @@ test('routeFromHash maps hashes to views', () => {
     assert.equal(routeFromHash(hrefFor(id)), id)
     assert.equal(routeFromHash(`${hrefFor(id)}/bafyrei?x=1`), id)
   }
-  assert.deepEqual(ROUTES.map((r) => r.label), ['Chat', 'Explorer', 'Donate', 'Settings'])
+  assert.deepEqual(ROUTES.map((r) => r.label), ['Chat', 'Explorer', 'Donate', 'Wallet', 'Settings'])
   assert.equal(routeFromHash('#/nope'), undefined)
   assert.equal(routeFromHash('#/chatty'), undefined)
 })
@@ -38,6 +38,7 @@ test('explorer sub-routes round-trip through their links', () => {
     { kind: 'chain', chain: 'A' },
     { kind: 'chain', chain: 'D' },
     { kind: 'dag' },
+    { kind: 'rejections' },
     { kind: 'search', query: 'layer0.expert1' },
     { kind: 'search', query: 'A:3 / odd?&' },
     { kind: 'block', cid }
