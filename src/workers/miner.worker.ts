@@ -7,6 +7,8 @@
  */
 import { expose } from 'comlink'
 import { Miner } from './miner.ts'
+import { requestTrainingDevice } from '../gpu/device.ts'
+import type { Trainer } from '../pol/miner.ts'
 
 /** Cores, memory and the WebGPU adapter, as far as this browser tells. */
 async function device(): Promise<{ cores: number | null; memoryGiB: number | null; gpu: string | null }> {
@@ -21,4 +23,16 @@ async function device(): Promise<{ cores: number | null; memoryGiB: number | nul
   return { cores: typeof nav.hardwareConcurrency === 'number' ? nav.hardwareConcurrency : null, memoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : null, gpu }
 }
 
-expose(new Miner({ device }))
+/** Training on this browser's WebGPU: one device for the worker's life, requested on first use. */
+let trainingDevice: Promise<GPUDevice> | null = null
+const webgpu: Trainer = async (model, options) => {
+  trainingDevice ??= (async () => {
+    const adapter = await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter()
+    if (adapter === null || adapter === undefined) throw new Error('no WebGPU adapter in this browser')
+    return requestTrainingDevice(adapter)
+  })()
+  const { trainExpertWebGpu } = await import('../engine/webgpu-train.ts')
+  return trainExpertWebGpu(await trainingDevice, model, options)
+}
+
+expose(new Miner({ device, trainers: { webgpu } }))
