@@ -317,7 +317,7 @@ export class Miner implements MinerApi {
       this.#set({ phase: 'error', error: { code: 'E_NO_WALLET', message: 'Create or import a wallet first: rewards are paid to it, and it signs what you submit.' } }, true)
       return this.#snapshot()
     }
-    const backend = this.#backends(null).find((b) => b.name === options.backend)
+    const backend = (await this.device()).backends.find((b) => b.name === options.backend)
     if (backend === undefined || !backend.available) {
       this.#set({ phase: 'error', error: { code: 'E_BACKEND', message: `${options.backend} cannot train here: ${backend?.reason ?? 'unknown backend'}` } }, true)
       return this.#snapshot()
