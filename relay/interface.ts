@@ -81,6 +81,8 @@ export interface ChainStore extends ChainView {
   rejections(limit: number, before?: number): Rejection[]
   /** The latest rejection of a header CID, if any. */
   rejectionOf(cid: CID): Rejection | undefined
+  /** The first accepted chain B block whose payload is `payload` (the same weights), if any. */
+  paramByPayload(payload: CID): AcceptedBlock | undefined
   /** Every accepted block in acceptance order (dependencies before dependents). */
   all(): Iterable<AcceptedBlock>
   /** Number of accepted blocks. */

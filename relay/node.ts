@@ -135,11 +135,6 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
     return e
   }
 
-  /** Run `job` in the submission queue (no submission is judged meanwhile). */
-  exclusive<T>(job: () => Promise<T>): Promise<T> {
-    return this.#enqueue(job)
-  }
-
   #enqueue<T>(job: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(job, job)
     this.#queue = run.catch(() => undefined)

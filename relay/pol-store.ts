@@ -124,11 +124,6 @@ function record(r: CandidateRow): CandidateRecord {
   })
 }
 
-/** Exactly the bytes of `u` as a Buffer (better-sqlite3 binds Buffers; a bare view may not bind its own window). */
-function blob(u: Uint8Array): Buffer {
-  return Buffer.from(u.buffer, u.byteOffset, u.byteLength)
-}
-
 /** The file is not a PoL store of this version. */
 export class PolStoreError extends Error {
   override readonly name = 'PolStoreError'
@@ -169,7 +164,7 @@ export class PolStore {
   /** Queue a candidate (its submission CAR kept for the validators). Idempotent by CID. */
   add(c: Pick<CandidateRecord, 'cid' | 'miner' | 'expert' | 'base' | 'rules' | 'payload' | 'receivedAt'>, car: Uint8Array): void {
     this.#db.prepare(`INSERT OR IGNORE INTO candidates (cid, car, miner, expert, base, rules, payload, received_at, status)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`).run(c.cid, blob(car), c.miner, c.expert, c.base, c.rules, c.payload, c.receivedAt)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`).run(c.cid, car, c.miner, c.expert, c.base, c.rules, c.payload, c.receivedAt)
   }
 
   get(cid: string): CandidateRecord | undefined {
@@ -178,8 +173,7 @@ export class PolStore {
   }
 
   car(cid: string): Uint8Array | undefined {
-    const b = this.#db.prepare('SELECT car FROM candidates WHERE cid = ?').pluck().get(cid) as Buffer | undefined
-    return b === undefined ? undefined : new Uint8Array(b)
+    return this.#db.prepare('SELECT car FROM candidates WHERE cid = ?').pluck().get(cid) as Uint8Array | undefined
   }
 
   /** Pending candidates, oldest first. */

@@ -133,7 +133,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
       reject('E_STALE_BASE', 'supersedes', `${header.expert_name}'s current version is ${current === undefined ? 'none' : `v${current.expertVersion} ${current.cid}`}`)
     }
     const payload = header.payload.toString()
-    const copied = this.#acceptedWithPayload(header.payload) ?? this.polStore.byPayload(payload)
+    const copied = this.store.paramByPayload(header.payload) ?? this.polStore.byPayload(payload)
     if (copied !== undefined) {
       const by = 'miner' in copied ? copied.miner : toHex(copied.header.miner_pub)
       const verdict = 'miner' in copied && copied.status !== 'pending' ? ` (${copied.status}${copied.code === null ? '' : `: ${copied.code}`})` : ''
@@ -153,11 +153,6 @@ export class PolService implements CandidateGate<CandidateRecord> {
 
   trustOf(miner: string): TrustLevel {
     return trustLevel(this.polStore.outcomes(miner))
-  }
-
-  #acceptedWithPayload(payload: CID): AcceptedBlock | undefined {
-    for (const b of this.store.all()) if (b.header.chain_id === 'B' && b.header.payload.equals(payload)) return b
-    return undefined
   }
 
   candidate(cid: string): CandidateRecord | undefined {

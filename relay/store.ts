@@ -326,6 +326,7 @@ class SqliteChainStore implements ChainStore {
       pruneRejections: db.prepare<[number]>('DELETE FROM rejections WHERE id <= ?'),
       rejections: db.prepare<[number, number], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?'),
       rejectionOf: db.prepare<[string], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE cid = ? ORDER BY id DESC LIMIT 1'),
+      paramByPayload: db.prepare<[string], string>("SELECT cid FROM blocks WHERE chain = 'B' AND payload = ? ORDER BY seq LIMIT 1").pluck(),
       countRaw: db.prepare<[], number>('SELECT count(*) FROM raw').pluck(),
       rawAfter: db.prepare<[string, number], { cid: string; bytes: Uint8Array }>('SELECT cid, bytes FROM raw WHERE cid > ? ORDER BY cid LIMIT ?'),
       orphanRaw: db.prepare<[], string>('SELECT r.cid FROM raw r WHERE NOT EXISTS (SELECT 1 FROM owners o WHERE o.raw = r.cid) LIMIT 1').pluck(),
@@ -527,6 +528,11 @@ class SqliteChainStore implements ChainStore {
   rejectionOf(cid: CID): Rejection | undefined {
     const row = this.#s.rejectionOf.get(cid.toString())
     return row === undefined ? undefined : toRejection(row)
+  }
+
+  paramByPayload(payload: CID): AcceptedBlock | undefined {
+    const cid = this.#s.paramByPayload.get(payload.toString())
+    return cid === undefined ? undefined : this.#must(cid)
   }
 
   *all(): Iterable<AcceptedBlock> {

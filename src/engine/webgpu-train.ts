@@ -45,6 +45,7 @@ import type { Architecture } from '../chain/meta.ts'
 import { AdamW, type AdamWOptions } from '../model/adamw.ts'
 import { ropeTable, type ExpertRef } from '../model/forward.ts'
 import type { FloatModel, TrainOptions, TrainResult } from '../model/train.ts'
+import { sequenceDraw } from '../model/random.ts'
 import { checkTokens, expertOf } from '../model/train-forward.ts'
 import type { ExpertWeights } from '../model/weights.ts'
 import { dequantize, type TensorView } from '../tensor/tensorblock.ts'
@@ -76,6 +77,7 @@ import { trainedOffsets, type RouteParams, type TrainExperts } from '../gpu/kern
 import { ATTENTION_MAX_HEAD_DIM, tuningFor, type Tuning } from '../gpu/tuning.ts'
 import { gpuDType, hostMatrix, hostVector, type GpuDType, type GpuMatrix, type HostMatrix } from '../gpu/upload.ts'
 import { DeviceLostError, type BlockTensors } from './interface.ts'
+import type { LayerWeights } from './webgpu.ts' // a `layer<L>.router` block on the GPU, frozen here
 
 // ---------------------------------------------------------------------------------------------
 // Options and models
@@ -121,24 +123,6 @@ export interface BatchGradients {
 
 // ---------------------------------------------------------------------------------------------
 // Weights, activations, scratch
-
-/** A `layer<L>.router` block on the GPU (frozen). */
-interface LayerWeights {
-  readonly attentionNorm: GPUBuffer // (dim)
-  readonly wq: GpuMatrix // (n_heads * hd, dim)
-  readonly wk: GpuMatrix // (n_kv * hd, dim)
-  readonly wv: GpuMatrix // (n_kv * hd, dim)
-  readonly wo: GpuMatrix // (dim, n_heads * hd)
-  readonly bq: GPUBuffer | null // (n_heads * hd)
-  readonly bk: GPUBuffer | null // (n_kv * hd)
-  readonly bv: GPUBuffer | null // (n_kv * hd)
-  readonly qNorm: GPUBuffer | null // (n_heads * hd)
-  readonly kNorm: GPUBuffer | null // (n_kv * hd)
-  readonly ffnNorm: GPUBuffer // (dim)
-  readonly gate: GpuMatrix // (n_experts, dim)
-  readonly shared: { readonly w1: GpuMatrix; readonly w2: GpuMatrix; readonly w3: GpuMatrix } | null // (sh, dim), (dim, sh), (sh, dim)
-  readonly sharedGate: GpuMatrix | null // (1, dim)
-}
 
 /** What one layer's forward keeps for the backward. P = maxPositions, k = top_k. */
 interface LayerActivations {
@@ -628,19 +612,11 @@ export async function trainExpertWebGpu(device: GPUDevice, model: TrainModel, op
     ...(options.tuning === undefined ? {} : { tuning: options.tuning })
   })
   try {
-    const order = new Int32Array(sequences.length)
     const batch: ArrayLike<number>[] = new Array(batchSize)
     const losses = new Float64Array(steps)
-    const random = mulberry32(seed)
-    let next = order.length // position in `order`; a full pass reshuffles
+    const draw = sequenceDraw(sequences.length, seed) // trainExpert's batches, seed for seed
     for (let step = 0; step < steps; step++) {
-      for (let i = 0; i < batchSize; i++) {
-        if (next === order.length) {
-          shuffle(order, random)
-          next = 0
-        }
-        batch[i] = sequences[order[next++] as number] as ArrayLike<number>
-      }
+      for (let i = 0; i < batchSize; i++) batch[i] = sequences[draw()] as ArrayLike<number>
       const loss = await trainer.step(batch)
       losses[step] = loss
       onStep?.(step, loss)
@@ -904,27 +880,4 @@ function checkSequences(arch: Architecture, sequences: readonly ArrayLike<number
     longest = Math.max(longest, tokens.length)
   })
   return longest
-}
-
-/** order = a seeded Fisher-Yates permutation of 0..n-1 (train.ts's shuffle). */
-function shuffle(order: Int32Array, random: () => number): void {
-  for (let i = 0; i < order.length; i++) order[i] = i
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const t = order[i] as number
-    order[i] = order[j] as number
-    order[j] = t
-  }
-}
-
-/** mulberry32, uniform in [0, 1) (train.ts's). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }

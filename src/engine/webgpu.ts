@@ -65,8 +65,8 @@ export interface WebGpuBackendOptions {
 // ---------------------------------------------------------------------------------------------
 // Weights, activations, bound kernels
 
-/** A `layer<L>.router` block on the GPU. */
-interface LayerWeights {
+/** A `layer<L>.router` block on the GPU (also what the WebGPU trainer keeps frozen). */
+export interface LayerWeights {
   readonly attentionNorm: GPUBuffer // (dim)
   readonly wq: GpuMatrix // (n_heads * hd, dim)
   readonly wk: GpuMatrix // (n_kv * hd, dim)

@@ -36,6 +36,7 @@
  * @module
  */
 import { aint } from '../assert.ts'
+import { mulberry32 } from './random.ts'
 
 /** A dense SwiGLU FFN, [out, in] row-major like llama2.c. */
 export interface DenseFfn {
@@ -206,16 +207,4 @@ export function clusterUnits(w1: Float32Array, hidden: number, dim: number, n: n
     }
   }
   return assign
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }

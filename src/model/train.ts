@@ -29,6 +29,7 @@ import { aint } from '../assert.ts'
 import { EMBEDDING_NAME, expertName, routerName } from '../chain/header.ts'
 import type { Architecture } from '../chain/meta.ts'
 import { AdamW, type AdamWOptions } from './adamw.ts'
+import { sequenceDraw } from './random.ts'
 import { BackwardState, Gradients, backward } from './backward.ts'
 import type { ExpertRef, ReferenceWeights } from './forward.ts'
 import { TrainState, checkTokens, trainForward } from './train-forward.ts'
@@ -154,22 +155,16 @@ export async function trainExpert(model: FloatModel, options: TrainOptions): Pro
   const opt = new AdamW([trained.w1, trained.w2, trained.w3], { ...options.adamw, lr: options.learningRate ?? 1e-3 })
   const s = new TrainState(arch, longest - 1, 'f32')
   const b = new BackwardState(arch, longest - 1)
-  const order = new Int32Array(sequences.length)
   const batch = new Int32Array(batchSize)
   const losses = new Float64Array(steps)
-  const random = mulberry32(seed)
-  let next = order.length // position in `order`; a full pass reshuffles
+  const draw = sequenceDraw(sequences.length, seed)
   let lastYield = performance.now()
 
   for (let step = 0; step < steps; step++) {
     // the batch: the next sequences of the shuffled order
     let positions = 0
     for (let i = 0; i < batchSize; i++) {
-      if (next === order.length) {
-        shuffle(order, random)
-        next = 0
-      }
-      const at = order[next++] as number
+      const at = draw()
       batch[i] = at
       positions += (sequences[at] as ArrayLike<number>).length - 1
     }
@@ -214,27 +209,4 @@ async function breathe(last: number, signal: AbortSignal | undefined): Promise<n
   await new Promise((resolve) => setTimeout(resolve, 0))
   signal?.throwIfAborted()
   return performance.now()
-}
-
-/** order = a seeded Fisher-Yates permutation of 0..n-1. */
-function shuffle(order: Int32Array, random: () => number): void {
-  for (let i = 0; i < order.length; i++) order[i] = i
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const t = order[i] as number
-    order[i] = order[j] as number
-    order[j] = t
-  }
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1) (as moefy.ts's). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }

@@ -15,27 +15,7 @@ import { evaluateLoss, trainExpert, type FloatModel } from '../../src/model/trai
 import { TrainState, trainForward } from '../../src/model/train-forward.ts'
 import type { ExpertWeights, LayerWeights } from '../../src/model/weights.ts'
 import { createRandom } from '../fixtures/random.ts'
-const BASE: Architecture = Object.freeze({
-  family: 'llama_moe',
-  dim: 8,
-  n_layers: 2,
-  n_heads: 2,
-  n_kv_heads: 2,
-  head_dim: 4,
-  vocab_size: 16,
-  max_seq_len: 16,
-  expert_hidden_dim: 6,
-  n_experts: 3,
-  top_k: 2,
-  router_weighting: 'softmax',
-  shared_expert_hidden_dim: 0,
-  shared_expert_gate: false,
-  qk_norm: false,
-  attention_bias: false,
-  tie_embeddings: true,
-  norm_eps: 1e-5,
-  rope_theta: 10000
-})
+import { TRAIN_BASE_ARCH as BASE } from '../fixtures/train-arch.ts'
 
 /** Tiny configurations that together cover every variant the forward pass knows. */
 export const TRAIN_VARIANTS: readonly { readonly name: string; readonly arch: Architecture }[] = Object.freeze(
