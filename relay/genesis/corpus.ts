@@ -67,11 +67,14 @@ export function isValidation(seed: number, text: string, fraction: number): bool
   return ((d[0] as number) * 2 ** 24 + (d[1] as number) * 2 ** 16 + (d[2] as number) * 2 ** 8 + (d[3] as number)) / 2 ** 32 < fraction
 }
 
-export async function sampleCorpus(o: CorpusOptions): Promise<Corpus> {
-  const arch = o.architecture
-  const table = ropeTable(arch)
-  const s = new RunState(arch)
-  const maxTokens = o.maxTokens ?? arch.max_seq_len - 1
+/** Story `index`'s token ids: sampled from BOS with sampler seed o.seed + index (the same in any process). */
+export function storyIds(o: CorpusOptions, index: number, s: RunState, table: ReturnType<typeof ropeTable>): number[] {
+  const sampler = new Sampler(o.architecture.vocab_size, { temperature: o.temperature ?? 1, topP: o.topP ?? 0.95, seed: o.seed + index })
+  return sampleStory(o.architecture, o.weights, s, table, o.tokenizer, sampler, o.maxTokens ?? o.architecture.max_seq_len - 1)
+}
+
+/** The corpus from every story's ids, in story order: drops duplicates and short stories, assigns pools. */
+export function assembleCorpus(o: CorpusOptions, stories: readonly (readonly number[])[]): Corpus {
   const minTokens = o.minTokens ?? 16
   const fraction = o.validationFraction ?? 0.1
   const seen = new Set<string>()
@@ -79,26 +82,38 @@ export async function sampleCorpus(o: CorpusOptions): Promise<Corpus> {
   const validation: string[] = []
   let tokens = 0
   let dropped = 0
-  let lastYield = performance.now()
-  for (let i = 0; i < o.stories; i++) {
-    o.signal?.throwIfAborted()
-    const sampler = new Sampler(arch.vocab_size, { temperature: o.temperature ?? 1, topP: o.topP ?? 0.95, seed: o.seed + i })
-    const ids = sampleStory(arch, o.weights, s, table, o.tokenizer, sampler, maxTokens)
+  for (const ids of stories) {
     tokens += ids.length
-    const text = o.tokenizer.decode(ids).trim()
+    const text = o.tokenizer.decode([...ids]).trim()
     if (ids.length < minTokens || seen.has(text)) {
       dropped++
     } else {
       seen.add(text)
       ;(isValidation(o.seed, text, fraction) ? validation : train).push(text)
     }
+  }
+  return { train, validation, tokens, dropped }
+}
+
+/** sampleCorpus on this thread: storyIds for 0..stories-1, then assembleCorpus. */
+export async function sampleCorpus(o: CorpusOptions): Promise<Corpus> {
+  const table = ropeTable(o.architecture)
+  const s = new RunState(o.architecture)
+  const stories: number[][] = []
+  let tokens = 0
+  let lastYield = performance.now()
+  for (let i = 0; i < o.stories; i++) {
+    o.signal?.throwIfAborted()
+    const ids = storyIds(o, i, s, table)
+    stories.push(ids)
+    tokens += ids.length
     o.onProgress?.(i + 1, o.stories, tokens)
     if (performance.now() - lastYield > 50) {
       await new Promise((r) => setTimeout(r, 0)) // let progress and aborts through
       lastYield = performance.now()
     }
   }
-  return { train, validation, tokens, dropped }
+  return assembleCorpus(o, stories)
 }
 
 /** A pool as a chain D dataset text: stories separated by a blank line (src/pol/sequences.ts reads it back). */

@@ -74,14 +74,15 @@ export class AdamW {
     return this.#t
   }
 
-  /** One update of every parameter from its gradient (grads[i] has params[i]'s length). */
-  step(grads: readonly Float32Array[]): void {
+  /** One update of every parameter from its gradient (grads[i] has params[i]'s length), at rate `lr` (a schedule's value; default the constructor's). */
+  step(grads: readonly Float32Array[], lr: number = this.lr): void {
+    anumberIn(lr, 'lr', 0, Infinity, true, false)
     if (grads.length !== this.#params.length) throw new RangeError(`grads: expected ${this.#params.length} arrays, got ${grads.length}`)
     grads.forEach((g, i) => {
       if (!(g instanceof Float32Array) || g.length !== (this.#params[i] as Float32Array).length) throw new RangeError(`grads[${i}]: expected Float32Array of ${(this.#params[i] as Float32Array).length}`)
     })
     const t = ++this.#t
-    const { lr, beta1: b1, beta2: b2, eps } = this
+    const { beta1: b1, beta2: b2, eps } = this
     const decay = 1 - lr * this.weightDecay
     const c1 = 1 - Math.pow(b1, t)
     const c2 = 1 - Math.pow(b2, t)

@@ -16,6 +16,11 @@
  * experts: dr_e = p_e (dw_e - Σ_j p_j dw_j), dw_e = 0 for unselected experts; softmax over the
  * selected: the same over the selected only; unit: none) and through the selected experts.
  *
+ * Extra loss terms (LossTerms; genesis training uses both): distillation mixes the next-token
+ * cross-entropy with the cross-entropy against a teacher's distribution at each position, and
+ * router balance adds the Switch Transformer's load-balancing loss of every layer. Without them
+ * the loss, and every bit of every gradient, is the plain next-token cross-entropy's.
+ *
  * Target mode (Proof-of-Learning mining trains one expert, everything else frozen): with a
  * Gradients built for (layer, expert), no parameter gradient other than that expert's is
  * computed, activation gradients are propagated only down to that layer's MoE output, and nothing
@@ -38,6 +43,87 @@ import { checkTokens, expertOf, type LayerActivations, type Store, type TrainSta
 import type { EmbeddingWeights, ExpertWeights, LayerWeights } from './weights.ts'
 
 // ---------------------------------------------------------------------------------------------
+// Loss terms
+
+/**
+ * Terms added to a sequence's loss. Per position p, with student logits l_p and next token y:
+ *   (1 − λ) · CE(onehot(y), l_p) + λ · CE(teacher_p, l_p)          (λ = teacher.weight, 0 without teacher)
+ * and per layer, over the sequence's n positions (f_e: share of the n·top_k routing slots that went
+ * to expert e; P_e: mean over positions of softmax(router logits)_e over all experts):
+ *   balance · n · E · Σ_e f_e P_e                                   (1 · balance · n when perfectly even)
+ * f is piecewise constant (which experts were chosen), so the balance gradient flows through P only.
+ */
+export interface LossTerms {
+  /** Distillation: rows p = 0..n-1 of (n, vocab) hold the teacher's next-token distribution at position p. */
+  readonly teacher?: { readonly probs: Float32Array | Float64Array; readonly weight: number }
+  /** Load-balancing weight (Switch Transformer's α; 0.01 is customary). @default 0 */
+  readonly balance?: number
+}
+
+function checkTerms(arch: Architecture, terms: LossTerms, n: number): { lambda: number; probs: Float32Array | Float64Array | null; balance: number } {
+  const lambda = terms.teacher?.weight ?? 0
+  const probs = terms.teacher?.probs ?? null
+  const balance = terms.balance ?? 0
+  if (!(lambda >= 0 && lambda <= 1)) throw new RangeError(`terms.teacher.weight: expected a number in [0, 1], got ${lambda}`)
+  if (probs !== null && probs.length < n * arch.vocab_size) throw new RangeError(`terms.teacher.probs: expected at least ${n} x ${arch.vocab_size} values, got ${probs.length}`)
+  if (!(balance >= 0 && Number.isFinite(balance))) throw new RangeError(`terms.balance: expected a finite number >= 0, got ${balance}`)
+  return { lambda, probs, balance }
+}
+
+/**
+ * The sum over positions of the loss LossTerms define, for the last trainForward on `s` (float64).
+ * With no terms it is s.lossSum. backward(..., scale, terms) is the gradient of scale × this.
+ */
+export function objective(arch: Architecture, s: TrainState, terms: LossTerms = {}): number {
+  const n = s.positions
+  const { lambda, probs, balance } = checkTerms(arch, terms, n)
+  const vocab = arch.vocab_size
+  let sum = 0
+  for (let p = 0; p < n; p++) {
+    let ce = s.losses[p] as number
+    if (probs !== null && lambda > 0) {
+      const o = p * vocab
+      let max = -Infinity
+      for (let i = 0; i < vocab; i++) max = Math.max(max, s.logits[o + i] as number)
+      let z = 0
+      for (let i = 0; i < vocab; i++) z += Math.exp((s.logits[o + i] as number) - max)
+      const logZ = Math.log(z) + max
+      let soft = 0
+      for (let i = 0; i < vocab; i++) soft += (probs[o + i] as number) * (logZ - (s.logits[o + i] as number))
+      ce = (1 - lambda) * ce + lambda * soft
+    }
+    sum += ce
+  }
+  if (balance > 0) {
+    const E = arch.n_experts
+    const f = new Float64Array(E)
+    const P = new Float64Array(E)
+    for (const A of s.layers) {
+      routerShares(A, n, E, arch.top_k, f, P)
+      let dot = 0
+      for (let e = 0; e < E; e++) dot += (f[e] as number) * (P[e] as number)
+      sum += balance * n * E * dot
+    }
+  }
+  return sum
+}
+
+/** f (E) = share of the n·k routing slots each expert got; P (E) = mean over positions of softmax(router logits). */
+function routerShares(A: LayerActivations, n: number, E: number, k: number, f: Float64Array, P: Float64Array): void {
+  f.fill(0)
+  P.fill(0)
+  for (let slot = 0; slot < n * k; slot++) f[A.selected[slot] as number] = (f[A.selected[slot] as number] as number) + 1 / (n * k)
+  for (let p = 0; p < n; p++) {
+    const ro = p * E
+    let max = -Infinity
+    for (let e = 0; e < E; e++) max = Math.max(max, A.routerLogits[ro + e] as number)
+    let z = 0
+    for (let e = 0; e < E; e++) z += Math.exp((A.routerLogits[ro + e] as number) - max)
+    for (let e = 0; e < E; e++) P[e] = (P[e] as number) + Math.exp((A.routerLogits[ro + e] as number) - max) / z / n
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Gradients and scratch
 
 /** Parameter gradients, float32, in the weights' own structs and shapes. */
@@ -52,7 +138,12 @@ export class Gradients {
   readonly experts: readonly (readonly (ExpertWeights | null)[])[]
   readonly #all: readonly Float32Array[]
 
-  constructor(arch: Architecture, target: ExpertRef | null = null) {
+  /**
+   * `alloc` makes each tensor, always in the same order (default: a new Float32Array). A
+   * full Gradients has the shape of a whole parameter set, so the same layout over shared memory
+   * also holds weights (genesis training shares them with its worker threads).
+   */
+  constructor(arch: Architecture, target: ExpertRef | null = null, alloc: (length: number) => Float32Array = (n) => new Float32Array(n)) {
     if (target !== null) {
       const { layer, expert } = target
       if (!Number.isSafeInteger(layer) || layer < 0 || layer >= arch.n_layers) throw new RangeError(`target.layer: expected integer in [0, ${arch.n_layers - 1}], got ${layer}`)
@@ -61,7 +152,7 @@ export class Gradients {
     const { dim, head_dim: hd, vocab_size: vocab } = arch
     const qDim = arch.n_heads * hd
     const kvDim = arch.n_kv_heads * hd
-    const f = (n: number): Float32Array => new Float32Array(n)
+    const f = alloc
     const ffn = (hidden: number): ExpertWeights => ({ w1: f(hidden * dim), w2: f(dim * hidden), w3: f(hidden * dim) })
     const full = target === null
     this.target = target === null ? null : Object.freeze({ layer: target.layer, expert: target.expert })
@@ -128,6 +219,8 @@ export class BackwardState {
   readonly rows: Int32Array // (T) activation rows routed to the expert being back-propagated
   readonly rowPos: Int32Array // (T) the position of each of them
   readonly unitWeights: Float64Array // (T) all ones: the weight of an ungated shared expert's rows
+  readonly share: Float64Array // (n_experts) f: share of routing slots per expert (balance term)
+  readonly prob: Float64Array // (n_experts) P: mean router probability per expert (balance term)
 
   constructor(arch: Architecture, maxPositions: number = arch.max_seq_len) {
     if (!Number.isSafeInteger(maxPositions) || maxPositions < 1 || maxPositions > arch.max_seq_len) {
@@ -155,6 +248,8 @@ export class BackwardState {
     this.rows = new Int32Array(T)
     this.rowPos = new Int32Array(T)
     this.unitWeights = new Float64Array(T).fill(1)
+    this.share = new Float64Array(arch.n_experts)
+    this.prob = new Float64Array(arch.n_experts)
   }
 }
 
@@ -343,13 +438,14 @@ function routedRows(b: BackwardState, A: LayerActivations, expert: number, n: nu
  * Add to `g` the gradient of `scale` × (sum over positions of the cross-entropy) for the sequence
  * the last trainForward(arch, w, s, tokens) ran on. scale = 1 / (tokens.length - 1) gives the
  * gradient of that forward's mean loss; 1 / (positions in the batch) of a batch's mean loss.
- * `g` accumulates: zero it between steps.
+ * `g` accumulates: zero it between steps. With `terms`, the gradient of scale × objective(arch, s, terms).
  */
-export function backward(arch: Architecture, w: ReferenceWeights, s: TrainState, b: BackwardState, tokens: ArrayLike<number>, g: Gradients, scale: number): void {
+export function backward(arch: Architecture, w: ReferenceWeights, s: TrainState, b: BackwardState, tokens: ArrayLike<number>, g: Gradients, scale: number, terms: LossTerms = {}): void {
   checkTokens(arch, tokens, Math.min(s.maxPositions, b.maxPositions))
   const n = tokens.length - 1
   if (n !== s.positions) throw new RangeError(`tokens: ${n} positions, but the last trainForward ran ${s.positions}`)
   if (!Number.isFinite(scale)) throw new RangeError(`scale: expected a finite number, got ${scale}`)
+  const { lambda, probs, balance } = checkTerms(arch, terms, n)
   const { dim, head_dim: hd, n_heads: heads, n_kv_heads: kvHeads, n_experts: experts, top_k: k, vocab_size: vocab } = arch
   const qDim = heads * hd
   const kvDim = kvHeads * hd
@@ -370,7 +466,13 @@ export function backward(arch: Architecture, w: ReferenceWeights, s: TrainState,
     for (let i = 0; i < vocab; i++) sum += Math.exp((s.logits[o + i] as number) - max)
     for (let i = 0; i < vocab; i++) dLogits[o + i] = (scale * Math.exp((s.logits[o + i] as number) - max)) / sum
     const target = o + (tokens[p + 1] as number)
-    dLogits[target] = (dLogits[target] as number) - scale
+    if (probs !== null && lambda > 0) {
+      // target distribution (1 − λ) onehot + λ teacher
+      for (let i = 0; i < vocab; i++) dLogits[o + i] = (dLogits[o + i] as number) - scale * lambda * (probs[o + i] as number)
+      dLogits[target] = (dLogits[target] as number) - scale * (1 - lambda)
+    } else {
+      dLogits[target] = (dLogits[target] as number) - scale
+    }
   }
 
   // classifier (tied: into tok_embeddings) and final norm
@@ -401,6 +503,8 @@ export function backward(arch: Architecture, w: ReferenceWeights, s: TrainState,
       if (count > 0) swigluBackward(b, count, A.routeWeights, A.h1, A.h3, A.g, A.xf, expertOf(w, l, e), GX[e] ?? null, hidden, dim, true)
     }
     // router: routing weight gradients dw = dX · expert output, then the logits per router_weighting
+    const routerGrad = arch.router_weighting !== 'unit' || balance > 0
+    if (arch.router_weighting === 'unit' && balance > 0) b.dR.fill(0, 0, n * experts)
     if (arch.router_weighting !== 'unit') {
       for (let p = 0; p < n; p++) {
         for (let j = 0; j < k; j++) {
@@ -432,6 +536,25 @@ export function backward(arch: Architecture, w: ReferenceWeights, s: TrainState,
           }
         }
       }
+    }
+    if (balance > 0) {
+      // d(balance · n · E · Σ_e f_e P_e)/d r_pc = balance · E · p_c (f_c − Σ_e f_e p_e), f held fixed
+      routerShares(A, n, experts, k, b.share, b.prob)
+      for (let p = 0; p < n; p++) {
+        const ro = p * experts
+        let max = -Infinity
+        for (let e = 0; e < experts; e++) max = Math.max(max, A.routerLogits[ro + e] as number)
+        let z = 0
+        for (let e = 0; e < experts; e++) z += Math.exp((A.routerLogits[ro + e] as number) - max)
+        let dot = 0
+        for (let e = 0; e < experts; e++) dot += (b.share[e] as number) * (Math.exp((A.routerLogits[ro + e] as number) - max) / z)
+        for (let c = 0; c < experts; c++) {
+          const pc = Math.exp((A.routerLogits[ro + c] as number) - max) / z
+          b.dR[ro + c] = (b.dR[ro + c] as number) + scale * balance * experts * pc * ((b.share[c] as number) - dot)
+        }
+      }
+    }
+    if (routerGrad) {
       if (G !== null) accumulateOuter(G.gate, b.dR, A.xf, n, experts, dim, acc)
       addMatmulT(dF, b.dR, L.gate, n, experts, dim, acc)
     }

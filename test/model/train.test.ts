@@ -9,7 +9,7 @@ import { describe, test } from 'node:test'
 import type { Architecture } from '../../src/chain/meta.ts'
 import { crossEntropy } from '../../src/engine/engine.ts'
 import { AdamW } from '../../src/model/adamw.ts'
-import { BackwardState, Gradients, backward } from '../../src/model/backward.ts'
+import { BackwardState, Gradients, backward, objective, type LossTerms } from '../../src/model/backward.ts'
 import { RunState, forward, ropeTable, type ReferenceWeights } from '../../src/model/forward.ts'
 import { evaluateLoss, trainExpert, type FloatModel } from '../../src/model/train.ts'
 import { TrainState, trainForward } from '../../src/model/train-forward.ts'
@@ -206,6 +206,84 @@ describe('backward: gradients of every parameter against central finite differen
       assert.ok(nonzero >= checked * 0.8, `only ${nonzero} of ${checked} checked gradients are nonzero: the check is too weak`)
     })
   }
+})
+
+describe('backward with distillation and router balance terms: gradients against finite differences of objective()', () => {
+  for (const [v, { name, arch }] of TRAIN_VARIANTS.entries()) {
+    test(name, (t) => {
+      const w = randomWeights(arch, 400 + v)
+      const tokens = randomTokens(arch, SEQ, 500 + v)
+      const n = SEQ - 1
+      // a teacher distribution per position: random logits through a softmax
+      const rnd = createRandom(600 + v)
+      const probs = new Float64Array(n * arch.vocab_size)
+      for (let p = 0; p < n; p++) {
+        let z = 0
+        for (let i = 0; i < arch.vocab_size; i++) z += probs[p * arch.vocab_size + i] = Math.exp(3 * rnd.float(1))
+        for (let i = 0; i < arch.vocab_size; i++) probs[p * arch.vocab_size + i] = (probs[p * arch.vocab_size + i] as number) / z
+      }
+      const terms: LossTerms = { teacher: { probs, weight: 0.7 }, balance: 0.3 }
+      const s = new TrainState(arch, n, 'f64')
+      const b = new BackwardState(arch, n)
+      const g = new Gradients(arch)
+      trainForward(arch, w, s, tokens)
+      const loss0 = objective(arch, s, terms) / n
+      assert.ok(loss0 !== s.lossSum / n, 'the terms change the loss')
+      const routes = selections(arch, s)
+      backward(arch, w, s, b, tokens, g, 1 / n, terms)
+      let checked = 0
+      let flips = 0
+      let worst = 0
+      const tensors = namedParameters(arch, w, g)
+      for (const { name: tensor, weight, grad } of tensors) {
+        if (!/gate$|tok_embeddings|output|wq|layer0\.expert0\.w1/.test(tensor)) continue // the router, the ends of the net, one expert
+        for (let c = 0; c < 4; c++) {
+          const i = tensor === 'tok_embeddings' ? (tokens[rnd.int(n)] as number) * arch.dim + rnd.int(arch.dim) : rnd.int(weight.length)
+          const w0 = weight[i] as number
+          weight[i] = w0 + FD_STEP
+          const a = (weight[i] as number) - w0
+          trainForward(arch, w, s, tokens)
+          const up = objective(arch, s, terms) / n
+          const upRoutes = selections(arch, s)
+          weight[i] = w0 - FD_STEP
+          const bb = w0 - (weight[i] as number)
+          trainForward(arch, w, s, tokens)
+          const down = objective(arch, s, terms) / n
+          const downRoutes = selections(arch, s)
+          weight[i] = w0
+          if (upRoutes !== routes || downRoutes !== routes) {
+            flips++
+            continue
+          }
+          const fd = (bb * bb * (up - loss0) + a * a * (loss0 - down)) / (a * bb * (a + bb))
+          const an = grad[i] as number
+          const err = Math.abs(fd - an)
+          worst = Math.max(worst, err / Math.max(Math.abs(fd), Math.abs(an), 1e-4))
+          checked++
+          assert.ok(err <= FD_RELATIVE * Math.max(Math.abs(fd), Math.abs(an)) + FD_FLOOR, `${tensor}[${i}]: analytic ${an}, finite difference ${fd}`)
+        }
+      }
+      t.diagnostic(`${checked} coordinates, worst relative error ${worst.toExponential(2)}, ${flips} top-k flips skipped`)
+      assert.ok(checked >= 20 && flips <= checked / 10)
+    })
+  }
+
+  test('no terms: the objective is the cross-entropy and the gradient is bit-identical to the plain one; bad terms are refused', () => {
+    const { arch } = TRAIN_VARIANTS[0] as { arch: Architecture }
+    const w = randomWeights(arch, 7)
+    const tokens = randomTokens(arch, SEQ, 8)
+    const s = new TrainState(arch, SEQ - 1)
+    const b = new BackwardState(arch, SEQ - 1)
+    trainForward(arch, w, s, tokens)
+    assert.equal(objective(arch, s), s.lossSum)
+    const plain = new Gradients(arch)
+    const zero = new Gradients(arch)
+    backward(arch, w, s, b, tokens, plain, 0.1)
+    backward(arch, w, s, b, tokens, zero, 0.1, { balance: 0, teacher: { probs: new Float32Array((SEQ - 1) * arch.vocab_size), weight: 0 } })
+    plain.tensors().forEach((t, i) => assert.ok(bitsEqual(t, zero.tensors()[i] as Float32Array)))
+    assert.throws(() => backward(arch, w, s, b, tokens, plain, 1, { balance: -1 }), (e: unknown) => e instanceof RangeError && /^terms\.balance/.test(e.message))
+    assert.throws(() => objective(arch, s, { teacher: { probs: new Float32Array(3), weight: 0.5 } }), (e: unknown) => e instanceof RangeError && /^terms\.teacher\.probs/.test(e.message))
+  })
 })
 
 describe('backward: target-expert mode', () => {

@@ -1,0 +1,147 @@
+/**
+ * `npm run genesis`: the whole pipeline, seeded throughout (config.ts holds the recipe).
+ *
+ *   1. teacher: a llama2.c checkpoint (default ../shared/data/stories260K.bin) and its tokenizer;
+ *   2. corpus: stories sampled from the teacher, split into training and validation pools (corpus.ts),
+ *      on worker threads (story i is the same whichever thread samples it);
+ *   3. student: a MoE trained from scratch by distillation (student.ts);
+ *   4. evaluation and the genesis directory (genesis.ts).
+ *
+ * Steps 2 and 3 are cached under `cacheDir`, keyed by a hash of everything they depend on (teacher
+ * bytes, recipe), so a rerun after a crash or a change to a later step does not redo hours of work.
+ *
+ * @module
+ */
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { importLlama2c } from '../../src/model/llama2c.ts'
+import { createTokenizer, type Tokenizer } from '../../src/model/tokenizer.ts'
+import { floatModel, type FloatModel } from '../../src/model/train.ts'
+import { llama2cTokenizer } from '../../src/model/tokenizer-llama2c.ts'
+import type { ImportedTokenizer } from '../../src/model/imported.ts'
+import type { GenesisRecipe } from './config.ts'
+import { assembleCorpus, type Corpus, type CorpusOptions } from './corpus.ts'
+import type { CorpusShardData } from './corpus-shard.ts'
+import { copyWeights, parameterSet, trainStudent, weightsOf, type StepRecord } from './student.ts'
+import { startTsWorker } from './worker.ts'
+
+export type Stage = 'teacher' | 'corpus' | 'student' | 'evaluation' | 'write'
+
+export interface ProgressEvent {
+  readonly stage: Stage
+  readonly done: number
+  readonly total: number
+  /** What the numbers count, and anything worth showing (losses, speed). */
+  readonly detail: string
+}
+
+export interface Teacher {
+  readonly file: string
+  readonly sha256: string
+  readonly model: FloatModel
+  /** The teacher's parameters in parameterSet layout (what workers get). */
+  readonly flat: Float32Array
+  readonly tokenizer: Tokenizer
+  readonly tokenizerFile: ImportedTokenizer
+}
+
+export function loadTeacher(file: string, tokenizerFile: string): Teacher {
+  const bytes = readFileSync(file)
+  const imported = importLlama2c(bytes, { file, experts: 1 })
+  const blocks = new Map([...imported.blocks].map(([name, tensors]) => [name, new Map(tensors.map((t) => [t.name, t.values]))]))
+  const model = floatModel(imported.architecture, blocks)
+  const flat = new Float32Array(parameterSet(model.architecture, null).length)
+  copyWeights(model, parameterSet(model.architecture, flat.buffer).params)
+  const tok = llama2cTokenizer(readFileSync(tokenizerFile), model.architecture.vocab_size, tokenizerFile)
+  const tokenizer = createTokenizer('llama2c', tok.bytes, model.architecture.vocab_size, tok.bos_id, tok.eos_id, tokenizerFile)
+  return { file, sha256: sha256Hex(bytes), model, flat, tokenizer, tokenizerFile: tok }
+}
+
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+/** Step 2: the corpus, sampled on `threads` workers (cached). */
+export async function corpusStage(teacher: Teacher, recipe: GenesisRecipe, threads: number, cacheDir: string, onProgress: (e: ProgressEvent) => void): Promise<{ corpus: Corpus; key: string }> {
+  const key = sha256Hex(JSON.stringify({ teacher: teacher.sha256, tokenizer: sha256Hex(teacher.tokenizerFile.bytes), corpus: recipe.corpus }))
+  const file = join(cacheDir, `corpus-${key.slice(0, 16)}.json`)
+  const options: CorpusOptions = { ...recipe.corpus, architecture: teacher.model.architecture, weights: teacher.model.weights, tokenizer: teacher.tokenizer }
+  if (existsSync(file)) {
+    const corpus = JSON.parse(readFileSync(file, 'utf8')) as Corpus
+    onProgress({ stage: 'corpus', done: recipe.corpus.stories, total: recipe.corpus.stories, detail: `from cache ${file}` })
+    return { corpus, key }
+  }
+  const n = recipe.corpus.stories
+  const stories: (number[] | undefined)[] = new Array(n)
+  let done = 0
+  let tokens = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(threads, n)) }, (_, w) => new Promise<void>((resolve, reject) => {
+    const indices = Array.from({ length: n }, (_, i) => i).filter((i) => i % threads === w)
+    const data: CorpusShardData = {
+      architecture: teacher.model.architecture, teacher: teacher.flat, tokenizer: teacher.tokenizerFile.bytes,
+      bos: teacher.tokenizer.bos, eos: teacher.tokenizer.eos, recipe: recipe.corpus, indices
+    }
+    const worker = startTsWorker(new URL('./corpus-shard.ts', import.meta.url), data)
+    let left = indices.length
+    if (left === 0) return void worker.terminate().then(() => resolve())
+    worker.on('message', (m: { index: number; ids: number[] }) => {
+      stories[m.index] = m.ids
+      done++
+      tokens += m.ids.length
+      const rate = tokens / ((performance.now() - started) / 1000)
+      onProgress({ stage: 'corpus', done, total: n, detail: `stories, ${tokens} tokens, ${rate.toFixed(0)} tokens/s` })
+      if (--left === 0) void worker.terminate().then(() => resolve())
+    })
+    worker.on('error', reject)
+  })))
+  const corpus = assembleCorpus(options, stories as number[][])
+  writeAtomic(file, JSON.stringify(corpus))
+  return { corpus, key }
+}
+
+/** Training sequences from a pool: BOS, then the story's tokens, cut at the student's context. */
+export function poolSequences(tokenizer: Tokenizer, stories: readonly string[], maxSeqLen: number): Int32Array[] {
+  return stories.map((s) => Int32Array.from([tokenizer.bos, ...tokenizer.encode(s)].slice(0, maxSeqLen + 1))).filter((s) => s.length >= 2)
+}
+
+export interface StudentStage {
+  readonly model: FloatModel
+  readonly history: readonly StepRecord[]
+  readonly key: string
+  readonly seconds: number
+}
+
+/** Step 3: the student (cached). */
+export async function studentStage(teacher: Teacher, recipe: GenesisRecipe, corpus: { corpus: Corpus; key: string }, cacheDir: string, onProgress: (e: ProgressEvent) => void): Promise<StudentStage> {
+  const c = recipe.student
+  const key = sha256Hex(JSON.stringify({ corpus: corpus.key, student: c }))
+  const file = join(cacheDir, `student-${key.slice(0, 16)}`)
+  const arch = c.architecture
+  if (existsSync(`${file}.json`)) {
+    const saved = JSON.parse(readFileSync(`${file}.json`, 'utf8')) as { history: StepRecord[]; seconds: number }
+    const raw = readFileSync(`${file}.bin`)
+    const flat = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+    onProgress({ stage: 'student', done: c.steps, total: c.steps, detail: `from cache ${file}.bin` })
+    return { model: { architecture: arch, weights: weightsOf(parameterSet(arch, flat.buffer).params) }, history: saved.history, key, seconds: saved.seconds }
+  }
+  const sequences = poolSequences(teacher.tokenizer, corpus.corpus.train, arch.max_seq_len)
+  const started = performance.now()
+  const result = await trainStudent({
+    config: c, teacher: teacher.model, sequences,
+    onStep: (r, rate) => onProgress({ stage: 'student', done: r.step + 1, total: c.steps, detail: `steps, loss ${r.ce.toFixed(3)} (objective ${r.objective.toFixed(3)}), lr ${r.learningRate.toExponential(1)}, ${rate.toFixed(0)} tokens/s` })
+  })
+  const seconds = (performance.now() - started) / 1000
+  const flat = new Float32Array(parameterSet(arch, null).length)
+  copyWeights(result.model, parameterSet(arch, flat.buffer).params)
+  writeAtomic(`${file}.bin`, new Uint8Array(flat.buffer))
+  writeAtomic(`${file}.json`, JSON.stringify({ history: result.history, seconds }))
+  return { model: result.model, history: result.history, key, seconds }
+}
+
+function writeAtomic(file: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(file), { recursive: true })
+  writeFileSync(`${file}.tmp`, data)
+  renameSync(`${file}.tmp`, file)
+}
