@@ -2,6 +2,7 @@
  * `blyan`: the full node's command line.
  *
  *   blyan init --data DIR --model FILE [--tokenizer FILE] [--experts N] [--top-k K] [--dtype int8|f32]
+ *   blyan init --data DIR --genesis DIR [--validators N] [--difficulty D]
  *              [--dataset NAME=FILE ...] [--license SPDX] [--validators K] [--difficulty BITS]
  *   blyan start --data DIR [--port P] [--host H] [--site DIR]
  *   blyan verify --data DIR
@@ -23,6 +24,7 @@ import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
 import { exportCar, importCar, verifyStore } from './archive.ts'
 import { KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
+import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
 import { StoreDamagedError, type ChainStore } from './interface.ts'
 import { FullNode } from './node.ts'
@@ -42,9 +44,11 @@ export class UsageError extends Error {
 }
 
 const USAGE: Record<string, string> = {
-  init: `blyan init --data DIR --model FILE [options]
+  init: `blyan init --data DIR (--model FILE | --genesis DIR) [options]
   Create a devnet in DIR: validator keys, the genesis (architecture, tokenizer, PoW/PoL/reward
   parameters, validator set), the model's parameter blocks and dataset blocks.
+    --genesis DIR         a genesis directory (npm run genesis; the project's own is genesis/): its
+                          model, tokenizer, datasets and training record, stored byte for byte
     --model FILE          llama2.c checkpoint (.bin) or a Hugging Face MoE directory (config.json + *.safetensors)
     --tokenizer FILE      llama2.c tokenizer (tok*.bin); HF directories bring tokenizer.json
     --experts N           experts per layer when splitting a dense llama2.c FFN (default 4)
@@ -173,12 +177,13 @@ function progressLine(label: string): (done: number, total: number, what?: strin
 
 async function init(args: string[]): Promise<void> {
   const v = parse('init', args, {
-    data: { type: 'string' }, model: { type: 'string' }, tokenizer: { type: 'string' }, experts: { type: 'string' },
+    data: { type: 'string' }, model: { type: 'string' }, genesis: { type: 'string' }, tokenizer: { type: 'string' }, experts: { type: 'string' },
     'top-k': { type: 'string' }, dtype: { type: 'string' }, dataset: { type: 'string', multiple: true },
     license: { type: 'string' }, validators: { type: 'string' }, difficulty: { type: 'string' }
   })
   if (v['help'] === true) return void console.log(USAGE['init'])
   const dataDir = resolve(required('init', v, 'data'))
+  if (typeof v['genesis'] === 'string') return initFromGenesis(dataDir, v['genesis'], v)
   const modelPath = required('init', v, 'model')
   const dtype = (v['dtype'] as string | undefined) ?? 'int8'
   if (dtype !== 'int8' && dtype !== 'f32') throw new UsageError(`init: --dtype must be int8 or f32, got "${dtype}"`)
@@ -208,6 +213,35 @@ async function init(args: string[]): Promise<void> {
     const a = model.architecture
     console.log(`devnet in ${dataDir}: ${result.blocks} blocks; genesis ${result.genesis.cid}`)
     console.log(`model: ${model.source}, ${a.n_layers} layers x ${a.n_experts} experts (top-${a.top_k}), dim ${a.dim}, vocab ${a.vocab_size}, ${dtype} weights`)
+    console.log(`validator keys: ${result.validatorKeys.join(', ')}`)
+  } finally {
+    store.close()
+  }
+}
+
+/** `blyan init --genesis DIR`: the devnet of a genesis directory (npm run genesis): its model, tokenizer, datasets and record. */
+async function initFromGenesis(dataDir: string, dir: string, v: Values): Promise<void> {
+  for (const option of ['model', 'tokenizer', 'experts', 'top-k', 'dtype', 'dataset', 'license']) {
+    if (v[option] !== undefined) throw new UsageError(`init: --${option} does not go with --genesis (the genesis directory holds the model and its datasets)`)
+  }
+  const validators = positiveInt('init', v, 'validators', 1, 64)
+  const difficulty = Number(v['difficulty'] ?? 8)
+  if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 32) throw new UsageError('init: --difficulty must be an integer from 0 to 32')
+  if (existsSync(storePath(dataDir))) throw new Error(`${dataDir} already holds a devnet (${STORE_FILE}); choose another --data`)
+  const genesis = await readGenesis(resolve(dir))
+  const { model, datasets } = devnetParts(genesis)
+  mkdirSync(dataDir, { recursive: true })
+  const store = openChainStore(storePath(dataDir))
+  try {
+    const show = progressLine('init')
+    const result = await initDevnet({
+      node: new FullNode(store), dataDir, model, validators: validators ?? 1, datasets, difficulty, network: genesis.manifest.network,
+      onProgress: (e) => show(e.done, e.total, e.what)
+    })
+    const a = model.architecture
+    const e = genesis.record.evaluation
+    console.log(`devnet in ${dataDir}: ${result.blocks} blocks from the genesis in ${dir}; genesis ${result.genesis.cid}`)
+    console.log(`model: ${a.n_layers} layers x ${a.n_experts} experts (top-${a.top_k}), dim ${a.dim}, vocab ${a.vocab_size}; held-out loss ${e.heldout.student_chain.toFixed(3)} (teacher ${e.heldout.teacher.toFixed(3)})`)
     console.log(`validator keys: ${result.validatorKeys.join(', ')}`)
   } finally {
     store.close()

@@ -15,10 +15,10 @@ import { compareBytes } from '../src/chain/cbor.ts'
 import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
 import { EMBEDDING_NAME } from '../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
-import { encodeMeta, type MetaDocument } from '../src/chain/meta.ts'
+import { encodeMeta, type Architecture, type MetaDocument } from '../src/chain/meta.ts'
 import { encodeSubmission } from '../src/chain/submission.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import { blockNames, type ImportedModel } from '../src/model/imported.ts'
+import { blockNames, type ImportedModel, type ImportedTokenizer } from '../src/model/imported.ts'
 import { buildPayload } from '../src/tensor/payload.ts'
 import { importPayload } from '../src/tensor/tiles.ts'
 import type { FullNode } from './node.ts'
@@ -34,13 +34,23 @@ export interface DatasetFile {
   readonly bytes: Uint8Array
   readonly license: string
   readonly description: string
+  /** A record of how the genesis model was trained on this data (a genesis devnet's JSON record), linked as `record`. */
+  readonly record?: Uint8Array
+}
+
+/** A model whose chain B payloads are already built (a genesis directory's): stored byte for byte. */
+export interface PrebuiltModel {
+  readonly architecture: Architecture
+  readonly tokenizer: ImportedTokenizer | null
+  /** Block name -> its payload, for every name of blockNames(architecture). */
+  readonly payloads: ReadonlyMap<string, Uint8Array>
 }
 
 export interface InitOptions {
   readonly node: FullNode
   readonly dataDir: string
-  readonly model: ImportedModel
-  /** Weight matrices as int8 TensorBlocks (default) or full precision. Vectors are always fp32. */
+  readonly model: ImportedModel | PrebuiltModel
+  /** Weight matrices as int8 TensorBlocks (default) or full precision. Vectors are always fp32. Ignored for a PrebuiltModel. */
   readonly dtype?: 'int8' | 'f32'
   readonly validators?: number
   readonly datasets?: readonly DatasetFile[]
@@ -121,24 +131,25 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
   let prev: AcceptedBlock | null = null
   for (const ds of options.datasets ?? []) {
     const content = await importPayload(ds.bytes)
+    const record = ds.record === undefined ? null : { record: (await importPayload(ds.record)).cid, record_size: ds.record.length }
     const doc = documentPayload(encodeDataset({
       kind: 'blyan/dataset', version: 1, name: ds.name, license: ds.license, split: ds.split,
-      format: 'text/plain; blank-line-separated', content: content.cid, content_size: ds.bytes.length, description: ds.description
+      format: 'text/plain; blank-line-separated', content: content.cid, content_size: ds.bytes.length, description: ds.description,
+      ...(record ?? {})
     }))
     const sealed = sealBlock({
       ...base, chain_id: 'D', block_type: 'dataset', index: prev === null ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
       depends_on: [genesis.cid], payload: doc.cid, payload_size: doc.size, timestamp: tick()
     } as HeaderDraft, signer)
-    prev = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [ds.bytes] }))
+    prev = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: ds.record === undefined ? [ds.bytes] : [ds.bytes, ds.record] }))
     progress(`dataset ${ds.name}`)
   }
 
   // Chain B: one block per parameter group, initial versions.
   const matrixType = options.dtype === 'f32' ? 'fp32' : 'int8'
   for (const name of names) {
-    const tensors = model.blocks.get(name)
-    if (tensors === undefined) throw new Error(`the imported model has no ${name}`)
-    const payload = buildPayload(tensors.map((t) => ({ name: t.name, values: t.values, shape: t.shape, dtype: t.shape.length === 1 ? 'fp32' : matrixType })))
+    const payload = 'payloads' in model ? model.payloads.get(name) : builtPayload(model, name, matrixType)
+    if (payload === undefined) throw new Error(`the model has no payload for ${name}`)
     const file = await importPayload(payload)
     const kind = name === EMBEDDING_NAME ? 'embedding' : name.endsWith('.router') ? 'router' : 'expert'
     const layer = kind === 'embedding' ? null : Number(/^layer(\d+)\./.exec(name)?.[1])
@@ -150,4 +161,10 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
     progress(name)
   }
   return { genesis, blocks: total, validatorKeys: keyFiles }
+}
+
+function builtPayload(model: ImportedModel, name: string, matrixType: 'int8' | 'fp32'): Uint8Array {
+  const tensors = model.blocks.get(name)
+  if (tensors === undefined) throw new Error(`the imported model has no ${name}`)
+  return buildPayload(tensors.map((t) => ({ name: t.name, values: t.values, shape: t.shape, dtype: t.shape.length === 1 ? 'fp32' : matrixType })))
 }

@@ -2,9 +2,9 @@
  * `npm start`: build the site if it is stale, create the devnet on first run, then serve it all.
  *
  * Environment: `PORT` (default 8080), `HOST` (127.0.0.1), `BLYAN_DATA` (data directory, default
- * `.blyan/`), and for the first run `BLYAN_MODEL` / `BLYAN_TOKENIZER` (default
- * `../shared/data/stories260K.bin` and `tok512.bin` when present, with the TinyStories slices beside
- * them as the training and validation datasets).
+ * `.blyan/`), and for the first run `BLYAN_MODEL` / `BLYAN_TOKENIZER` (a model to import instead;
+ * by default the devnet is the project's own genesis in `genesis/`: the MoE `npm run genesis`
+ * trained, its generated training and validation pools and its training record, all offline).
  *
  * @module
  */
@@ -16,7 +16,7 @@ import { describe, main, serve, stopOnSignals } from './cli.ts'
 import { STORE_FILE } from './devnet.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const SHARED = resolve(ROOT, '..', 'shared', 'data')
+const GENESIS_DIR = join(ROOT, 'genesis')
 
 function fail(message: string): never {
   console.error(`blyan: ${message}`)
@@ -41,22 +41,19 @@ try {
 }
 
 if (!existsSync(join(dataDir, STORE_FILE))) {
-  const model = process.env['BLYAN_MODEL'] || join(SHARED, 'stories260K.bin')
-  if (!existsSync(model)) {
-    fail(`no devnet in ${dataDir} and no model to create one from (looked for ${model}).\n` +
-      'Set BLYAN_MODEL to a llama2.c checkpoint (and BLYAN_TOKENIZER to its tokenizer) or a Hugging Face MoE directory, then run npm start again.')
+  const model = process.env['BLYAN_MODEL']
+  const args = ['init', '--data', dataDir]
+  if (model === undefined || model === '') {
+    // the project's own genesis: a MoE it trained, with the datasets it generated (npm run genesis)
+    args.push('--genesis', GENESIS_DIR)
+    console.log(`first run: creating a devnet in ${dataDir} from the genesis in ${GENESIS_DIR}`)
+  } else {
+    if (!existsSync(model)) fail(`BLYAN_MODEL=${model}: no such file or directory (a llama2.c checkpoint, with BLYAN_TOKENIZER, or a Hugging Face MoE directory)`)
+    args.push('--model', model)
+    const tokenizer = process.env['BLYAN_TOKENIZER']
+    if (tokenizer !== undefined && tokenizer !== '') args.push('--tokenizer', tokenizer)
+    console.log(`first run: creating a devnet in ${dataDir} from ${model}`)
   }
-  const args = ['init', '--data', dataDir, '--model', model]
-  const tokenizer = process.env['BLYAN_TOKENIZER'] || (process.env['BLYAN_MODEL'] ? '' : join(SHARED, 'tok512.bin'))
-  if (tokenizer !== '' && existsSync(tokenizer)) args.push('--tokenizer', tokenizer)
-  if (!process.env['BLYAN_MODEL']) {
-    const train = join(SHARED, 'tinystories_train_slice.txt')
-    const validation = join(SHARED, 'tinystories_val_slice.txt')
-    if (existsSync(train)) args.push('--dataset', `tinystories-train=${train}`)
-    if (existsSync(validation)) args.push('--dataset', `validation-tinystories=${validation}`)
-    args.push('--license', 'CDLA-Sharing-1.0')
-  }
-  console.log(`first run: creating a devnet in ${dataDir} from ${model}`)
   const code = await main(args)
   if (code !== 0) process.exit(code)
 }

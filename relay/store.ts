@@ -848,7 +848,9 @@ function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): { root:
   }
   if (block.header.chain_id === 'D') {
     const doc = block.document as DatasetDocument
-    return [{ root: doc.content, size: doc.content_size, what: 'dataset content' }]
+    const files = [{ root: doc.content, size: doc.content_size, what: 'dataset content' }]
+    if (doc.record !== undefined && doc.record_size !== undefined) files.push({ root: doc.record, size: doc.record_size, what: 'dataset record' })
+    return files
   }
   return []
 }

@@ -3,12 +3,12 @@
  *
  * @module
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { GENESIS_RECIPE } from './config.ts'
-import { corpusStage, loadTeacher, studentStage, type ProgressEvent } from './pipeline.ts'
+import { corpusStage, loadTeacher, studentStage, writeStage, type ProgressEvent } from './pipeline.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const { values } = parseArgs({
@@ -63,7 +63,19 @@ const threads = Number(values.threads)
 const onProgress = progressPrinter()
 const teacher = loadTeacher(teacherFile, tokenizerFile)
 console.error(`genesis: teacher ${teacherFile} (sha256 ${teacher.sha256.slice(0, 16)}…), recipe ${GENESIS_RECIPE.network}`)
+const corpusStarted = performance.now()
 const corpus = await corpusStage(teacher, GENESIS_RECIPE, threads, values.cache, onProgress)
+const corpusSeconds = corpus.cached ? null : Math.round((performance.now() - corpusStarted) / 1000)
 console.error(`genesis: corpus ${corpus.corpus.train.length} training + ${corpus.corpus.validation.length} validation stories, ${corpus.corpus.tokens} tokens, ${corpus.corpus.dropped} dropped`)
 const student = await studentStage(teacher, GENESIS_RECIPE, corpus, values.cache, onProgress)
 console.error(`genesis: student trained, ${student.history.length} steps in ${formatSeconds(student.seconds)}`)
+const tinystoriesFile = join(dirname(teacherFile), 'tinystories_val_slice.txt')
+const tinystories = existsSync(tinystoriesFile) ? readFileSync(tinystoriesFile, 'utf8') : null
+if (tinystories === null) console.error(`genesis: ${tinystoriesFile} not found; the record will have no TinyStories losses`)
+const manifest = await writeStage(teacher, GENESIS_RECIPE, corpus.corpus, student, { outDir: values.out, tinystories, corpusSeconds, root: ROOT }, onProgress)
+const e = manifest.summary.evaluation
+const line = (name: string, p: { student_chain: number; teacher: number; tokens: number }): string => `  ${name}: student ${p.student_chain.toFixed(3)}, teacher ${p.teacher.toFixed(3)} nats/token over ${p.tokens} tokens`
+console.error(`genesis: written to ${values.out} (record ${manifest.record.cid})`)
+console.error(line('held-out generated pool', e.heldout))
+if (e.tinystories !== null) console.error(line('TinyStories validation slice', e.tinystories))
+console.error(`  least-used expert: ${e.min_usage_vs_uniform.toFixed(3)} x its uniform share`)

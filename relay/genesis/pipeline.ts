@@ -25,6 +25,13 @@ import { assembleCorpus, type Corpus, type CorpusOptions } from './corpus.ts'
 import type { CorpusShardData } from './corpus-shard.ts'
 import { copyWeights, parameterSet, trainStudent, weightsOf, type StepRecord } from './student.ts'
 import { startTsWorker } from './worker.ts'
+import { chainModel, chainPayloads, expertUsage, lossPair } from './evaluate.ts'
+import { writeGenesis, type DatasetEntry, type GenesisManifest, type GenesisRecord } from './genesis.ts'
+import { poolText } from './corpus.ts'
+import { splitDocuments } from '../../src/pol/sequences.ts'
+import { execFileSync } from 'node:child_process'
+import { importPayload } from '../../src/tensor/tiles.ts'
+import { sequenceDraw } from '../../src/model/random.ts'
 
 export type Stage = 'teacher' | 'corpus' | 'student' | 'evaluation' | 'write'
 
@@ -63,14 +70,14 @@ export function sha256Hex(bytes: Uint8Array | string): string {
 }
 
 /** Step 2: the corpus, sampled on `threads` workers (cached). */
-export async function corpusStage(teacher: Teacher, recipe: GenesisRecipe, threads: number, cacheDir: string, onProgress: (e: ProgressEvent) => void): Promise<{ corpus: Corpus; key: string }> {
+export async function corpusStage(teacher: Teacher, recipe: GenesisRecipe, threads: number, cacheDir: string, onProgress: (e: ProgressEvent) => void): Promise<{ corpus: Corpus; key: string; cached: boolean }> {
   const key = sha256Hex(JSON.stringify({ teacher: teacher.sha256, tokenizer: sha256Hex(teacher.tokenizerFile.bytes), corpus: recipe.corpus }))
   const file = join(cacheDir, `corpus-${key.slice(0, 16)}.json`)
   const options: CorpusOptions = { ...recipe.corpus, architecture: teacher.model.architecture, weights: teacher.model.weights, tokenizer: teacher.tokenizer }
   if (existsSync(file)) {
     const corpus = JSON.parse(readFileSync(file, 'utf8')) as Corpus
     onProgress({ stage: 'corpus', done: recipe.corpus.stories, total: recipe.corpus.stories, detail: `from cache ${file}` })
-    return { corpus, key }
+    return { corpus, key, cached: true }
   }
   const n = recipe.corpus.stories
   const stories: (number[] | undefined)[] = new Array(n)
@@ -98,7 +105,7 @@ export async function corpusStage(teacher: Teacher, recipe: GenesisRecipe, threa
   })))
   const corpus = assembleCorpus(options, stories as number[][])
   writeAtomic(file, JSON.stringify(corpus))
-  return { corpus, key }
+  return { corpus, key, cached: false }
 }
 
 /** Training sequences from a pool: BOS, then the story's tokens, cut at the student's context. */
@@ -138,6 +145,102 @@ export async function studentStage(teacher: Teacher, recipe: GenesisRecipe, corp
   writeAtomic(`${file}.bin`, new Uint8Array(flat.buffer))
   writeAtomic(`${file}.json`, JSON.stringify({ history: result.history, seconds }))
   return { model: result.model, history: result.history, key, seconds }
+}
+
+export interface WriteOptions {
+  readonly outDir: string
+  /** TinyStories text to measure both models on as well (../shared/data/tinystories_val_slice.txt), or null. */
+  readonly tinystories: string | null
+  readonly corpusSeconds: number | null
+  /** The source tree, for the record's commit. */
+  readonly root: string
+}
+
+/** Step 4: evaluate, then write genesis/ (genesis.ts). */
+export async function writeStage(teacher: Teacher, recipe: GenesisRecipe, corpus: Corpus, student: StudentStage, o: WriteOptions, onProgress: (e: ProgressEvent) => void): Promise<GenesisManifest> {
+  const arch = recipe.student.architecture
+  if (corpus.train.length === 0 || corpus.validation.length === 0) throw new RangeError(`corpus: ${corpus.train.length} training and ${corpus.validation.length} validation stories; a genesis needs both (sample more stories)`)
+  const progress = (done: number, detail: string): void => onProgress({ stage: 'evaluation', done, total: 4, detail })
+  const payloads = chainPayloads(student.model)
+  const onChain = chainModel(student.model, payloads)
+  const heldoutSeqs = poolSequences(teacher.tokenizer, corpus.validation.slice(0, recipe.evaluationStories), arch.max_seq_len)
+  progress(0, 'held-out pool losses')
+  const heldout = await lossPair(student.model, onChain, teacher.model, heldoutSeqs)
+  progress(1, 'TinyStories losses')
+  const tinystories = o.tinystories === null ? null : await lossPair(student.model, onChain, teacher.model,
+    poolSequences(teacher.tokenizer, splitDocuments(o.tinystories).slice(0, recipe.evaluationStories), arch.max_seq_len))
+  progress(2, 'expert usage')
+  const usage = expertUsage(onChain, heldoutSeqs)
+  const minUsage = Math.min(...usage.flat()) * arch.n_experts
+  progress(3, 'files')
+
+  const seed = recipe.corpus.seed
+  const texts = new Map([
+    ['genesis-train', new TextEncoder().encode(poolText(corpus.train))],
+    ['genesis-validation', new TextEncoder().encode(poolText(corpus.validation))]
+  ])
+  const datasets: DatasetEntry[] = []
+  for (const [name, bytes] of texts) {
+    const train = name === 'genesis-train'
+    const { cid } = await importPayload(bytes)
+    datasets.push({
+      name, split: train ? 'train' : 'validation', license: 'MIT', cid: cid.toString(), size: bytes.length,
+      stories: train ? corpus.train.length : corpus.validation.length,
+      description: `${train ? 'Training' : 'Held-out validation'} pool of stories sampled from the teacher ${basenameOf(teacher.file)} (llama2.c, MIT) by npm run genesis, seed ${seed}, temperature ${recipe.corpus.temperature}, top-p ${recipe.corpus.topP}; pools split by sha256(seed, text).`
+    })
+  }
+  const blocks = []
+  for (const [name, bytes] of payloads) blocks.push({ name, cid: (await importPayload(bytes)).cid.toString(), size: bytes.length })
+  const tokenizerCid = (await importPayload(teacher.tokenizerFile.bytes)).cid.toString()
+  const every = Math.max(1, Math.floor(student.history.length / 200))
+  const curve = student.history.filter((r, i) => i % every === 0 || i === student.history.length - 1).map((r) => [r.step, round(r.ce), round(r.objective)] as const)
+  const record: GenesisRecord = {
+    kind: 'blyan/genesis-record', version: 1, network: recipe.network,
+    code: codeVersion(o.root),
+    teacher: { file: basenameOf(teacher.file), sha256: teacher.sha256, architecture: teacher.model.architecture },
+    recipe,
+    datasets,
+    model: { architecture: arch, parameters: parameterSet(arch, null).length, blocks: blocks.map((b) => ({ name: b.name, cid: b.cid })) },
+    training: { steps: student.history.length, tokens: trainedTokens(poolSequences(teacher.tokenizer, corpus.train, arch.max_seq_len), recipe), loss_curve: curve },
+    evaluation: { heldout, tinystories, expert_usage: usage.map((l) => l.map(round)), min_usage_vs_uniform: round(minUsage) }
+  }
+  const manifest: Omit<GenesisManifest, 'record'> = {
+    kind: 'blyan/genesis', version: 1, network: recipe.network, architecture: arch,
+    tokenizer: { format: 'llama2c', cid: tokenizerCid, size: teacher.tokenizerFile.bytes.length, bos_id: teacher.tokenizer.bos, eos_id: teacher.tokenizer.eos },
+    blocks, datasets,
+    seconds: { corpus: o.corpusSeconds, student: Math.round(student.seconds) },
+    summary: record
+  }
+  const written = await writeGenesis(o.outDir, manifest, { tokenizer: teacher.tokenizerFile.bytes, blocks: payloads, datasets: texts }, record)
+  progress(4, `written to ${o.outDir}`)
+  return written
+}
+
+/** Predicted tokens the student trained on: the batches student.ts drew, replayed. */
+function trainedTokens(sequences: readonly Int32Array[], recipe: GenesisRecipe): number {
+  const draw = sequenceDraw(sequences.length, recipe.student.seed + 1)
+  let tokens = 0
+  for (let i = 0; i < recipe.student.steps * recipe.student.batchSize; i++) tokens += (sequences[draw()] as Int32Array).length - 1
+  return tokens
+}
+
+function round(x: number): number {
+  return Math.round(x * 1e6) / 1e6
+}
+
+function basenameOf(file: string): string {
+  return file.split(/[\\/]/).pop() ?? file
+}
+
+/** git HEAD of `root`, and whether the training code (src, relay, shaders) has uncommitted changes. */
+function codeVersion(root: string): { commit: string; dirty: boolean } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'relay', 'shaders'], { cwd: root, encoding: 'utf8' }).trim() !== ''
+    return { commit, dirty }
+  } catch {
+    return { commit: 'unknown', dirty: true }
+  }
 }
 
 function writeAtomic(file: string, data: string | Uint8Array): void {

@@ -31,9 +31,16 @@ export interface DatasetDocument {
   readonly content: CID
   readonly content_size: number
   readonly description: string
+  /**
+   * Optional, with record_size: a UnixFS file recording how a model was trained on this data (a
+   * genesis devnet links its JSON training record here; relay/genesis/genesis.ts GenesisRecord).
+   */
+  readonly record?: CID
+  readonly record_size?: number
 }
 
 const KEYS = ['kind', 'version', 'name', 'license', 'split', 'format', 'content', 'content_size', 'description'] as const
+const RECORD_KEYS = [...KEYS, 'record', 'record_size'] as const
 
 export function encodeDataset(doc: DatasetDocument): Uint8Array {
   return encodeCbor(doc)
@@ -41,7 +48,9 @@ export function encodeDataset(doc: DatasetDocument): Uint8Array {
 
 /** Decode and check a dataset document (E_DATASET). */
 export function decodeDataset(bytes: Uint8Array): DatasetDocument {
-  const o = S.exactMap(decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload'), KEYS, 'payload', 'E_DATASET')
+  const raw = decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload')
+  const withRecord = typeof raw === 'object' && raw !== null && Object.hasOwn(raw, 'record')
+  const o = S.exactMap(raw, withRecord ? RECORD_KEYS : KEYS, 'payload', 'E_DATASET')
   const p = 'payload'
   if (o['kind'] !== DATASET_KIND) reject('E_DATASET', 'payload.kind', `expected "${DATASET_KIND}"`)
   if (S.uint(o, 'version', p, undefined, 'E_DATASET') !== DATASET_VERSION) reject('E_VERSION', 'payload.version', `dataset version ${String(o['version'])}`)
@@ -49,6 +58,14 @@ export function decodeDataset(bytes: Uint8Array): DatasetDocument {
   if (!isProtocolCid(content, [DAG_PB, RAW])) reject('E_DATASET', 'payload.content', 'a UnixFS file CID (dag-pb or raw, sha2-256, v1)')
   const size = S.uint(o, 'content_size', p, undefined, 'E_DATASET')
   if (size === 0) reject('E_DATASET', 'payload.content_size', 'must be positive')
+  let record: { record: CID; record_size: number } | null = null
+  if (withRecord) {
+    const cid = S.cid(o, 'record', p, 'E_DATASET')
+    if (!isProtocolCid(cid, [DAG_PB, RAW])) reject('E_DATASET', 'payload.record', 'a UnixFS file CID (dag-pb or raw, sha2-256, v1)')
+    const recordSize = S.uint(o, 'record_size', p, undefined, 'E_DATASET')
+    if (recordSize === 0) reject('E_DATASET', 'payload.record_size', 'must be positive')
+    record = { record: cid, record_size: recordSize }
+  }
   return Object.freeze({
     kind: DATASET_KIND,
     version: DATASET_VERSION,
@@ -58,6 +75,7 @@ export function decodeDataset(bytes: Uint8Array): DatasetDocument {
     format: S.oneOf(o, 'format', p, ['text/plain; blank-line-separated'] as const, 'E_DATASET'),
     content,
     content_size: size,
-    description: S.str(o, 'description', p, 4096, undefined, 'E_DATASET')
+    description: S.str(o, 'description', p, 4096, undefined, 'E_DATASET'),
+    ...(record ?? {})
   })
 }

@@ -53,7 +53,9 @@ export function linkedFiles(block: AcceptedBlock): LinkedFile[] {
   }
   if (block.header.chain_id === 'D') {
     const doc = block.document as DatasetDocument
-    return [{ cid: doc.content, size: doc.content_size, field: 'payload.content' }]
+    const files = [{ cid: doc.content, size: doc.content_size, field: 'payload.content' }]
+    if (doc.record !== undefined && doc.record_size !== undefined) files.push({ cid: doc.record, size: doc.record_size, field: 'payload.record' })
+    return files
   }
   return []
 }
