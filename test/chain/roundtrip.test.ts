@@ -9,7 +9,8 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { DAG_CBOR, DAG_PB, RAW, SHA2_256, compareCids } from '../../src/chain/cbor.ts'
+import { DAG_CBOR, DAG_PB, RAW, SHA2_256, compareCids, encodeCbor } from '../../src/chain/cbor.ts'
+import { isRuleError } from '../../src/errors.ts'
 import { decodeDataset, encodeDataset, type DatasetDocument } from '../../src/chain/dataset.ts'
 import {
   BLOCK_TYPES, MAX_DEPENDENCIES, decodeHeader, encodeHeader, expertName, routerName, signingBytes, type ChainId, type Header
@@ -199,14 +200,29 @@ describe('documents', () => {
       split: fc.constantFrom('train', 'validation' as const),
       content: arbCid(DAG_PB),
       size: fc.integer({ min: 1, max: 2 ** 40 }),
-      description: fc.string({ maxLength: 200 })
+      description: fc.string({ maxLength: 200 }),
+      record: fc.option(fc.tuple(arbCid(DAG_PB), fc.integer({ min: 1, max: 2 ** 30 })), { nil: undefined })
     })
     fc.assert(fc.property(arb, (r) => {
-      const doc: DatasetDocument = { kind: 'blyan/dataset', version: 1, name: r.name, license: 'CC-BY-4.0', split: r.split, format: 'text/plain; blank-line-separated', content: r.content, content_size: r.size, description: r.description }
+      const doc: DatasetDocument = {
+        kind: 'blyan/dataset', version: 1, name: r.name, license: 'CC-BY-4.0', split: r.split, format: 'text/plain; blank-line-separated', content: r.content, content_size: r.size, description: r.description,
+        ...(r.record === undefined ? {} : { record: r.record[0], record_size: r.record[1] })
+      }
       const bytes = encodeDataset(doc)
       sameEncoding(encodeDataset(decodeDataset(bytes)), bytes)
       assert.equal(decodeDataset(bytes).name, r.name)
+      assert.equal(decodeDataset(bytes).record?.toString(), r.record?.[0].toString())
     }), RUNS)
+  })
+
+  test('dataset documents: a record needs its size, and both must be sound', () => {
+    const base = { kind: 'blyan/dataset', version: 1, name: 'd', license: 'MIT', split: 'train', format: 'text/plain; blank-line-separated', content: fc.sample(arbCid(DAG_PB), 1)[0], content_size: 5, description: '' }
+    const record = fc.sample(arbCid(DAG_PB), 1)[0]
+    const refused = (doc: object, field: RegExp): void => assert.throws(() => decodeDataset(encodeCbor(doc)), (e: unknown) => isRuleError(e) && e.code === 'E_DATASET' && field.test(e.field ?? ''))
+    refused({ ...base, record }, /record_size/)
+    refused({ ...base, record_size: 3 }, /record_size/)
+    refused({ ...base, record, record_size: 0 }, /record_size/)
+    refused({ ...base, record: fc.sample(arbCid(DAG_CBOR), 1)[0], record_size: 3 }, /record/)
   })
 
   test('PoL certificates', () => {

@@ -11,6 +11,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { RAW, cidOf, toHex } from '../../src/chain/cbor.ts'
 import { signingBytes } from '../../src/chain/header.ts'
+import { encodeDataset } from '../../src/chain/dataset.ts'
 import { encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
 import { encodeTensorBlock } from '../../src/tensor/tensorblock.ts'
@@ -124,6 +125,13 @@ export async function buildVectors(): Promise<ProtocolVectors> {
   }
   doc('genesis meta', 'blyan/meta', d.built.get('genesis')!.input.payload)
   doc('train dataset', 'blyan/dataset', d.built.get('train')!.input.payload)
+  // a dataset linking a training record (a genesis devnet's datasets do): both files are UnixFS files
+  const content = await importPayload(new TextEncoder().encode('Once upon a time.\n\nThe end.\n'))
+  const record = new TextEncoder().encode('{"kind":"blyan/genesis-record","version":1}\n')
+  doc('dataset with a training record', 'blyan/dataset', encodeDataset({
+    kind: 'blyan/dataset', version: 1, name: 'genesis-train', license: 'MIT', split: 'train', format: 'text/plain; blank-line-separated',
+    content: content.cid, content_size: 29, description: 'a training pool', record: (await importPayload(record)).cid, record_size: record.length
+  }))
   doc('reward', 'blyan/reward', d.built.get('reward')!.input.payload)
   doc('transfer', 'blyan/transfer', d.built.get('transfer')!.input.payload)
   doc('certificate of expert0.0v1', 'blyan/pol-certificate', d.built.get('expert0.0v1')!.input.certificate!)
