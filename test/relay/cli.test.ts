@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
@@ -134,22 +134,21 @@ describe('blyan CLI', () => {
 })
 
 describe('npm start', () => {
-  test('on a machine without a model it explains what to do', () => {
+  test('a BLYAN_MODEL that does not exist is named, and nothing is created', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'relay', 'start.ts')], {
       encoding: 'utf8', timeout: 120_000,
       env: { ...process.env, BLYAN_DATA: join(tmp, 'no-model'), BLYAN_MODEL: join(tmp, 'nowhere.bin'), PORT: '0' }
     })
     assert.equal(r.status, 1)
-    assert.match(r.stderr, /no devnet in .* and no model to create one from/)
-    assert.match(r.stderr, /Set BLYAN_MODEL/)
+    assert.match(r.stderr, /BLYAN_MODEL=.*nowhere\.bin: no such file or directory/)
+    assert.ok(!existsSync(join(tmp, 'no-model', 'chain.sqlite')))
   })
 
-  test('first run creates the devnet from ../shared/data and serves site, API and gateway', async (t) => {
-    if (sharedData('stories260K.bin') === null) return t.skip(SHARED_DATA_MISSING)
+  test('first run with no model configured creates the devnet from genesis/ and serves site, API and gateway', async () => {
     const data = join(tmp, 'npm-start')
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'relay', 'start.ts')], {
-      env: { ...process.env, BLYAN_DATA: data, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe']
-    })
+    const env: NodeJS.ProcessEnv = { ...process.env, BLYAN_DATA: data, PORT: '0' }
+    delete env['BLYAN_MODEL']
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'relay', 'start.ts')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let out = ''
@@ -167,14 +166,13 @@ describe('npm start', () => {
         child.once('exit', (code) => reject(new Error(`exited ${code}:\n${out}`)))
       })
       const status = (await (await fetch(`${url}api/status`)).json()) as { heads: Record<string, { height: number } | null>; paramIndex: { entries: Record<string, string> } }
-      assert.equal(Object.keys(status.paramIndex.entries).length, 1 + 5 * (1 + 4))
-      assert.equal(status.heads['D']?.height, 1, 'the TinyStories train and validation slices are in chain D')
+      assert.equal(Object.keys(status.paramIndex.entries).length, 1 + 4 * (1 + 8), 'the genesis MoE: embedding, 4 routers, 4 x 8 experts')
+      assert.equal(status.heads['D']?.height, 1, 'the generated training and validation pools are in chain D')
       const site = await fetch(url)
       assert.equal(site.status, 200)
       assert.equal(site.headers.get('cross-origin-embedder-policy'), 'require-corp')
       const genesis = await fetch(`${url}ipfs/bafkqaaa?format=raw`)
       assert.equal(genesis.status, 200)
-      assert.ok(readFileSync(sharedPath('tok512.bin')).length > 0)
     } finally {
       child.kill('SIGTERM')
       await new Promise((resolve) => child.once('exit', resolve))
