@@ -6,6 +6,7 @@
  */
 import type { BlockSummary } from '../workers/api.ts'
 import type { Json } from '../chain/json.ts'
+import type { GenesisRecordView, RecordLossPair } from '../explorer/record.ts'
 import type { ExplorerChain } from './routes.ts'
 import { looksLikeCid } from './format.ts'
 
@@ -95,4 +96,98 @@ export function certificateView(body: Json): CertificateView {
     meta: str(o['meta']),
     base: str(o['base'])
   }
+}
+
+// ------------------------------------------------------------------------------------ training record
+
+/** The training record a chain D block's document links (`record`, `record_size`), or null. */
+export function datasetRecordLink(b: { readonly chain: string; readonly document: Json }): { readonly cid: string; readonly size: number } | null {
+  if (b.chain !== 'D') return null
+  const d = b.document
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return null
+  const cid = d['record']
+  const size = d['record_size']
+  return typeof cid === 'string' && typeof size === 'number' && Number.isSafeInteger(size) && size > 0 ? { cid, size } : null
+}
+
+/** The explorer's goal for the least-used expert: at least this fraction of its uniform share. */
+export const USAGE_GOAL = 0.25
+
+/** A loss in nats per token, three decimals (`5.939`). */
+export function formatNats(nats: number): string {
+  return Number.isFinite(nats) ? nats.toFixed(3) : '–'
+}
+
+/** A share of routing slots as a percentage, one decimal (`13.1%`). */
+export function formatShare(share: number): string {
+  return `${(share * 100).toFixed(1)}%`
+}
+
+/** The losses table: a row per evaluation set the record has. */
+export function recordLossRows(record: GenesisRecordView): { readonly id: 'heldout' | 'tinystories'; readonly label: string; readonly pair: RecordLossPair }[] {
+  const rows: { id: 'heldout' | 'tinystories'; label: string; pair: RecordLossPair }[] = [{ id: 'heldout', label: 'held-out generated pool', pair: record.evaluation.heldout }]
+  if (record.evaluation.tinystories !== null) rows.push({ id: 'tinystories', label: 'TinyStories validation slice', pair: record.evaluation.tinystories })
+  return rows
+}
+
+export interface UsageCell {
+  readonly expert: number
+  readonly share: number
+  /** share x n_experts: 1 is the uniform share. */
+  readonly ratio: number
+  /** Bar height, 0..1 of the chart's scale. */
+  readonly height: number
+  /** Below the goal ({@link USAGE_GOAL} of uniform). */
+  readonly low: boolean
+  /** `layer 2 expert 5: 13.1% of routing slots (uniform 12.5%)`. */
+  readonly title: string
+}
+
+export interface UsageView {
+  readonly experts: number
+  readonly uniform: number
+  /** Where the uniform share sits, 0..1 of the chart's scale (the same for every layer). */
+  readonly uniformAt: number
+  readonly layers: readonly { readonly layer: number; readonly cells: readonly UsageCell[]; readonly minRatio: number }[]
+  readonly minRatio: number
+  readonly meetsGoal: boolean
+  /** `least-used expert: 0.43 x its uniform share (the goal is >= 0.25)`. */
+  readonly summary: string
+}
+
+/**
+ * The per-layer expert usage as bars on one scale for every layer (so layers compare), the top at
+ * the largest share or 1.5 x uniform, whichever is higher (the uniform mark never sits at the top).
+ */
+export function usageView(record: GenesisRecordView): UsageView {
+  const experts = record.model.architecture.n_experts
+  const uniform = 1 / experts
+  const rows = record.evaluation.expert_usage
+  const top = Math.max(uniform * 1.5, ...rows.flat())
+  const layers = rows.map((shares, layer) => {
+    const cells = shares.map((share, expert) => ({
+      expert,
+      share,
+      ratio: share * experts,
+      height: share / top,
+      low: share * experts < USAGE_GOAL,
+      title: `layer ${layer} expert ${expert}: ${formatShare(share)} of routing slots (uniform ${formatShare(uniform)})`
+    }))
+    return { layer, cells, minRatio: Math.min(...cells.map((c) => c.ratio)) }
+  })
+  const minRatio = record.evaluation.min_usage_vs_uniform
+  return {
+    experts,
+    uniform,
+    uniformAt: uniform / top,
+    layers,
+    minRatio,
+    meetsGoal: minRatio >= USAGE_GOAL,
+    summary: `least-used expert: ${minRatio.toFixed(2)} x its uniform share (the goal is >= ${USAGE_GOAL})`
+  }
+}
+
+/** A hex digest or commit cut to its head (`5a6171384b7c`); `unknown` and short values as they are. */
+export function shortHex(value: string, head = 12): string {
+  return /^[0-9a-f]+$/.test(value) && value.length > head ? value.slice(0, head) : value
 }

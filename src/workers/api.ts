@@ -10,6 +10,7 @@
  */
 import type { ChainId } from '../chain/header.ts'
 import type { Json } from '../chain/json.ts'
+import type { GenesisRecordView } from '../explorer/record.ts'
 
 // ------------------------------------------------------------------------------------ settings
 
@@ -193,6 +194,20 @@ export interface RejectionList {
   readonly error: string | null
 }
 
+/**
+ * A chain D dataset's training record (its document's `record`): the file fetched whole through the
+ * page's verified path (the cache, else a relay, each block checked against its CID, the UnixFS
+ * tree's links and sizes against the root and the document's `record_size`), then parsed as a
+ * genesis record (src/explorer/record.ts). The CID and size come from the page's own verified chain,
+ * never from a relay's JSON. `code` on failure: `not-found` (no such chain D block here),
+ * `no-record` (its document links none), `too-large`, `unavailable` (no relay served bytes that
+ * match), `invalid` (the file's tree breaks a rule), `not-a-record` (verified bytes, but not a
+ * training record: the message names the field).
+ */
+export type DatasetRecordFile =
+  | { readonly ok: true; readonly cid: string; readonly size: number; readonly bytes: Uint8Array; readonly record: GenesisRecordView }
+  | { readonly ok: false; readonly code: 'not-found' | 'no-record' | 'too-large' | 'unavailable' | 'invalid' | 'not-a-record'; readonly message: string }
+
 /** Chain B as a graph: a node per block, edges for depends_on (within B) and supersedes. */
 export interface DagView {
   readonly nodes: readonly BlockSummary[]
@@ -331,6 +346,8 @@ export interface ClientApi {
   rejections(limit: number): Promise<RejectionList>
   /** What a relay says about a block this page does not have: its rejection, or null. */
   rejectionOf(cid: string): Promise<(RejectionInfo & { readonly relay: string }) | null>
+  /** The training record a chain D dataset block (header CID) links, fetched and checked against its CID. */
+  datasetRecord(cid: string): Promise<DatasetRecordFile>
   /** The param index of the page's own verified chain: expert name -> current block and version. */
   currentExperts(): Promise<Record<string, { readonly cid: string; readonly version: number }>>
   dag(): Promise<DagView>

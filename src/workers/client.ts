@@ -12,6 +12,7 @@
 import { CID } from 'multiformats/cid'
 import { RAW, toHex } from '../chain/cbor.ts'
 import { EMBEDDING_NAME, expertName, routerName, type ChainId } from '../chain/header.ts'
+import type { DatasetDocument } from '../chain/dataset.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
 import { MemoryChain } from '../chain/memory.ts'
 import type { Architecture, MetaDocument } from '../chain/meta.ts'
@@ -21,6 +22,7 @@ import { Engine } from '../engine/engine.ts'
 import { DeviceLostError, type Backend, type BlockRef, type ModelSource, type TileSource, type TileStats } from '../engine/interface.ts'
 import { RULES, isRuleError } from '../errors.ts'
 import { dagView } from '../explorer/dag.ts'
+import { MAX_RECORD_BYTES, RecordError, parseGenesisRecord } from '../explorer/record.ts'
 import { listBlocks, searchBlocks } from '../explorer/search.ts'
 import { detail, summarize } from '../explorer/summaries.ts'
 import { verifyBlock } from '../explorer/verify.ts'
@@ -46,6 +48,7 @@ import type {
   ClientApi,
   ClientStatus,
   DagView,
+  DatasetRecordFile,
   RejectionInfo,
   RejectionList,
   Sampling,
@@ -78,6 +81,8 @@ export interface ClientEnvironment {
 
 /** How long a chat waits for sync to produce a complete model before it gives up. */
 const MODEL_WAIT_MS = 60_000
+/** How long the explorer waits for a dataset's training record before it says no relay served it. */
+const RECORD_TIMEOUT_MS = 60_000
 /** Status listeners are told at most this often (ms). */
 const STATUS_THROTTLE_MS = 100
 
@@ -721,6 +726,42 @@ export class Client implements ClientApi {
     const payloadIndex = block.header.chain_id === 'B' ? await this.#payloadIndex(block) : null
     const all = this.#chain.blocks()
     return Object.freeze({ ...detail(block, this.#chain.paramIndex(), all, payloadIndex), ...polLinks(block, all) })
+  }
+
+  async datasetRecord(cid: string): Promise<DatasetRecordFile> {
+    let c: CID
+    try {
+      c = CID.parse(cid)
+    } catch {
+      return { ok: false, code: 'not-found', message: `not a CID: ${cid}` }
+    }
+    const block = this.#chain.get(c)
+    if (block === undefined || block.header.chain_id !== 'D') return { ok: false, code: 'not-found', message: `no chain D block ${cid} in this page's verified chain` }
+    // The record's CID and size are the verified document's: a relay's word is not taken for them.
+    const doc = block.document as DatasetDocument
+    if (doc.record === undefined || doc.record_size === undefined) return { ok: false, code: 'no-record', message: `dataset ${doc.name} links no training record` }
+    const root = doc.record
+    const size = doc.record_size
+    if (size > MAX_RECORD_BYTES) return { ok: false, code: 'too-large', message: `the record is ${size} bytes, more than the ${MAX_RECORD_BYTES} the explorer reads` }
+    let bytes: Uint8Array
+    try {
+      bytes = await fetchUnixfsFile(root, size, (x, signal) => this.#block(x, `a block of the training record of ${doc.name}`, signal), {
+        getBlockVerifies: true,
+        signal: AbortSignal.timeout(RECORD_TIMEOUT_MS)
+      })
+    } catch (e) {
+      if (isRuleError(e)) return { ok: false, code: 'invalid', message: `the record file ${root} fails a check against its CID and the document's record_size: ${e.message}` }
+      const gone = unavailable(e)
+      if (gone !== null) return { ok: false, code: 'unavailable', message: gone.message }
+      const timedOut = e instanceof Error && e.name === 'TimeoutError'
+      return { ok: false, code: 'unavailable', message: timedOut ? `no relay served the record ${root} within ${RECORD_TIMEOUT_MS / 1000} s` : `the record ${root} could not be fetched: ${e instanceof Error ? e.message : String(e)}` }
+    }
+    try {
+      return { ok: true, cid: root.toString(), size, bytes, record: parseGenesisRecord(bytes) }
+    } catch (e) {
+      if (e instanceof RecordError) return { ok: false, code: 'not-a-record', message: `the file ${root} matches its CID, but it is ${e.message}` }
+      throw e
+    }
   }
 
   async currentExperts(): Promise<Record<string, { cid: string; version: number }>> {

@@ -27,6 +27,7 @@ export async function connectClient(): Promise<ClientApi> {
     block: (cid) => remote.block(cid),
     rejections: (limit) => remote.rejections(limit),
     rejectionOf: (cid) => remote.rejectionOf(cid),
+    datasetRecord: (cid) => remote.datasetRecord(cid),
     currentExperts: () => remote.currentExperts(),
     dag: () => remote.dag(),
     verify: (cid, tile, onStep) => remote.verify(cid, tile, onStep === undefined ? undefined : proxy(onStep)),
