@@ -23,6 +23,7 @@ import { CID } from 'multiformats/cid'
 import { cidMatches } from '../../src/chain/cbor.ts'
 import type { DatasetSplit } from '../../src/chain/dataset.ts'
 import type { Architecture } from '../../src/chain/meta.ts'
+import { RECORD_KIND, RecordError, parseGenesisRecord, type RecordLossPair } from '../../src/explorer/record.ts'
 import { blockNames } from '../../src/model/imported.ts'
 import { importPayload, readUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { DatasetFile, PrebuiltModel } from '../devnet.ts'
@@ -30,17 +31,9 @@ import type { DatasetFile, PrebuiltModel } from '../devnet.ts'
 export const GENESIS_CAR = 'genesis.car'
 export const GENESIS_MANIFEST = 'manifest.json'
 export const GENESIS_KIND = 'blyan/genesis'
-export const RECORD_KIND = 'blyan/genesis-record'
 
-/** A loss measurement: mean nats per predicted token over `tokens` predictions. */
-export interface LossPair {
-  readonly student: number
-  /** The student as the chain stores it (int8 matrices), what the network runs. */
-  readonly student_chain: number
-  readonly teacher: number
-  readonly sequences: number
-  readonly tokens: number
-}
+/** A loss measurement (nats per predicted token); the explorer's parser defines it. */
+export type LossPair = RecordLossPair
 
 export interface DatasetEntry {
   readonly name: string
@@ -208,8 +201,14 @@ export async function readGenesis(dir: string): Promise<LoadedGenesis> {
     ...manifest.datasets.map((d): [string, number, number] => [d.cid, d.size, file(d.cid).length])
   ]
   for (const [cid, want, got] of sizes) if (want !== got) throw new GenesisError(`manifest: file ${cid} is ${got} bytes, the manifest says ${want}`)
+  // the explorer's parser checks the record's shape: one definition of what a record is
+  try {
+    parseGenesisRecord(file(manifest.record.cid))
+  } catch (e) {
+    if (e instanceof RecordError) throw new GenesisError(`record ${manifest.record.cid}: ${e.message}`, { cause: e })
+    throw e
+  }
   const record = JSON.parse(new TextDecoder().decode(file(manifest.record.cid))) as GenesisRecord
-  if (record.kind !== RECORD_KIND) throw new GenesisError(`record ${manifest.record.cid}: not a ${RECORD_KIND}`)
   return { manifest, record, file }
 }
 
