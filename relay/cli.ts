@@ -17,19 +17,20 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
 import { exportCar, importCar, verifyStore } from './archive.ts'
-import { KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
+import { JOBS_FILE, KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
 import { StoreDamagedError, type ChainStore } from './interface.ts'
 import { FullNode } from './node.ts'
 import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner } from './mine.ts'
 import type { Trainer } from '../src/pol/miner.ts'
+import type { JobSettings } from '../src/pol/job.ts'
 import { PolService } from './pol.ts'
 import { PolStore } from './pol-store.ts'
 import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './run.ts'
@@ -229,15 +230,16 @@ async function initFromGenesis(dataDir: string, dir: string, v: Values): Promise
   if (!Number.isInteger(difficulty) || difficulty < 0 || difficulty > 32) throw new UsageError('init: --difficulty must be an integer from 0 to 32')
   if (existsSync(storePath(dataDir))) throw new Error(`${dataDir} already holds a devnet (${STORE_FILE}); choose another --data`)
   const genesis = await readGenesis(resolve(dir))
-  const { model, datasets } = devnetParts(genesis)
+  const { model, datasets, pol, jobs } = devnetParts(genesis)
   mkdirSync(dataDir, { recursive: true })
   const store = openChainStore(storePath(dataDir))
   try {
     const show = progressLine('init')
     const result = await initDevnet({
-      node: new FullNode(store), dataDir, model, validators: validators ?? 1, datasets, difficulty, network: genesis.manifest.network,
+      node: new FullNode(store), dataDir, model, validators: validators ?? 1, datasets, difficulty, network: genesis.manifest.network, pol,
       onProgress: (e) => show(e.done, e.total, e.what)
     })
+    writeFileSync(join(dataDir, JOBS_FILE), JSON.stringify(checkJobSettings(jobs, 'genesis manifest: jobs'), null, 2) + '\n')
     const a = model.architecture
     const e = genesis.record.evaluation
     console.log(`devnet in ${dataDir}: ${result.blocks} blocks from the genesis in ${dir}; genesis ${result.genesis.cid}`)
@@ -307,7 +309,22 @@ function openPolService(dataDir: string, node: FullNode, log: (line: string) => 
   const files = existsSync(keysDir) ? readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort() : []
   const validators = files.map((f) => readKeyFile(join(keysDir, f)))
   if (validators.length > 0) log(`Proof-of-Learning: judging candidates with ${validators.length} validator key(s)`)
-  return new PolService({ node, polStore: PolStore.open(join(dataDir, 'pol.sqlite')), validators, log })
+  const jobsFile = join(dataDir, JOBS_FILE)
+  const jobSettings = existsSync(jobsFile) ? checkJobSettings(JSON.parse(readFileSync(jobsFile, 'utf8')) as unknown, jobsFile) : undefined
+  return new PolService({ node, polStore: PolStore.open(join(dataDir, 'pol.sqlite')), validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
+}
+
+/** JobSettings from JSON (a genesis manifest, `<data>/jobs.json`), every field checked. */
+export function checkJobSettings(value: unknown, where: string): JobSettings {
+  const o = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>
+  const int = (key: string, max: number): number => {
+    const v = o[key]
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${where}: ${key} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`)
+    return v
+  }
+  const lr = o['learningRate']
+  if (typeof lr !== 'number' || !(lr > 0 && lr < 1)) throw new Error(`${where}: learningRate must be a number in (0, 1), got ${JSON.stringify(lr)}`)
+  return Object.freeze({ steps: int('steps', 100_000), batchSize: int('batchSize', 1024), learningRate: lr, shardSequences: int('shardSequences', 1_000_000) })
 }
 
 /** Close the node cleanly on Ctrl+C or SIGTERM. */

@@ -15,7 +15,7 @@ import { compareBytes } from '../src/chain/cbor.ts'
 import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
 import { EMBEDDING_NAME } from '../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
-import { encodeMeta, type Architecture, type MetaDocument } from '../src/chain/meta.ts'
+import { encodeMeta, type Architecture, type MetaDocument, type PolParams } from '../src/chain/meta.ts'
 import { encodeSubmission } from '../src/chain/submission.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
 import { blockNames, type ImportedModel, type ImportedTokenizer } from '../src/model/imported.ts'
@@ -26,6 +26,8 @@ import type { FullNode } from './node.ts'
 /** Where a devnet keeps its files inside the data directory. */
 export const STORE_FILE = 'chain.sqlite'
 export const KEYS_DIR = 'keys'
+/** Node policy: the training settings of the jobs this node publishes (JobSettings JSON; absent: the defaults). */
+export const JOBS_FILE = 'jobs.json'
 
 export interface DatasetFile {
   /** Dataset name in chain D (also its role when it is `train` or `validation`). */
@@ -57,6 +59,8 @@ export interface InitOptions {
   /** PoW difficulty of every chain (default 8: a few hundred hashes, fast but real). */
   readonly difficulty?: number
   readonly network?: string
+  /** PoL parameters (default delta 0.005, 16 sequences of up to 64 tokens). */
+  readonly pol?: PolParams
   readonly onProgress?: (event: { readonly done: number; readonly total: number; readonly what: string }) => void
 }
 
@@ -117,7 +121,7 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
       eos_id: model.tokenizer.eos_id
     },
     pow: { A: difficulty, B: difficulty, C: difficulty, D: difficulty },
-    pol: { delta: 0.005, eval_sequences: 16, seq_len: Math.min(64, model.architecture.max_seq_len) },
+    pol: options.pol ?? { delta: 0.005, eval_sequences: 16, seq_len: Math.min(64, model.architecture.max_seq_len) },
     reward: { base: 1000 },
     validators: keys.map(publicKeyOf)
   }

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { Architecture } from '../../src/chain/meta.ts'
+import type { Architecture, PolParams } from '../../src/chain/meta.ts'
+import type { JobSettings } from '../../src/pol/job.ts'
 import type { StudentConfig } from './student.ts'
 
 export interface CorpusRecipe {
@@ -23,6 +24,10 @@ export interface GenesisRecipe {
   readonly student: StudentConfig
   /** Validation stories the expert-usage and loss measurements run on (the first n of the pool). */
   readonly evaluationStories: number
+  /** The network's Proof-of-Learning parameters (chain A meta). */
+  readonly pol: PolParams
+  /** Training settings of the jobs a genesis node publishes (node policy, `<data>/jobs.json`). */
+  readonly jobs: JobSettings
 }
 
 /** The student: 8 experts per layer, top-2, llama2.c's vocabulary (the teacher's), ~0.48 M parameters. */
@@ -65,5 +70,10 @@ export const GENESIS_RECIPE: GenesisRecipe = Object.freeze({
     seed: 20261127,
     shards: 2
   }),
-  evaluationStories: 120
+  evaluationStories: 120,
+  // Measured on this student (40-60 steps on one expert): gains of 0.2-1.9% per job on 16-window
+  // slices with 512-window shards, against 0-0.9% with 64-window shards (a 64-window shard is ~1,000
+  // tokens per expert: memorised, not learned from). delta 0.3% accepts most of those jobs.
+  pol: Object.freeze({ delta: 0.003, eval_sequences: 16, seq_len: 64 }),
+  jobs: Object.freeze({ steps: 60, batchSize: 8, learningRate: 1e-3, shardSequences: 512 })
 })

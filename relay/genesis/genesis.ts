@@ -22,7 +22,8 @@ import { CarReader, CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
 import { cidMatches } from '../../src/chain/cbor.ts'
 import type { DatasetSplit } from '../../src/chain/dataset.ts'
-import type { Architecture } from '../../src/chain/meta.ts'
+import type { Architecture, PolParams } from '../../src/chain/meta.ts'
+import type { JobSettings } from '../../src/pol/job.ts'
 import { RECORD_KIND, RecordError, parseGenesisRecord, type RecordLossPair } from '../../src/explorer/record.ts'
 import { blockNames } from '../../src/model/imported.ts'
 import { importPayload, readUnixfsFile } from '../../src/tensor/tiles.ts'
@@ -80,6 +81,9 @@ export interface GenesisManifest {
   readonly version: 1
   readonly network: string
   readonly architecture: Architecture
+  /** The network's PoL parameters (chain A meta) and the jobs its nodes publish. */
+  readonly pol: PolParams
+  readonly jobs: JobSettings
   readonly tokenizer: { readonly format: 'llama2c'; readonly cid: string; readonly size: number; readonly bos_id: number; readonly eos_id: number }
   /** Chain B: one payload per block name, canonical order (embedding, then per layer router and experts). */
   readonly blocks: readonly { readonly name: string; readonly cid: string; readonly size: number }[]
@@ -227,7 +231,7 @@ function checkManifestFiles(m: GenesisManifest, present: (cid: string) => boolea
 }
 
 /** What blyan init needs from a genesis directory: the model's payloads and tokenizer, and the datasets linking the record. */
-export function devnetParts(g: LoadedGenesis): { model: PrebuiltModel; datasets: DatasetFile[] } {
+export function devnetParts(g: LoadedGenesis): { model: PrebuiltModel; datasets: DatasetFile[]; pol: PolParams; jobs: JobSettings } {
   const m = g.manifest
   const model: PrebuiltModel = {
     architecture: m.architecture,
@@ -236,5 +240,5 @@ export function devnetParts(g: LoadedGenesis): { model: PrebuiltModel; datasets:
   }
   const record = g.file(m.record.cid)
   const datasets = m.datasets.map((d): DatasetFile => ({ name: d.name, split: d.split, bytes: g.file(d.cid), license: d.license, description: d.description, record }))
-  return { model, datasets }
+  return { model, datasets, pol: m.pol, jobs: m.jobs }
 }

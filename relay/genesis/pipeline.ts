@@ -205,7 +205,7 @@ export async function writeStage(teacher: Teacher, recipe: GenesisRecipe, corpus
     evaluation: { heldout, tinystories, expert_usage: usage.map((l) => l.map(round)), min_usage_vs_uniform: round(minUsage) }
   }
   const manifest: Omit<GenesisManifest, 'record'> = {
-    kind: 'blyan/genesis', version: 1, network: recipe.network, architecture: arch,
+    kind: 'blyan/genesis', version: 1, network: recipe.network, architecture: arch, pol: recipe.pol, jobs: recipe.jobs,
     tokenizer: { format: 'llama2c', cid: tokenizerCid, size: teacher.tokenizerFile.bytes.length, bos_id: teacher.tokenizer.bos, eos_id: teacher.tokenizer.eos },
     blocks, datasets,
     seconds: { corpus: o.corpusSeconds, student: Math.round(student.seconds) },
