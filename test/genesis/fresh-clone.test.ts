@@ -142,6 +142,7 @@ describe('a fresh clone without ../shared: npm start gives chat, explorer and do
     const params = (await (await fetch(`${server.url}/api/params`)).json()) as { entries: Record<string, string> }
     const expertBlock = params.entries['layer1.expert3'] as string
     await page.goto(`${server.url}/#/explorer`)
+    await live(page)
     await page.getByTestId('explorer-search').fill('layer1.expert3')
     await page.getByTestId('explorer-search').press('Enter')
     await page.locator(`a[href="#/explorer/${expertBlock}"]`).first().click()
