@@ -316,7 +316,8 @@ function openPolService(dataDir: string, node: FullNode, log: (line: string) => 
 
 /** JobSettings from JSON (a genesis manifest, `<data>/jobs.json`), every field checked. */
 export function checkJobSettings(value: unknown, where: string): JobSettings {
-  const o = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${where}: expected an object {steps, batchSize, learningRate, shardSequences}`)
+  const o = value as Record<string, unknown>
   const int = (key: string, max: number): number => {
     const v = o[key]
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${where}: ${key} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`)

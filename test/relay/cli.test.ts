@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { main } from '../../relay/cli.ts'
+import { checkJobSettings, main } from '../../relay/cli.ts'
 import { Devnet, submissionCar } from '../fixtures/devnet.ts'
 import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../fixtures/shared-data.ts'
 
@@ -130,6 +130,16 @@ describe('blyan CLI', () => {
     } finally {
       console.error = err
     }
+  })
+})
+
+describe('job settings (node policy, <data>/jobs.json)', () => {
+  test('checkJobSettings keeps sound settings and names the bad field', () => {
+    const good = { steps: 60, batchSize: 8, learningRate: 1e-3, shardSequences: 512 }
+    assert.deepEqual(checkJobSettings(good, 'jobs.json'), good)
+    assert.throws(() => checkJobSettings({ ...good, steps: 0 }, 'jobs.json'), /jobs\.json: steps must be an integer/)
+    assert.throws(() => checkJobSettings({ ...good, learningRate: 'fast' }, 'jobs.json'), /jobs\.json: learningRate/)
+    assert.throws(() => checkJobSettings(null, 'jobs.json'), /jobs\.json: expected an object/)
   })
 })
 
