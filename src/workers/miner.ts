@@ -241,8 +241,8 @@ export class Miner implements MinerApi {
     return [
       { name: 'cpu', available: true, detail: 'The JavaScript reference, on one thread', reason: null },
       t.webgpu !== undefined && gpu !== null
-        ? { name: 'webgpu', available: true, detail: gpu === null ? 'The WebGPU trainer' : `The WebGPU trainer on ${gpu}`, reason: null }
-        : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'No WebGPU adapter in this browser' : 'Not available yet: training on WebGPU is still being built' }
+        ? { name: 'webgpu', available: true, detail: `The WebGPU trainer on ${gpu}`, reason: null }
+        : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'No WebGPU adapter in this browser' : 'This runtime has no WebGPU trainer' }
     ]
   }
 
