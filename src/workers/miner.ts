@@ -376,6 +376,8 @@ export class Miner implements MinerApi {
     let run = first
     let follow = resumed === 'follow' ? run.candidate : null
     let prefer = resumed === 'restart' ? (run.job?.id ?? null) : null
+    // Jobs given up on in this run (no gain worth submitting): the same job trains the same weights again.
+    const skip = new Set<string>()
     const fetchImpl = this.#fetch()
     for (;;) {
       let delta: number | null = this.#state.delta
@@ -384,7 +386,7 @@ export class Miner implements MinerApi {
         this.#set({ delta })
         const outcome = follow !== null
           ? await this.#follow(run, follow, delta, signal)
-          : await this.#mine(run, key, delta, signal, () => prefer, (next) => (run = next))
+          : await this.#mine(run, key, delta, signal, () => prefer, (next) => (run = next), skip)
         await this.#saving
         this.#settle(outcome)
         run = { ...run, job: null, candidate: null }
@@ -436,7 +438,7 @@ export class Miner implements MinerApi {
     return outcomeOf(c, c.expert ?? run.job?.expert ?? 'an expert', delta, this.#now())
   }
 
-  async #mine(run: StoredMinerRun, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: () => string | null, saved: (r: StoredMinerRun) => void): Promise<DonateOutcome> {
+  async #mine(run: StoredMinerRun, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: () => string | null, saved: (r: StoredMinerRun) => void, skip: Set<string>): Promise<DonateOutcome> {
     const train = this.#env.trainers?.[run.backend] ?? (run.backend === 'cpu' ? trainExpert : undefined)
     if (train === undefined) throw new MinerError(0, 'E_BACKEND', `no ${run.backend} trainer`)
     let current = run
@@ -476,12 +478,13 @@ export class Miner implements MinerApi {
       }
     }
     const result: MineResult = await mineOnce({
-      relay: run.relay, key, fetch: preferJobs(this.#fetch(), run.miner, prefer), train, signal, onEvent,
+      relay: run.relay, key, fetch: preferJobs(this.#fetch(), run.miner, prefer), train, signal, onEvent, skip,
       ...(this.#env.pollMs === undefined ? {} : { pollMs: this.#env.pollMs }),
       ...(this.#env.selfCheckWindows === undefined ? {} : { selfCheckWindows: this.#env.selfCheckWindows })
     })
     const expert = result.job.expert
     if (result.outcome === null) {
+      skip.add(result.job.id)
       const sc = result.selfCheck
       const gain = sc === null ? null : improvementOf(sc.lossBefore, sc.lossAfter)
       return Object.freeze({

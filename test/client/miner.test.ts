@@ -28,7 +28,8 @@ import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
 import { inlinePool } from '../../src/workers/verify.ts'
 import { loadMinerRun } from '../../src/store/miner.ts'
 import type { DonateState } from '../../src/workers/api.ts'
-import { Miner } from '../../src/workers/miner.ts'
+import { Miner, type MinerEnvironment } from '../../src/workers/miner.ts'
+import { trainExpert } from '../../src/model/train.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { holdJob } from '../fixtures/site-devnet.ts'
@@ -37,8 +38,8 @@ const dirP = polDevnet()
 let dbs = 0
 
 /** A miner and every state it reported. */
-function watched(walletKV: KV, minerKV: KV): { miner: Miner; states: DonateState[]; until(what: string, ok: (s: DonateState) => boolean, timeoutMs?: number): Promise<DonateState> } {
-  const miner = new Miner({ walletKV, minerKV, pollMs: 200 })
+function watched(walletKV: KV, minerKV: KV, env: MinerEnvironment = {}): { miner: Miner; states: DonateState[]; until(what: string, ok: (s: DonateState) => boolean, timeoutMs?: number): Promise<DonateState> } {
+  const miner = new Miner({ walletKV, minerKV, pollMs: 200, ...env })
   const states: DonateState[] = []
   const waiters = new Set<() => void>()
   void miner.onDonate((s) => {
@@ -194,6 +195,25 @@ describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : 
     } finally {
       await reloaded.close()
     }
+  })
+
+  test('keep going: a job given up on (no gain worth submitting) is not taken again', async () => {
+    // A trainer that learns nothing (zero steps): every self-check finds no gain, so nothing is submitted.
+    const learnsNothing: MinerEnvironment['trainers'] = { cpu: (model, options) => trainExpert(model, { ...options, steps: 0 }) }
+    const w = watched(idbKV(`miner-wallet-${++dbs}`, 'wallet'), idbKV(`miner-run-${dbs}`, 'miner'), { trainers: learnsNothing })
+    assert.ok((await w.miner.createWallet()).ok)
+    await w.miner.startDonating({ relay, backend: 'cpu', keepGoing: true })
+    // Not `until`: a keep-going run passes through 'done' after every job.
+    let third: DonateState | undefined
+    try {
+      third = await eventually(async () => `three jobs given up on; last state ${JSON.stringify({ ...w.states.at(-1), losses: undefined })}`,
+        async () => w.states.find((s) => s.history.length >= 3), 180_000)
+    } finally {
+      await w.miner.stopDonating()
+    }
+    assert.ok(third.history.slice(0, 3).every((o) => o.status === 'no-gain' && o.cid === null), JSON.stringify(third.history))
+    const jobs = w.states.slice(0, w.states.indexOf(third) + 1).map((s) => s.job?.id).filter((id): id is string => id !== undefined)
+    assert.equal(new Set(jobs).size, 3, `three different jobs leased one after another, not the same again: ${[...new Set(jobs)].join(', ')}`)
   })
 
   test('Stop aborts training at once and leaves nothing to resume', async () => {
