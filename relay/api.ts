@@ -72,7 +72,8 @@ function candidateJson(c: CandidateRecord): { [key: string]: Json } {
   return {
     cid: c.cid, status: c.status, expert: c.expert, base: c.base, miner: c.miner, rules: c.rules, payload: c.payload,
     received_at: c.receivedAt, code: c.code, message: c.message, beacon: c.beacon, certificate: c.certificate,
-    reward: c.reward, amount: c.amount, loss_before: c.lossBefore, loss_after: c.lossAfter, decided_at: c.decidedAt
+    reward: c.reward, amount: c.amount, loss_before: c.lossBefore, loss_after: c.lossAfter, decided_at: c.decidedAt,
+    attempts: c.attempts, last_error: c.lastError
   }
 }
 

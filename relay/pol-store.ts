@@ -1,7 +1,9 @@
 /**
  * The Proof-of-Learning service's own state, beside the chain store: candidates waiting for the
  * validators (with the submission CAR, so a killed node loses none), their outcomes (which set
- * each miner key's trust level), and job leases. This is node-local policy, not chain content:
+ * each miner key's trust level), job leases with each key's request sequence (so a signed lease or
+ * release cannot be replayed), and the checkpoint votes this node's validator keys signed (so a key
+ * never signs two checkpoints of one number, even across restarts). This is node-local policy, not chain content:
  * a candidate enters the chain store only once certified, through the full node's rules.
  *
  * SQLite (better-sqlite3), WAL, synchronous=FULL, one file (`pol.sqlite` in the data directory).
@@ -10,10 +12,25 @@
  */
 import Database from 'better-sqlite3'
 
-/** `PRAGMA user_version` of the schema below. */
-export const POL_SCHEMA_VERSION = 1
+/** `PRAGMA user_version` of the schema below; version 1 files are migrated on open. */
+export const POL_SCHEMA_VERSION = 2
 /** `PRAGMA application_id`: 'BLYP'. */
 const APPLICATION_ID = 0x424c5950
+
+/** Tables schema version 2 added (a version 1 file gets them, and the candidates' two new columns, on open). */
+const V2_TABLES = `
+CREATE TABLE lease_sequence (
+  miner   TEXT PRIMARY KEY,
+  last_at INTEGER NOT NULL
+);
+CREATE TABLE votes (
+  validator TEXT NOT NULL,
+  number    INTEGER NOT NULL,
+  body      TEXT NOT NULL,
+  PRIMARY KEY (validator, number)
+) WITHOUT ROWID;
+`
+const TABLES = ['candidates', 'leases', 'lease_sequence', 'votes'] as const
 
 const SCHEMA = `
 CREATE TABLE candidates (
@@ -34,7 +51,9 @@ CREATE TABLE candidates (
   amount      INTEGER,
   loss_before REAL,
   loss_after  REAL,
-  decided_at  INTEGER
+  decided_at  INTEGER,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  last_error  TEXT
 );
 CREATE INDEX candidates_status ON candidates(status, received_at);
 CREATE INDEX candidates_miner ON candidates(miner, received_at);
@@ -46,7 +65,7 @@ CREATE TABLE leases (
   expires_at INTEGER NOT NULL
 );
 CREATE INDEX leases_miner ON leases(miner, expires_at);
-`
+${V2_TABLES}`
 
 export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
 
@@ -72,6 +91,9 @@ export interface CandidateRecord {
   readonly lossBefore: number | null
   readonly lossAfter: number | null
   readonly decidedAt: number | null
+  /** Rounds that failed to judge it (an error, not a verdict), and the last such error: it is retried. */
+  readonly attempts: number
+  readonly lastError: string | null
 }
 
 export interface Decision {
@@ -112,21 +134,57 @@ interface CandidateRow {
   loss_before: number | null
   loss_after: number | null
   decided_at: number | null
+  attempts: number
+  last_error: string | null
 }
 
-const COLUMNS = 'cid, miner, expert, base, rules, payload, received_at, status, code, message, beacon, certificate, reward, amount, loss_before, loss_after, decided_at'
+const COLUMNS = 'cid, miner, expert, base, rules, payload, received_at, status, code, message, beacon, certificate, reward, amount, loss_before, loss_after, decided_at, attempts, last_error'
 
 function record(r: CandidateRow): CandidateRecord {
   return Object.freeze({
     cid: r.cid, miner: r.miner, expert: r.expert, base: r.base, rules: r.rules, payload: r.payload, receivedAt: r.received_at,
     status: r.status, code: r.code, message: r.message, beacon: r.beacon, certificate: r.certificate, reward: r.reward,
-    amount: r.amount, lossBefore: r.loss_before, lossAfter: r.loss_after, decidedAt: r.decided_at
+    amount: r.amount, lossBefore: r.loss_before, lossAfter: r.loss_after, decidedAt: r.decided_at, attempts: r.attempts, lastError: r.last_error
   })
 }
 
-/** The file is not a PoL store of this version. */
+/** The file is not a PoL store of this version, or it is damaged. */
 export class PolStoreError extends Error {
   override readonly name = 'PolStoreError'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+/** Pragmas; the schema on a new file, the migration of a version 1 file, or the checks that this is our store and whole. */
+function prepareFile(db: Database.Database, path: string): void {
+  db.pragma('journal_mode = WAL') // reads the file header first: garbage fails here
+  db.pragma('synchronous = FULL')
+  const version = db.pragma('user_version', { simple: true }) as number
+  const appId = db.pragma('application_id', { simple: true }) as number
+  const names = new Set(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[])
+  if (version === 0 && appId === 0 && names.size === 0) {
+    db.transaction(() => {
+      db.exec(SCHEMA)
+      db.pragma(`application_id = ${APPLICATION_ID}`)
+      db.pragma(`user_version = ${POL_SCHEMA_VERSION}`)
+    })()
+    return
+  }
+  if (appId !== APPLICATION_ID || (version !== POL_SCHEMA_VERSION && version !== 1)) {
+    throw new PolStoreError(`${path}: not a Blyan PoL store of schema ${POL_SCHEMA_VERSION} (application_id ${appId}, version ${version})`)
+  }
+  const integrity = (db.pragma('integrity_check(10)') as { integrity_check: string }[]).map((r) => r.integrity_check)
+  if (integrity.length !== 1 || integrity[0] !== 'ok') throw new PolStoreError(`${path}: damaged (integrity_check: ${integrity.join('; ')})`)
+  if (version === 1) {
+    db.transaction(() => {
+      db.exec(`ALTER TABLE candidates ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE candidates ADD COLUMN last_error TEXT;${V2_TABLES}`)
+      db.pragma(`user_version = ${POL_SCHEMA_VERSION}`)
+    })()
+    for (const t of ['lease_sequence', 'votes']) names.add(t)
+  }
+  for (const table of TABLES) if (!names.has(table)) throw new PolStoreError(`${path}: damaged (table ${table} missing)`)
 }
 
 export class PolStore {
@@ -136,27 +194,25 @@ export class PolStore {
     this.#db = db
   }
 
-  /** Open (or create) the PoL store at `path` (`:memory:` for tests). */
+  /**
+   * Open (or create) the PoL store at `path` (`:memory:` for tests). A version 1 file is migrated to
+   * version 2 in one transaction. A file that is not a SQLite database, is another kind of database,
+   * fails SQLite's integrity check or lacks a table is refused with PolStoreError naming the problem:
+   * the node must not serve, or build on, a damaged record of its candidates.
+   */
   static open(path: string): PolStore {
-    const db = new Database(path)
+    let db: Database.Database | undefined
     try {
-      db.pragma('journal_mode = WAL')
-      db.pragma('synchronous = FULL')
-      const version = db.pragma('user_version', { simple: true }) as number
-      const appId = db.pragma('application_id', { simple: true }) as number
-      const tables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number
-      if (version === 0 && appId === 0 && tables === 0) {
-        db.transaction(() => {
-          db.exec(SCHEMA)
-          db.pragma(`application_id = ${APPLICATION_ID}`)
-          db.pragma(`user_version = ${POL_SCHEMA_VERSION}`)
-        })()
-      } else if (appId !== APPLICATION_ID || version !== POL_SCHEMA_VERSION) {
-        throw new PolStoreError(`${path}: not a Blyan PoL store of schema ${POL_SCHEMA_VERSION} (application_id ${appId}, version ${version})`)
-      }
+      db = new Database(path)
+      prepareFile(db, path)
       return new PolStore(db)
     } catch (e) {
-      db.close()
+      db?.close()
+      if (e instanceof PolStoreError) throw e
+      const code = (e as { code?: unknown } | null)?.code
+      if (e instanceof Database.SqliteError && typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')) {
+        throw new PolStoreError(`${path}: damaged, not a readable SQLite database (${e.message})`, { cause: e })
+      }
       throw e
     }
   }
@@ -214,6 +270,11 @@ export class PolStore {
     )
   }
 
+  /** A round failed to judge `cid` (an error, not a verdict): count it and keep why; it stays pending. */
+  noteFailure(cid: string, error: string): void {
+    this.#db.prepare("UPDATE candidates SET attempts = attempts + 1, last_error = ? WHERE cid = ? AND status = 'pending'").run(error, cid)
+  }
+
   // ------------------------------------------------------------------------------------ leases
 
   lease(job: string): Lease | undefined {
@@ -232,6 +293,37 @@ export class PolStore {
 
   dropLease(job: string): void {
     this.#db.prepare('DELETE FROM leases WHERE job = ?').run(job)
+  }
+
+  /** Every live lease at `now` (the lease price counts them). */
+  liveLeases(now: number): Lease[] {
+    return (this.#db.prepare('SELECT job, miner, leased_at, expires_at FROM leases WHERE expires_at > ?').all(now) as { job: string; miner: string; leased_at: number; expires_at: number }[])
+      .map((r) => ({ job: r.job, miner: r.miner, leasedAt: r.leased_at, expiresAt: r.expires_at }))
+  }
+
+  /**
+   * Take `at` as the key's next signed-request time: true when it is later than every `at` the key
+   * used before (and recorded now), false for a replay or an older request.
+   */
+  advanceSequence(miner: string, at: number): boolean {
+    return this.#db.transaction((): boolean => {
+      const last = this.#db.prepare('SELECT last_at FROM lease_sequence WHERE miner = ?').pluck().get(miner) as number | undefined
+      if (last !== undefined && at <= last) return false
+      this.#db.prepare('INSERT INTO lease_sequence (miner, last_at) VALUES (?, ?) ON CONFLICT (miner) DO UPDATE SET last_at = excluded.last_at').run(miner, at)
+      return true
+    })()
+  }
+
+  // ------------------------------------------------------------------------------------ votes
+
+  /** The checkpoint body (its id) `validator` signed at `number`, if it signed one. */
+  vote(validator: string, number: number): string | undefined {
+    return this.#db.prepare('SELECT body FROM votes WHERE validator = ? AND number = ?').pluck().get(validator, number) as string | undefined
+  }
+
+  /** Remember that `validator` signed `body` at `number` (a validator never signs two bodies at one number). */
+  recordVote(validator: string, number: number, body: string): void {
+    this.#db.prepare('INSERT INTO votes (validator, number, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(validator, number, body)
   }
 
   close(): void {

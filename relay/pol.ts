@@ -72,6 +72,8 @@ export interface Verdict {
 export interface RoundReport {
   readonly beacon: string | null
   readonly decided: readonly { readonly cid: string; readonly status: 'accepted' | 'rejected'; readonly code: string | null; readonly verdicts: readonly Verdict[] }[]
+  /** Candidates this round could not judge (an error, not a verdict): they stay pending and are retried. */
+  readonly failed: readonly { readonly cid: string; readonly error: string }[]
 }
 
 /** A lease request the service refuses: `status` is the HTTP status to answer with. */
@@ -101,6 +103,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
   #round: Promise<RoundReport> | null = null
   #timer: ReturnType<typeof setTimeout> | null = null
   #running = false
+  #intervalMs = 5000
   /** The validation pool's windows, by dataset CID and seq_len (tokenizing is the slow part). */
   #pools = new Map<string, SequencePool>()
 
@@ -203,16 +206,15 @@ export class PolService implements CandidateGate<CandidateRecord> {
 
   // --------------------------------------------------------------------------------- rounds
 
-  /** Run rounds whenever candidates wait (after admission, and every `intervalMs` as a safety net). */
+  /**
+   * Run a round every `intervalMs`, and at once when a candidate is admitted. The schedule never
+   * lapses: whatever a round does (judges, fails, finds nothing), the next one is set when it ends,
+   * so a candidate left pending by a failed round is tried again within one interval.
+   */
   start(intervalMs = 5000): void {
     this.#running = true
-    const tick = (): void => {
-      if (!this.#running) return
-      void this.runRound().catch((e: unknown) => this.#log(`pol: round failed: ${e instanceof Error ? e.message : String(e)}`)).finally(() => {
-        if (this.#running) this.#timer = setTimeout(tick, intervalMs)
-      })
-    }
-    this.#timer = setTimeout(tick, 0)
+    this.#intervalMs = intervalMs
+    this.#schedule(0)
   }
 
   async stop(): Promise<void> {
@@ -222,12 +224,22 @@ export class PolService implements CandidateGate<CandidateRecord> {
     await this.#round?.catch(() => undefined)
   }
 
-  #wake(): void {
-    if (!this.#running || this.#timer === null) return
-    clearTimeout(this.#timer)
+  /** The next round in `delayMs` (replacing a later one); none once stopped. */
+  #schedule(delayMs: number): void {
+    if (!this.#running) return
+    if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = setTimeout(() => {
-      void this.runRound().catch((e: unknown) => this.#log(`pol: round failed: ${e instanceof Error ? e.message : String(e)}`))
-    }, 0)
+      this.#timer = null
+      void this.runRound()
+        .catch((e: unknown) => this.#log(`pol: round failed: ${e instanceof Error ? e.message : String(e)}`))
+        .finally(() => {
+          if (this.#timer === null) this.#schedule(this.#intervalMs)
+        })
+    }, delayMs)
+  }
+
+  #wake(): void {
+    this.#schedule(0)
   }
 
   /** One round over every waiting candidate (rounds never overlap: a second call waits for the first). */
@@ -240,20 +252,31 @@ export class PolService implements CandidateGate<CandidateRecord> {
 
   async #roundNow(signal: AbortSignal | undefined): Promise<RoundReport> {
     const waiting = this.polStore.pending()
-    if (waiting.length === 0 || this.#validators.length === 0) return { beacon: null, decided: [] }
+    if (waiting.length === 0 || this.#validators.length === 0) return { beacon: null, decided: [], failed: [] }
     const decided: RoundReport['decided'][number][] = []
+    const failed: RoundReport['failed'][number][] = []
     let lastBeacon: string | null = null
     for (const c of waiting) {
       signal?.throwIfAborted()
-      const beacon = await this.#beaconFor(CID.parse(c.rules))
-      if (beacon === null) {
-        decided.push(await this.#reject(c, new RuleError('E_STALE_RULES', 'depends_on', 'its rules block has no successor on chain A and is not the head'), null, []))
-        continue
+      try {
+        const beacon = await this.#beaconFor(CID.parse(c.rules))
+        if (beacon === null) {
+          decided.push(await this.#reject(c, new RuleError('E_STALE_RULES', 'depends_on', 'its rules block has no successor on chain A and is not the head'), null, []))
+          continue
+        }
+        lastBeacon = beacon.cid.toString()
+        decided.push(await this.#judge(c, beacon, signal))
+      } catch (e) {
+        if (signal?.aborted === true) throw e
+        // Not a verdict: the node could not judge it this time (a missing dataset, a store error).
+        // It stays pending, says why, and the next round tries again.
+        const why = e instanceof Error ? e.message : String(e)
+        this.polStore.noteFailure(c.cid, why)
+        failed.push({ cid: c.cid, error: why })
+        this.#log(`pol: could not judge ${c.expert} candidate ${c.cid} (attempt ${c.attempts + 1}): ${why}; retrying next round`)
       }
-      lastBeacon = beacon.cid.toString()
-      decided.push(await this.#judge(c, beacon, signal))
     }
-    return { beacon: lastBeacon, decided }
+    return { beacon: lastBeacon, decided, failed }
   }
 
   /** The chain A block after `rules` (the beacon): an accepted one, or a new one when `rules` is the head. */
