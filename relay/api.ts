@@ -14,8 +14,11 @@ import { CHAIN_IDS, type ChainId } from '../src/chain/header.ts'
 import { blockToJson, toJson, type Json } from '../src/chain/json.ts'
 import { isValidPublicKey } from '../src/chain/keys.ts'
 import { encodeParamIndex, paramIndexDocument } from '../src/chain/paramindex.ts'
-import { MAX_SUBMISSION_BYTES } from '../src/chain/submission.ts'
-import { RuleError, TRANSIENT_CODES } from '../src/errors.ts'
+import { isFinal, MAX_CHECKPOINT_BYTES, type Checkpoint } from '../src/chain/checkpoint.ts'
+import type { Header } from '../src/chain/header.ts'
+import type { MetaDocument } from '../src/chain/meta.ts'
+import { canResubmit } from '../src/chain/refusal.ts'
+import { RuleError } from '../src/errors.ts'
 import type { Handler } from './interface.ts'
 import type { GatewayStats } from './gateway.ts'
 import type { FullNode } from './node.ts'
@@ -23,12 +26,14 @@ import { BodyTooLargeError, readBody, sendError, sendJson } from './http.ts'
 import { LeaseError, type PolService } from './pol.ts'
 import type { CandidateRecord } from './pol-store.ts'
 import { QUOTAS } from './trust.ts'
+import { DEFAULT_UPLOAD_POLICY, UploadAbortedError, UploadBusyError, UploadGate, readSubmission, submissionLimit, type UploadPolicy } from './upload.ts'
 
 export interface ApiOptions {
   readonly node: FullNode
   /** Reported in /api/status. */
   readonly version: string
-  readonly maxSubmissionBytes?: number
+  /** Limits on `POST /api/blocks` (upload.ts); defaults DEFAULT_UPLOAD_POLICY. */
+  readonly uploads?: Partial<UploadPolicy>
   /** Shown by GET /api/stats. */
   readonly gatewayStats?: GatewayStats
   /** The Proof-of-Learning service: candidates, jobs and leases (absent: those routes answer 404). */
@@ -42,8 +47,9 @@ function statusOf(e: RuleError): number {
   return 422
 }
 
-function ruleErrorBody(e: RuleError): { [key: string]: Json } {
-  return { code: e.code, field: e.field, message: e.message, transient: TRANSIENT_CODES.includes(e.code) }
+/** A refusal as the API says it; `transient`: submitting again (later, or the same header wrapped right) can succeed (refusal.ts). */
+function ruleErrorBody(e: RuleError, header: Header | null): { [key: string]: Json } {
+  return { code: e.code, field: e.field, message: e.message, transient: canResubmit(e, header) }
 }
 
 /** Status: what a client needs to start syncing and to check it talks to the network it trusts. */
@@ -62,10 +68,32 @@ export function statusJson(node: FullNode, version: string): { [key: string]: Js
     genesis: store.genesis()?.cid.toString() ?? null,
     network: meta === undefined ? null : toJson((meta.document as { network: string }).network),
     heads,
+    finality: finalityJson(node),
     paramIndex: { cid: encodeParamIndex(doc).cid.toString(), entries: toJson(doc.entries) },
     blocks: store.size
   }
 }
+
+/** The newest checkpoint, as status shows it: its number and id, and the final head of each linear chain. */
+function finalityJson(node: FullNode): Json {
+  const checkpoint = node.store.checkpoint()
+  if (checkpoint === null) return null
+  const [row] = node.store.checkpoints(checkpoint.number, 1)
+  const heads: { [key: string]: Json } = {}
+  for (const chain of ['A', 'C', 'D'] as const) {
+    const cid = checkpoint.heads[chain]
+    const block = cid === null ? undefined : node.store.get(cid)
+    heads[chain] = block === undefined ? null : { height: block.header.index, cid: block.cid.toString() }
+  }
+  return { number: checkpoint.number, id: row?.id ?? null, heads }
+}
+
+/** A checkpoint as the API lists it: the bytes to verify, with its number and id. */
+function checkpointJson(row: { number: number; id: string; bytes: Uint8Array }): { [key: string]: Json } {
+  return { number: row.number, id: row.id, hex: Buffer.from(row.bytes).toString('hex') }
+}
+
+const DAG_CBOR_TYPE = 'application/vnd.ipld.dag-cbor'
 
 /** A PoL candidate as the API shows it. */
 function candidateJson(c: CandidateRecord): { [key: string]: Json } {
@@ -77,8 +105,11 @@ function candidateJson(c: CandidateRecord): { [key: string]: Json } {
   }
 }
 
-export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMISSION_BYTES, gatewayStats, pol }: ApiOptions): Handler {
+export function createApiHandler({ node, version, uploads: uploadOptions, gatewayStats, pol }: ApiOptions): Handler {
   const store = node.store
+  const policy: UploadPolicy = { ...DEFAULT_UPLOAD_POLICY, ...uploadOptions }
+  const uploads = new UploadGate(policy)
+  const limitFor = (header: Header): number => submissionLimit(header, (store.head('A')?.document as MetaDocument | undefined)?.architecture ?? null, policy)
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')
     if (!url.pathname.startsWith('/api/')) return false
@@ -93,24 +124,68 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'submit a block as a CAR: Content-Type application/vnd.ipld.car')
         return true
       }
+      let ticket
+      try {
+        ticket = uploads.enter(req.socket.remoteAddress ?? 'unknown')
+      } catch (e) {
+        if (!(e instanceof UploadBusyError)) throw e
+        return refuseUpload(req, res, 503, { error: { code: 'BUSY', message: e.message } }, { 'Retry-After': String(e.retryAfterSeconds) })
+      }
+      try {
+        let read
+        try {
+          read = await readSubmission(req, ticket, limitFor, policy.maxSubmissionBytes)
+        } catch (e) {
+          if (e instanceof UploadAbortedError) {
+            req.destroy()
+            return true
+          }
+          if (e instanceof UploadBusyError) return refuseUpload(req, res, 503, { error: { code: 'BUSY', message: e.message } }, { 'Retry-After': String(e.retryAfterSeconds) })
+          if (!(e instanceof RuleError)) throw e
+          // Refused while streaming (not a CAR, a bad header, over its kind's limit): stop reading, log it as the node logs any refusal.
+          node.logRejection(e, null)
+          return refuseUpload(req, res, statusOf(e), { error: ruleErrorBody(e, null) })
+        }
+        try {
+          const outcome = await node.submitOrQueue(read.car, pol ?? null)
+          if ('accepted' in outcome) sendJson(res, 201, { accepted: blockToJson(outcome.accepted) })
+          else sendJson(res, 202, { candidate: candidateJson(outcome.candidate) })
+        } catch (e) {
+          if (!(e instanceof RuleError)) throw e
+          sendJson(res, statusOf(e), { error: ruleErrorBody(e, read.header) })
+        }
+      } finally {
+        ticket.release()
+      }
+      return true
+    }
+
+    if (name === 'checkpoints' && (route.length === 1 || (route.length === 2 && arg === 'votes')) && method === 'POST') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim()
+      if (type !== DAG_CBOR_TYPE) {
+        sendError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', `send the checkpoint document as ${DAG_CBOR_TYPE}`)
+        return true
+      }
       let body: Uint8Array
       try {
-        body = await readBody(req, maxSubmissionBytes)
+        body = await readBody(req, MAX_CHECKPOINT_BYTES)
       } catch (e) {
-        if (e instanceof BodyTooLargeError) {
-          sendError(res, 413, 'E_TOO_LARGE', e.message)
-          req.destroy()
-          return true
-        }
+        if (e instanceof BodyTooLargeError) return refuseUpload(req, res, 413, { error: { code: 'E_TOO_LARGE', message: e.message } })
         throw e
       }
       try {
-        const outcome = await node.submitOrQueue(body, pol ?? null)
-        if ('accepted' in outcome) sendJson(res, 201, { accepted: blockToJson(outcome.accepted) })
-        else sendJson(res, 202, { candidate: candidateJson(outcome.candidate) })
+        if (arg === 'votes') {
+          const outcome = await node.submitVote(body)
+          sendJson(res, outcome.status === 'final' ? 201 : 200, outcome.status === 'final'
+            ? { status: 'final', checkpoint: checkpointJson(lastCheckpointRow(node, outcome.checkpoint)) }
+            : outcome.status === 'pooled' ? { status: 'pooled', signatures: outcome.signatures, needed: outcome.needed } : { status: 'stale' })
+        } else {
+          const checkpoint = await node.submitCheckpoint(body)
+          sendJson(res, 201, { checkpoint: checkpointJson(lastCheckpointRow(node, checkpoint)) })
+        }
       } catch (e) {
         if (!(e instanceof RuleError)) throw e
-        sendJson(res, statusOf(e), { error: ruleErrorBody(e) })
+        sendJson(res, 422, { error: { code: e.code, field: e.field, message: e.message } })
       }
       return true
     }
@@ -118,13 +193,14 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
     if (name === 'jobs' && route.length === 3 && route[2] === 'lease') {
       if (method !== 'POST' && method !== 'DELETE') return methodNotAllowed(res, 'POST, DELETE')
       if (pol === undefined) return noPol(res)
-      let request: { miner?: unknown; at?: unknown; signature?: unknown }
+      let request: { miner?: unknown; at?: unknown; signature?: unknown } | null
       try {
         request = JSON.parse(new TextDecoder().decode(await readBody(req, 4096))) as typeof request
-      } catch {
+      } catch (e) {
+        if (e instanceof BodyTooLargeError) return refuseUpload(req, res, 413, { error: { code: 'E_TOO_LARGE', message: e.message } })
         return badRequest(res, 'the body is JSON: { "miner": hex key, "at": ms, "signature": hex }')
       }
-      if (typeof request.miner !== 'string' || typeof request.at !== 'number' || typeof request.signature !== 'string') {
+      if (typeof request !== 'object' || request === null || typeof request.miner !== 'string' || typeof request.at !== 'number' || typeof request.signature !== 'string') {
         return badRequest(res, 'the body is JSON: { "miner": hex key, "at": ms, "signature": hex }')
       }
       try {
@@ -157,7 +233,8 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no candidate ${arg ?? ''}` } })
         return true
       }
-      sendJson(res, 200, { candidate: candidateJson(c) })
+      const reward = c.reward === null ? undefined : store.get(CID.parse(c.reward))
+      sendJson(res, 200, { candidate: { ...candidateJson(c), reward_final: reward === undefined ? null : isFinal(store, reward, store.checkpoint()) } })
       return true
     }
 
@@ -206,7 +283,17 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
         sendJson(res, 200, { status: 'rejected', cid: cid.toString(), rejection: toJson(rejection) })
         return true
       }
-      sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no block ${cid}` } })
+      // Only a submission of it was refused (its CAR, a certificate someone attached, admission): the block itself may still come.
+      const refused = store.rejectionOf(cid, 'submission')
+      sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no block ${cid}` }, ...(refused === undefined ? {} : { last_refused_submission: toJson(refused) }) })
+      return true
+    }
+
+    if (name === 'checkpoints' && route.length === 1) {
+      const from = intParam(url, 'from', 0)
+      const limit = intParam(url, 'limit', 100)
+      if (from === null || limit === null || limit < 1) return badRequest(res, 'from and limit are non-negative integers, limit at least 1')
+      sendJson(res, 200, { latest: store.checkpoint()?.number ?? null, checkpoints: store.checkpoints(from, Math.min(limit, 1000)).map(checkpointJson) })
       return true
     }
 
@@ -226,7 +313,12 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
       }
       if (!isValidPublicKey(key)) return badRequest(res, 'not a compressed secp256k1 public key')
       const head = store.head('C')
-      sendJson(res, 200, { public_key: arg ?? '', balance: store.balance(key, head?.cid ?? null), head: head?.cid.toString() ?? null })
+      const final = store.checkpoint()?.heads.C ?? null
+      sendJson(res, 200, {
+        public_key: arg ?? '', balance: store.balance(key, head?.cid ?? null), head: head?.cid.toString() ?? null,
+        // What no branch can take away: the balance at the final chain C block (the rest is pending until validators checkpoint it).
+        final_balance: store.balance(key, final), final_head: final?.toString() ?? null
+      })
       return true
     }
 
@@ -243,6 +335,13 @@ export function createApiHandler({ node, version, maxSubmissionBytes = MAX_SUBMI
   }
 }
 
+/** The stored row of a checkpoint just applied. */
+function lastCheckpointRow(node: FullNode, checkpoint: Checkpoint): { number: number; id: string; bytes: Uint8Array } {
+  const [row] = node.store.checkpoints(checkpoint.number, 1)
+  if (row === undefined) throw new Error(`checkpoint ${checkpoint.number} was applied but is not stored`)
+  return row
+}
+
 function parseCid(text: string | undefined): CID | null {
   try {
     return CID.parse(text ?? '')
@@ -257,6 +356,16 @@ function intParam(url: URL, name: string, fallback: number): number | null {
   if (v === null) return fallback
   const n = Number(v)
   return Number.isSafeInteger(n) && n >= 0 ? n : null
+}
+
+/**
+ * Answer a request whose body the node will not read (any further): the answer, then the connection
+ * closes, so Node neither reads nor drains the rest of an unwanted upload.
+ */
+function refuseUpload(req: IncomingMessage, res: ServerResponse, status: number, body: Json, headers: Record<string, string> = {}): true {
+  sendJson(res, status, body, { ...headers, Connection: 'close' })
+  res.once('finish', () => req.destroy())
+  return true
 }
 
 function noPol(res: ServerResponse): true {

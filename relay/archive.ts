@@ -2,10 +2,13 @@
  * Whole-store archives and replays: `blyan export`, `blyan import-car`, `blyan verify`.
  *
  * An export is one CARv1 whose roots are every accepted header CID in acceptance order (so
- * dependencies come first) and whose blocks are everything those blocks brought. Import splits it
- * back into submissions and judges each with the same rules as a network submission; verify does
- * the same against a fresh in-memory chain, so the store is re-checked from genesis with nothing
- * taken on trust.
+ * dependencies come first), then every finality checkpoint in sequence, and whose blocks are
+ * everything those blocks brought and the checkpoints' documents. Import splits it back into
+ * submissions and judges each with the same rules as a network submission, then applies the
+ * checkpoints; verify does the same against a fresh in-memory chain, so the store is re-checked from
+ * genesis with nothing taken on trust. Blocks first, checkpoints after, is a faithful replay: every
+ * stored block was valid when it came (finality only refuses), and each checkpoint extends the one
+ * before.
  *
  * @module
  */
@@ -13,7 +16,8 @@ import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { CarReader, CarWriter } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
-import { DAG_CBOR, cidMatches } from '../src/chain/cbor.ts'
+import { DAG_CBOR, cidMatches, cidOf } from '../src/chain/cbor.ts'
+import { decodeCheckpoint } from '../src/chain/checkpoint.ts'
 import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader, headerCid } from '../src/chain/header.ts'
 import { MemoryChain } from '../src/chain/memory.ts'
 import { decodeCertificate } from '../src/chain/pol.ts'
@@ -55,9 +59,10 @@ export function storedSubmission(store: ChainStore, block: AcceptedBlock): Submi
 }
 
 /** Write every accepted block to a CAR file; returns the number of blocks and IPLD blocks written. */
-export async function exportCar(store: ChainStore, path: string): Promise<{ blocks: number; ipldBlocks: number }> {
+export async function exportCar(store: ChainStore, path: string): Promise<{ blocks: number; ipldBlocks: number; checkpoints: number }> {
   const accepted = [...store.all()]
-  const { writer, out } = CarWriter.create(accepted.map((b) => b.cid))
+  const checkpoints = storedCheckpoints(store).map((bytes) => ({ cid: cidOf(bytes, DAG_CBOR), bytes }))
+  const { writer, out } = CarWriter.create([...accepted.map((b) => b.cid), ...checkpoints.map((c) => c.cid)])
   const file = createWriteStream(path)
   const pump = (async () => {
     for await (const chunk of out) if (!file.write(chunk)) await once(file, 'drain')
@@ -73,9 +78,30 @@ export async function exportCar(store: ChainStore, path: string): Promise<{ bloc
       await writer.put({ cid, bytes: store.getRaw(cid) as Uint8Array })
     }
   }
+  for (const checkpoint of checkpoints) await writer.put(checkpoint)
   await writer.close()
   await pump
-  return { blocks: accepted.length, ipldBlocks: written.size }
+  return { blocks: accepted.length, ipldBlocks: written.size, checkpoints: checkpoints.length }
+}
+
+/** Every checkpoint of a store, in sequence, as bytes. */
+function storedCheckpoints(store: ChainStore): Uint8Array[] {
+  const all: Uint8Array[] = []
+  for (;;) {
+    const page = store.checkpoints(all.length, 1000)
+    all.push(...page.map((r) => r.bytes))
+    if (page.length < 1000) return all
+  }
+}
+
+/** True when `bytes` are a checkpoint document (an export's root is a header or a checkpoint). */
+function isCheckpoint(bytes: Uint8Array): boolean {
+  try {
+    decodeCheckpoint(bytes)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Read an export CAR into memory: the ordered header roots and a pool of verified blocks. */
@@ -109,7 +135,9 @@ export async function importCar(node: FullNode, bytes: Uint8Array, onProgress?: 
   const archive = await readArchive(bytes)
   let done = 0
   for (const root of archive.roots) {
-    await node.submit(assembleSubmission(root, archive.get, archive.certificateOf))
+    const bytes = archive.get(root)
+    if (bytes !== undefined && isCheckpoint(bytes)) await node.submitCheckpoint(bytes)
+    else await node.submit(assembleSubmission(root, archive.get, archive.certificateOf))
     onProgress?.(++done, archive.roots.length)
   }
   return { accepted: done }
@@ -120,6 +148,8 @@ export interface VerifyReport {
   readonly byChain: Readonly<Record<string, number>>
   readonly heads: Readonly<Record<string, string | null>>
   readonly experts: number
+  /** Finality checkpoints replayed, and the last one's number (null: none). */
+  readonly checkpoints: number
 }
 
 /**
@@ -142,6 +172,9 @@ export async function verifyStore(store: ChainStore, options: { now?: number; on
     byChain[block.header.chain_id] = (byChain[block.header.chain_id] ?? 0) + 1
     options.onProgress?.(++done, total)
   }
+  // Then finality, each checkpoint judged again by the rules against the replayed chain.
+  const checkpoints = storedCheckpoints(store)
+  for (const bytes of checkpoints) replay.applyCheckpoint(bytes)
   const heads: Record<string, string | null> = {}
   for (const chain of ['A', 'B', 'C', 'D'] as const) {
     const stored = store.head(chain)?.cid.toString() ?? null
@@ -158,5 +191,5 @@ export async function verifyStore(store: ChainStore, options: { now?: number; on
   for (const [name, block] of replayIndex) {
     if (!storedIndex.get(name)?.cid.equals(block.cid)) throw new Error(`param index: ${name} is ${storedIndex.get(name)?.cid} in the store, ${block.cid} in the replay`)
   }
-  return { blocks: done, byChain, heads, experts: replayIndex.size }
+  return { blocks: done, byChain, heads, experts: replayIndex.size, checkpoints: checkpoints.length }
 }

@@ -20,19 +20,23 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { toHex } from '../src/chain/cbor.ts'
+import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
+import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
 import { exportCar, importCar, verifyStore } from './archive.ts'
 import { JOBS_FILE, KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
+import { CheckpointSigner } from './finality.ts'
 import { StoreDamagedError, type ChainStore } from './interface.ts'
 import { FullNode } from './node.ts'
 import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner } from './mine.ts'
 import type { Trainer } from '../src/pol/miner.ts'
 import type { JobSettings } from '../src/pol/job.ts'
 import { PolService } from './pol.ts'
-import { PolStore } from './pol-store.ts'
+import { PolStore, PolStoreError } from './pol-store.ts'
 import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './run.ts'
 import { createRelay } from './server.ts'
 import { openChainStore } from './store.ts'
@@ -69,7 +73,8 @@ const USAGE: Record<string, string> = {
   Re-verify the whole store from genesis: hashes, completeness, then every block replayed through
   the validation rules. Prints a summary; exits 1 on the first failure.`,
   export: `blyan export --data DIR --car FILE
-  Write every accepted block and everything it brought to one CAR (roots: headers in order).`,
+  Write every accepted block and everything it brought, then the finality checkpoints, to one CAR
+  (roots: headers in acceptance order, then checkpoints in sequence).`,
   'import-car': `blyan import-car --data DIR --car FILE
   Submit every block of an export CAR to the store in DIR (created if missing), validating each.`,
   generate: `blyan generate --data DIR --prompt TEXT [options]
@@ -257,19 +262,30 @@ export interface Served {
   close(): Promise<void>
 }
 
-/** Check a store and serve it: full node + relay. Refuses a damaged store. */
+/**
+ * Check a store and serve it: full node + relay. Refuses, with one line, to start on a store it
+ * cannot write or that is damaged (chain.sqlite or pol.sqlite), or with validator keys that are
+ * missing, unreadable or not validators of the network.
+ */
 export async function serve(options: { dataDir: string; port: number; host: string; siteRoot?: string; log?: (line: string) => void }): Promise<Served> {
   const log = options.log ?? ((line: string) => console.log(line))
   const store = openExistingStore(options.dataDir)
+  let polStore: PolStore | undefined
+  let node: FullNode
+  let pol: PolService
   try {
     const show = progressLine('checking store')
     store.check({ onProgress: (done, total) => total > 0 && show(done, total) })
+    polStore = PolStore.open(join(options.dataDir, 'pol.sqlite'))
+    const validators = validatorKeys(options.dataDir, store)
+    if (validators.length > 0) log(`validator keys: ${validators.length} (Proof-of-Learning rounds, finality votes)`)
+    node = new FullNode(store, validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) })
+    pol = polService(options.dataDir, node, polStore, validators, log)
   } catch (e) {
+    polStore?.close()
     store.close()
     throw e
   }
-  const node = new FullNode(store)
-  const pol = openPolService(options.dataDir, node, log)
   const relay = createRelay({ node, version: VERSION, pol, ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
   await new Promise<void>((resolvePromise, rejectPromise) => {
     relay.server.once('error', (e: NodeJS.ErrnoException) => {
@@ -286,6 +302,10 @@ export async function serve(options: { dataDir: string; port: number; host: stri
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}/`
   const genesis = store.genesis()
   log(`Blyan node at ${url}  (genesis ${genesis?.cid.toString() ?? 'none'}, ${store.size} blocks)`)
+  // Heads accepted while no key voted (a store from before finality, a crash) are finalized now.
+  await node.vote()
+  const final = store.checkpoint()
+  if (final !== null) log(`finality: checkpoint ${final.number}`)
   pol.start()
   return {
     url,
@@ -301,17 +321,38 @@ export async function serve(options: { dataDir: string; port: number; host: stri
 }
 
 /**
- * The node's PoL service over `<data>/pol.sqlite`, judging with every validator key in
- * `<data>/keys/` (a devnet made by `blyan init` has them all; a node without keys queues candidates).
+ * The validator keys in `<data>/keys/` (a devnet made by `blyan init` has them all; a node without
+ * keys relays, queues candidates and pools others' votes). Every key `keys/validators.json` lists
+ * must be there and match, and every key must be a validator of chain A's head: a node that
+ * silently judged with fewer keys than its operator thinks would never reach a quorum.
  */
-function openPolService(dataDir: string, node: FullNode, log: (line: string) => void): PolService {
+function validatorKeys(dataDir: string, store: ChainStore): SecretKey[] {
   const keysDir = join(dataDir, KEYS_DIR)
-  const files = existsSync(keysDir) ? readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort() : []
-  const validators = files.map((f) => readKeyFile(join(keysDir, f)))
-  if (validators.length > 0) log(`Proof-of-Learning: judging candidates with ${validators.length} validator key(s)`)
+  if (!existsSync(keysDir)) return []
+  const files = readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort()
+  const keys = files.map((f) => readKeyFile(join(keysDir, f)))
+  const listed = join(keysDir, 'validators.json')
+  if (existsSync(listed)) {
+    const pubs = JSON.parse(readFileSync(listed, 'utf8')) as unknown
+    if (!Array.isArray(pubs) || !pubs.every((p) => typeof p === 'string')) throw new Error(`${listed}: expected a JSON list of public keys (hex)`)
+    pubs.forEach((pub: string, i) => {
+      const file = join(keysDir, `validator-${i}.key`)
+      if (!existsSync(file)) throw new Error(`${file} is missing: ${listed} lists ${pubs.length} validator keys`)
+      if (toHex(publicKeyOf(readKeyFile(file))) !== pub) throw new Error(`${file} is not the key ${listed} lists as validator ${i} (${pub.slice(0, 12)}…)`)
+    })
+  }
+  const meta = store.head('A')?.document as MetaDocument | undefined
+  for (const [i, key] of keys.entries()) {
+    if (meta !== undefined && !isValidator(meta, publicKeyOf(key))) throw new Error(`${join(keysDir, files[i] as string)} is not a validator of this network (chain A head A:${store.head('A')?.header.index})`)
+  }
+  return keys
+}
+
+/** The node's PoL service over `<data>/pol.sqlite`, judging with the node's validator keys. */
+function polService(dataDir: string, node: FullNode, polStore: PolStore, validators: SecretKey[], log: (line: string) => void): PolService {
   const jobsFile = join(dataDir, JOBS_FILE)
   const jobSettings = existsSync(jobsFile) ? checkJobSettings(JSON.parse(readFileSync(jobsFile, 'utf8')) as unknown, jobsFile) : undefined
-  return new PolService({ node, polStore: PolStore.open(join(dataDir, 'pol.sqlite')), validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
+  return new PolService({ node, polStore, validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
 }
 
 /** JobSettings from JSON (a genesis manifest, `<data>/jobs.json`), every field checked. */
@@ -363,6 +404,7 @@ async function verify(args: string[]): Promise<void> {
     const secs = ((performance.now() - started) / 1000).toFixed(1)
     console.log(`verified ${report.blocks} blocks from genesis in ${secs} s: A ${report.byChain['A']}, B ${report.byChain['B']}, C ${report.byChain['C']}, D ${report.byChain['D']}; ${report.experts} parameter groups in the param index`)
     for (const [chain, head] of Object.entries(report.heads)) console.log(`  head ${chain}: ${head ?? '(empty)'}`)
+    console.log(`  finality: ${report.checkpoints === 0 ? 'no checkpoint' : `${report.checkpoints} checkpoints, the last number ${report.checkpoints - 1}`}`)
   } finally {
     store.close()
   }
@@ -375,7 +417,7 @@ async function exportCommand(args: string[]): Promise<void> {
   const store = openExistingStore(resolve(required('export', v, 'data')))
   try {
     const r = await exportCar(store, carPath)
-    console.log(`exported ${r.blocks} blocks (${r.ipldBlocks} IPLD blocks) to ${carPath}`)
+    console.log(`exported ${r.blocks} blocks (${r.ipldBlocks} IPLD blocks) and ${r.checkpoints} checkpoints to ${carPath}`)
   } finally {
     store.close()
   }
@@ -531,7 +573,7 @@ export async function main(argv: string[]): Promise<number> {
 /** One line for any failure, naming what failed. */
 export function describe(e: unknown): string {
   if (isRuleError(e)) return `rejected: ${e.message}`
-  if (e instanceof StoreDamagedError || e instanceof ModelFormatError) return e.message
+  if (e instanceof StoreDamagedError || e instanceof ModelFormatError || e instanceof PolStoreError) return e.message
   if (e instanceof Error) return e.message
   return String(e)
 }

@@ -4,7 +4,9 @@
  * Makes validator keys, then submits through the full node, exactly as any network submission:
  * the genesis meta block (architecture, tokenizer, PoW/PoL/reward parameters, validator set), one
  * chain D block per dataset, and one chain B block per parameter group (embedding, a router per
- * layer, every expert), each signed by validator 0 (initial versions are vouched for by a validator).
+ * layer, every expert), each signed by validator 0 (initial versions are vouched for by a validator);
+ * then checkpoint 0, signed by every validator key, so the genesis is final before anyone else can
+ * submit a competing block.
  *
  * @module
  */
@@ -21,6 +23,8 @@ import type { AcceptedBlock } from '../src/chain/view.ts'
 import { blockNames, type ImportedModel, type ImportedTokenizer } from '../src/model/imported.ts'
 import { buildPayload } from '../src/tensor/payload.ts'
 import { importPayload } from '../src/tensor/tiles.ts'
+import { encodeCheckpoint } from '../src/chain/checkpoint.ts'
+import { CheckpointSigner, memoryVoteLog } from './finality.ts'
 import type { FullNode } from './node.ts'
 
 /** Where a devnet keeps its files inside the data directory. */
@@ -164,6 +168,10 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
     await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload }))
     progress(name)
   }
+
+  // Finality: every validator key votes for the heads, so the genesis blocks are final from the start.
+  const vote = new CheckpointSigner(keys, memoryVoteLog()).vote(node.store)
+  if (vote !== null) await node.submitVote(encodeCheckpoint(vote))
   return { genesis, blocks: total, validatorKeys: keyFiles }
 }
 

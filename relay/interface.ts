@@ -6,7 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CID } from 'multiformats/cid'
+import type { Checkpoint } from '../src/chain/checkpoint.ts'
 import type { ChainId } from '../src/chain/header.ts'
+import type { RefusalScope } from '../src/chain/refusal.ts'
 import type { AcceptedBlock, ChainView } from '../src/chain/view.ts'
 import type { RuleCode } from '../src/errors.ts'
 
@@ -48,6 +50,12 @@ export interface Rejection {
   /** Chain and block type, when the header decoded. */
   readonly chain: ChainId | null
   readonly blockType: string | null
+  /**
+   * `block`: the header itself is refused (whoever submits it); `cid` reads as rejected and its
+   * children get E_INVALID_DEP. `submission`: only this submission was (its CAR, its certificate,
+   * the node's admission policy); the block stays submittable (src/chain/refusal.ts).
+   */
+  readonly scope: RefusalScope
 }
 
 /**
@@ -64,6 +72,10 @@ export interface ChainStore extends ChainView {
   put(block: AcceptedBlock, blocks: ReadonlyMap<string, Uint8Array>): void
   /** Record a refused submission. */
   addRejection(rejection: Rejection): void
+  /** Append a finality checkpoint that checkCheckpoint accepted (with a quorum) as the next in sequence. */
+  putCheckpoint(checkpoint: Checkpoint, bytes: Uint8Array): void
+  /** Checkpoints with number >= `from`, in order, at most `limit`: number, id (body CID) and bytes. */
+  checkpoints(from: number, limit: number): { number: number; id: string; bytes: Uint8Array }[]
   /** Bytes of an IPLD block that some accepted block brought (never bytes of a refused submission). */
   getRaw(cid: CID): Uint8Array | undefined
   hasRaw(cid: CID): boolean
@@ -73,14 +85,14 @@ export interface ChainStore extends ChainView {
   headers(chain: ChainId, from: number, to: number, limit: number): AcceptedBlock[]
   /** Chain A index 0 block (the trust anchor), if any. With several, the fork-choice winner's ancestor. */
   genesis(): AcceptedBlock | undefined
-  /** Head of a chain: fork choice for A, C, D; for B the highest index (ties: lowest CID). */
+  /** Head of a chain: fork choice for A, C, D (the best tip on the final branch); for B the highest index (ties: lowest CID). */
   head(chain: ChainId): AcceptedBlock | undefined
   /** Expert name -> newest certified version (src/chain/paramindex.ts rules). */
   paramIndex(): Map<string, AcceptedBlock>
   /** Newest rejections first. */
   rejections(limit: number, before?: number): Rejection[]
-  /** The latest rejection of a header CID, if any. */
-  rejectionOf(cid: CID): Rejection | undefined
+  /** The latest rejection of a header CID in `scope` (default `block`: the header itself refused), if any. */
+  rejectionOf(cid: CID, scope?: RefusalScope): Rejection | undefined
   /** The first accepted chain B block whose payload is `payload` (the same weights), if any. */
   paramByPayload(payload: CID): AcceptedBlock | undefined
   /** Every accepted block in acceptance order (dependencies before dependents). */
@@ -104,5 +116,15 @@ export class StoreDamagedError extends Error {
   constructor(item: string, detail: string, options?: { cause?: unknown }) {
     super(`store damaged at ${item}: ${detail}`, options)
     this.item = item
+  }
+}
+
+/** The store's file or directory cannot be written (read-only, or no permission): the node cannot accept blocks, so it does not start. */
+export class StoreAccessError extends Error {
+  override readonly name = 'StoreAccessError'
+  readonly path: string
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super(`${path} is not writable (${detail}): the node writes every block it accepts there; fix the permissions or choose another data directory`, options)
+    this.path = path
   }
 }

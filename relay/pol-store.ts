@@ -24,11 +24,10 @@ CREATE TABLE lease_sequence (
   last_at INTEGER NOT NULL
 );
 CREATE TABLE votes (
-  validator TEXT NOT NULL,
+  validator TEXT PRIMARY KEY,
   number    INTEGER NOT NULL,
-  body      TEXT NOT NULL,
-  PRIMARY KEY (validator, number)
-) WITHOUT ROWID;
+  body      BLOB NOT NULL
+);
 `
 const TABLES = ['candidates', 'leases', 'lease_sequence', 'votes'] as const
 
@@ -185,6 +184,7 @@ function prepareFile(db: Database.Database, path: string): void {
     for (const t of ['lease_sequence', 'votes']) names.add(t)
   }
   for (const table of TABLES) if (!names.has(table)) throw new PolStoreError(`${path}: damaged (table ${table} missing)`)
+  db.pragma(`user_version = ${POL_SCHEMA_VERSION}`) // a write now: a store the node cannot write stops it from starting
 }
 
 export class PolStore {
@@ -212,6 +212,9 @@ export class PolStore {
       const code = (e as { code?: unknown } | null)?.code
       if (e instanceof Database.SqliteError && typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')) {
         throw new PolStoreError(`${path}: damaged, not a readable SQLite database (${e.message})`, { cause: e })
+      }
+      if (e instanceof Database.SqliteError && typeof code === 'string' && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM')) {
+        throw new PolStoreError(`${path} is not writable (${e.message}): the node records candidates and votes there; fix the permissions or choose another data directory`, { cause: e })
       }
       throw e
     }
@@ -316,14 +319,14 @@ export class PolStore {
 
   // ------------------------------------------------------------------------------------ votes
 
-  /** The checkpoint body (its id) `validator` signed at `number`, if it signed one. */
-  vote(validator: string, number: number): string | undefined {
-    return this.#db.prepare('SELECT body FROM votes WHERE validator = ? AND number = ?').pluck().get(validator, number) as string | undefined
+  /** The body bytes of the last checkpoint vote `validator` (hex key) signed on this node, if any. */
+  lastVote(validator: string): Uint8Array | undefined {
+    return this.#db.prepare('SELECT body FROM votes WHERE validator = ?').pluck().get(validator) as Uint8Array | undefined
   }
 
-  /** Remember that `validator` signed `body` at `number` (a validator never signs two bodies at one number). */
-  recordVote(validator: string, number: number, body: string): void {
-    this.#db.prepare('INSERT INTO votes (validator, number, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(validator, number, body)
+  /** Remember the body `validator` just signed (its number and bytes), before the vote leaves the node. */
+  recordVote(validator: string, number: number, body: Uint8Array): void {
+    this.#db.prepare('INSERT INTO votes (validator, number, body) VALUES (?, ?, ?) ON CONFLICT (validator) DO UPDATE SET number = excluded.number, body = excluded.body').run(validator, number, body)
   }
 
   close(): void {

@@ -402,7 +402,9 @@ export class PolService implements CandidateGate<CandidateRecord> {
       lossBefore: v?.lossBefore ?? null, lossAfter: v?.lossAfter ?? null, at: this.#now()
     })
     const car = this.polStore.car(c.cid)
-    if (car !== undefined) this.node.logRejection(e, (await decodeSubmission(car)).input.header)
+    // A verdict (the validators' losses) blames the candidate's weights; anything else is judged by refusal.ts.
+    const verdict = verdicts.length > 0 && (e.code === 'E_POL_THRESHOLD' || e.code === 'E_QUORUM')
+    if (car !== undefined) this.node.logRejection(e, (await decodeSubmission(car)).input.header, verdict ? 'block' : undefined)
     this.#log(`pol: rejected ${c.expert} candidate ${c.cid}: ${e.message}`)
     return { cid: c.cid, status: 'rejected', code: e.code, verdicts }
   }

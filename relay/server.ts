@@ -1,7 +1,11 @@
 /**
  * The relay's HTTP server: gateway (`/ipfs/`), API (`/api/`), live feed (`/ws`) and, when a site
  * root is given, the built site. API and gateway responses carry CORS headers and are rate limited
- * per client address; the site is served with cross-origin isolation headers (static.ts).
+ * per client address, each request weighted by its cost (http.ts `requestCost`: a headers page or a
+ * CAR export costs more than a status read); `/ws` upgrades go through the same limiter and a cap
+ * per address. The site is served with cross-origin isolation and a Content-Security-Policy
+ * (static.ts). A client that goes away mid-request is dropped quietly; any other failure is one
+ * line in the log and a 500.
  *
  * @module
  */
@@ -9,10 +13,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createApiHandler } from './api.ts'
 import type { PolService } from './pol.ts'
 import { createGatewayHandler, createGatewayStats, type GatewayOptions } from './gateway.ts'
-import { CORS_HEADERS, DEFAULT_RATE_LIMIT, createRateLimiter, sendError, type RateLimit } from './http.ts'
+import { CORS_HEADERS, DEFAULT_RATE_LIMIT, createRateLimiter, requestCost, sendError, type RateLimit } from './http.ts'
 import type { Handler } from './interface.ts'
 import type { FullNode } from './node.ts'
 import { createStaticHandler } from './static.ts'
+import type { UploadPolicy } from './upload.ts'
 import { attachHeaderFeed, type HeaderFeed } from './ws.ts'
 
 export interface RelayOptions {
@@ -21,7 +26,8 @@ export interface RelayOptions {
   /** Directory of the built site; omitted: no site (API, gateway and feed only). */
   readonly siteRoot?: string
   readonly rateLimit?: RateLimit
-  readonly maxSubmissionBytes?: number
+  /** Limits on submissions (upload.ts DEFAULT_UPLOAD_POLICY by default). */
+  readonly uploads?: Partial<UploadPolicy>
   /** Test mode only: alter the bytes the gateway serves (see gateway.ts). */
   readonly tamper?: GatewayOptions['tamper']
   /** The node's PoL service (candidates, jobs, leases in the API). */
@@ -44,12 +50,13 @@ export function createRelay(options: RelayOptions): Relay {
     version: options.version,
     gatewayStats: stats,
     ...(options.pol === undefined ? {} : { pol: options.pol }),
-    ...(options.maxSubmissionBytes === undefined ? {} : { maxSubmissionBytes: options.maxSubmissionBytes })
+    ...(options.uploads === undefined ? {} : { uploads: options.uploads })
   })
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    const url = new URL(req.url ?? '/', 'http://relay')
+    const path = url.pathname
     const shared = path.startsWith('/ipfs/') || path.startsWith('/api/')
     if (shared) {
       for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v)
@@ -58,7 +65,7 @@ export function createRelay(options: RelayOptions): Relay {
         res.end()
         return
       }
-      const wait = limiter.take(req.socket.remoteAddress ?? 'unknown')
+      const wait = limiter.take(req.socket.remoteAddress ?? 'unknown', requestCost(req.method ?? 'GET', url, req.headers.accept))
       if (wait > 0) {
         sendError(res, 429, 'RATE_LIMITED', `too many requests: retry in ${wait} s`, { 'Retry-After': String(wait) })
         return
@@ -72,12 +79,19 @@ export function createRelay(options: RelayOptions): Relay {
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
-      console.error(`relay: ${req.method} ${req.url}: ${e instanceof Error ? e.stack : String(e)}`)
+      // A client that closed its connection is not a fault of the node: nothing to answer or log.
+      if (req.destroyed || res.destroyed || isConnectionReset(e)) {
+        res.destroy()
+        return
+      }
+      console.error(`relay: ${req.method} ${req.url}: ${e instanceof Error ? e.message : String(e)}`)
       if (!res.headersSent) sendError(res, 500, 'INTERNAL', 'internal error')
       else res.destroy()
     })
   })
-  const feed = attachHeaderFeed(server, options.node, options.version)
+  const feed = attachHeaderFeed(server, options.node, options.version, {
+    admit: (req) => limiter.take(req.socket.remoteAddress ?? 'unknown', requestCost('GET', new URL(req.url ?? '/', 'http://relay'), undefined, true))
+  })
   return {
     server,
     feed,
@@ -88,4 +102,10 @@ export function createRelay(options: RelayOptions): Relay {
         server.closeAllConnections()
       })
   }
+}
+
+/** An error from a connection the client reset or aborted. */
+function isConnectionReset(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (e instanceof Error && e.message === 'aborted')
 }

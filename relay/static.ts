@@ -47,6 +47,35 @@ export const ISOLATION_HEADERS: Readonly<Record<string, string>> = Object.freeze
   'Cross-Origin-Resource-Policy': 'same-origin'
 })
 
+/**
+ * Content-Security-Policy of the site: code only from this origin (plus WebAssembly compilation, which
+ * ONNX Runtime Web needs), no plugins, and no framing by any other page (`frame-ancestors 'none'`, and
+ * X-Frame-Options for browsers without CSP 2). Connections may go to any http(s)/ws(s) URL: the page
+ * talks to the relays its user configures (`?relay=`, Settings), and verifies every byte they send.
+ * Inline styles are allowed because Svelte sets style attributes (progress bars, the DAG view).
+ */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "worker-src 'self' blob:",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data: blob:",
+  "font-src 'self'",
+  "connect-src 'self' http: https: ws: wss:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'"
+].join('; ')
+
+/** Sent with every site response, beside the isolation headers. */
+export const SITE_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'X-Content-Type-Options': 'nosniff'
+})
+
 export const CACHE_IMMUTABLE = 'public, max-age=31536000, immutable'
 export const CACHE_REVALIDATE = 'no-cache'
 
@@ -100,7 +129,7 @@ export function createStaticHandler(options: StaticOptions): Handler {
 
   return async function serveStatic(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value)
-    res.setHeader('X-Content-Type-Options', 'nosniff')
+    for (const [name, value] of Object.entries(SITE_SECURITY_HEADERS)) res.setHeader(name, value)
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD')

@@ -19,10 +19,11 @@
  * SQLite stores comfortably.
  *
  * **Rules stay in src/chain.** This module stores what validateBlock accepted and answers
- * queries; fork choice is `bestTip` over the tips it indexes, the param index is `buildParamIndex`
+ * queries; fork choice is `headOf` over the tips it indexes and the last checkpoint, the param index is `buildParamIndex`
  * over each expert's top versions, and decoding is the chain's own decoders.
  *
- * Schema, version 1 (`PRAGMA user_version`; `PRAGMA application_id` = 'BLYN'):
+ * Schema, version 2 (`PRAGMA user_version`; `PRAGMA application_id` = 'BLYN'; a version 1 file is
+ * migrated on open):
  *
  * | table | rows |
  * |---|---|
@@ -32,7 +33,8 @@
  * | `deps(block, dep)` | `depends_on` edges |
  * | `ledger(block, pub, delta)` | chain C balance changes: a transfer `-amount` for the sender, `+amount` for `to`; a reward `+amount` |
  * | `rewards(block, candidate)` | chain C reward -> the chain B block it rewards |
- * | `rejections(id, ...)` | refused submissions (a bounded log, not content) |
+ * | `checkpoints(number, id, bytes)` | finality checkpoints in sequence: `id` the body CID, `bytes` the document with its quorum signatures (src/chain/checkpoint.ts) |
+ * | `rejections(id, ..., scope)` | refused submissions (a bounded log, not content); `scope` says whether the block itself is to blame (src/chain/refusal.ts) |
  *
  * Raw rows are only ever written together with their owner rows, and `getRaw`/`hasRaw` serve only
  * owned bytes. Balances and reward lookups walk the branch with a recursive CTE over `prev`
@@ -48,7 +50,9 @@ import { CID } from 'multiformats/cid'
 import { aint, aoneOf } from '../src/assert.ts'
 import { DAG_CBOR, DAG_PB, RAW, bytesEqual, cidMatches, isProtocolCid } from '../src/chain/cbor.ts'
 import { decodeDataset, type DatasetDocument } from '../src/chain/dataset.ts'
-import { bestTip } from '../src/chain/forkchoice.ts'
+import { checkCheckpoint, checkpointId, decodeCheckpoint, type Checkpoint } from '../src/chain/checkpoint.ts'
+import { headOf } from '../src/chain/forkchoice.ts'
+import type { RefusalScope } from '../src/chain/refusal.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../src/chain/header.ts'
 import type { PublicKey } from '../src/chain/keys.ts'
 import { decodeLedgerDocument, type LedgerDocument } from '../src/chain/ledger.ts'
@@ -59,10 +63,10 @@ import { blockWork } from '../src/chain/pow.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
 import { RULES, TRANSIENT_CODES, type RuleCode } from '../src/errors.ts'
 import { PAYLOAD_PREFIX_SIZE, decodePayloadIndex, payloadIndexLength } from '../src/tensor/payload.ts'
-import { StoreDamagedError, type ChainStore, type Rejection } from './interface.ts'
+import { StoreAccessError, StoreDamagedError, type ChainStore, type Rejection } from './interface.ts'
 
 /** `PRAGMA user_version` of the schema below; a file with another version is refused. */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 /** `PRAGMA application_id`: ASCII 'BLYN', so a foreign SQLite file is never mistaken for a store. */
 const APPLICATION_ID = 0x424c594e
 
@@ -73,6 +77,15 @@ export interface ChainStoreOptions {
   readonly maxRejections?: number
 }
 
+/** What version 2 added: finality checkpoints, and the scope of a rejection (version 1 rows were all logged against their block). */
+const V2 = `
+ALTER TABLE rejections ADD COLUMN scope TEXT NOT NULL DEFAULT 'block' CHECK (scope IN ('block', 'submission'));
+CREATE TABLE checkpoints (
+  number INTEGER PRIMARY KEY,
+  id     TEXT NOT NULL UNIQUE,
+  bytes  BLOB NOT NULL
+);
+`
 const SCHEMA = `
 CREATE TABLE raw (
   cid   TEXT PRIMARY KEY,
@@ -138,8 +151,8 @@ CREATE TABLE rejections (
 );
 CREATE INDEX rejections_at ON rejections(at, id);
 CREATE INDEX rejections_cid ON rejections(cid) WHERE cid IS NOT NULL;
-`
-const TABLES = ['raw', 'blocks', 'owners', 'deps', 'ledger', 'rewards', 'rejections'] as const
+${V2}`
+const TABLES = ['raw', 'blocks', 'owners', 'deps', 'ledger', 'rewards', 'rejections', 'checkpoints'] as const
 
 /** Deepest UnixFS DAG walked (as src/tensor/tiles.ts: 1024^7 tiles is beyond any payload). */
 const MAX_DEPTH = 8
@@ -185,6 +198,7 @@ interface RejectionRow {
   at: number
   chain: string | null
   block_type: string | null
+  scope: RefusalScope
 }
 
 const BLOCK_COLUMNS = 'b.seq, b.cid, b.key, b.chain, b.idx, b.prev, b.block_type, b.expert_name, b.timestamp, b.difficulty, b.payload, b.payload_size, b.meta, b.work, b.expert_version, b.certificate, b.payload_index, b.extended'
@@ -223,6 +237,7 @@ export function openChainStore(path: string, options: ChainStoreOptions = {}): C
   } catch (e) {
     db?.close()
     if (isCorruption(e)) throw new StoreDamagedError(path, `not a readable SQLite database: ${messageOf(e)}`, { cause: e })
+    if (isReadOnly(e)) throw new StoreAccessError(path, messageOf(e), { cause: e })
     throw e
   }
 }
@@ -245,8 +260,24 @@ function prepareFile(db: Database.Database): void {
     return
   }
   if (appId !== APPLICATION_ID) throw new StoreDamagedError('schema', `not a Blyan chain store (application_id ${appId}, ${names.size} tables)`)
-  if (version !== SCHEMA_VERSION) throw new StoreDamagedError('schema', `schema version ${version}; this code reads version ${SCHEMA_VERSION}`)
+  // A write now, not at the first block: a store the node cannot write must stop it from starting.
+  db.pragma(`user_version = ${version}`)
+  if (version === 1) {
+    db.transaction(() => {
+      db.exec(V2)
+      db.pragma(`user_version = ${SCHEMA_VERSION}`)
+    })()
+    names.add('checkpoints')
+  } else if (version !== SCHEMA_VERSION) {
+    throw new StoreDamagedError('schema', `schema version ${version}; this code reads version ${SCHEMA_VERSION}`)
+  }
   for (const table of TABLES) if (!names.has(table)) throw new StoreDamagedError(table, 'table missing')
+}
+
+/** SQLite could not write (a read-only file, directory or file system) or open the file. */
+export function isReadOnly(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code
+  return e instanceof Database.SqliteError && typeof code === 'string' && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH')
 }
 
 function isCorruption(e: unknown): boolean {
@@ -271,6 +302,8 @@ class SqliteChainStore implements ChainStore {
   #size: number
   /** Expert name -> newest version; rebuilt after a chain B block is put. */
   #paramIndex: Map<string, AcceptedBlock> | null = null
+  /** The newest checkpoint (decoded from its row; check() re-verifies the whole sequence). */
+  #checkpoint: Checkpoint | null
   readonly #s
 
   constructor(db: Database.Database, path: string, cacheSize: number, maxRejections: number) {
@@ -301,7 +334,7 @@ class SqliteChainStore implements ChainStore {
           lowest(idx) AS (SELECT min(b.idx) FROM rewards r JOIN blocks b ON b.seq = r.block WHERE r.candidate = @candidate),
           ${branchCte('(SELECT idx FROM lowest)')}
         SELECT EXISTS (SELECT 1 FROM branch JOIN rewards r ON r.block = branch.seq WHERE r.candidate = @candidate)`).pluck(),
-      rejected: db.prepare<{ cid: string }, number>(`SELECT EXISTS (SELECT 1 FROM rejections WHERE cid = @cid AND code NOT IN (${transient}))
+      rejected: db.prepare<{ cid: string }, number>(`SELECT EXISTS (SELECT 1 FROM rejections WHERE cid = @cid AND scope = 'block' AND code NOT IN (${transient}))
         AND NOT EXISTS (SELECT 1 FROM blocks WHERE cid = @cid)`).pluck(),
       raw: db.prepare<[string], Uint8Array>('SELECT bytes FROM raw WHERE cid = ?').pluck(),
       ownedRaw: db.prepare<[string], Uint8Array>('SELECT r.bytes FROM raw r WHERE r.cid = ? AND EXISTS (SELECT 1 FROM owners o WHERE o.raw = r.cid)').pluck(),
@@ -321,11 +354,14 @@ class SqliteChainStore implements ChainStore {
       insertLedger: db.prepare<[number, Uint8Array, number]>('INSERT INTO ledger (block, pub, delta) VALUES (?, ?, ?)'),
       insertReward: db.prepare<[number, string]>('INSERT INTO rewards (block, candidate) VALUES (?, ?)'),
       extend: db.prepare<[string]>('UPDATE blocks SET extended = 1 WHERE cid = ? AND extended = 0'),
-      insertRejection: db.prepare<[string | null, string, string, string, number, string | null, string | null]>(
-        'INSERT INTO rejections (cid, code, field, message, at, chain, block_type) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertRejection: db.prepare<[string | null, string, string, string, number, string | null, string | null, RefusalScope]>(
+        'INSERT INTO rejections (cid, code, field, message, at, chain, block_type, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       pruneRejections: db.prepare<[number]>('DELETE FROM rejections WHERE id <= ?'),
-      rejections: db.prepare<[number, number], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?'),
-      rejectionOf: db.prepare<[string], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type FROM rejections WHERE cid = ? ORDER BY id DESC LIMIT 1'),
+      rejections: db.prepare<[number, number], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type, scope FROM rejections WHERE at < ? ORDER BY at DESC, id DESC LIMIT ?'),
+      rejectionOf: db.prepare<[string, RefusalScope], RejectionRow>('SELECT cid, code, field, message, at, chain, block_type, scope FROM rejections WHERE cid = ? AND scope = ? ORDER BY id DESC LIMIT 1'),
+      checkpointLast: db.prepare<[], { number: number; bytes: Uint8Array }>('SELECT number, bytes FROM checkpoints ORDER BY number DESC LIMIT 1'),
+      checkpointsFrom: db.prepare<[number, number], { number: number; id: string; bytes: Uint8Array }>('SELECT number, id, bytes FROM checkpoints WHERE number >= ? ORDER BY number LIMIT ?'),
+      insertCheckpoint: db.prepare<[number, string, Uint8Array]>('INSERT INTO checkpoints (number, id, bytes) VALUES (?, ?, ?)'),
       paramByPayload: db.prepare<[string], string>("SELECT cid FROM blocks WHERE chain = 'B' AND payload = ? ORDER BY seq LIMIT 1").pluck(),
       countRaw: db.prepare<[], number>('SELECT count(*) FROM raw').pluck(),
       rawAfter: db.prepare<[string, number], { cid: string; bytes: Uint8Array }>('SELECT cid, bytes FROM raw WHERE cid > ? ORDER BY cid LIMIT ?'),
@@ -337,10 +373,13 @@ class SqliteChainStore implements ChainStore {
         ['owners', 'SELECT b.cid, o.raw, o.ord FROM owners o JOIN blocks b ON b.seq = o.block ORDER BY b.cid, o.raw'],
         ['deps', 'SELECT b.cid, d.dep FROM deps d JOIN blocks b ON b.seq = d.block ORDER BY b.cid, d.dep'],
         ['ledger', 'SELECT b.cid, l.pub, l.delta FROM ledger l JOIN blocks b ON b.seq = l.block ORDER BY b.cid, l.pub'],
-        ['rewards', 'SELECT b.cid, r.candidate FROM rewards r JOIN blocks b ON b.seq = r.block ORDER BY b.cid']
+        ['rewards', 'SELECT b.cid, r.candidate FROM rewards r JOIN blocks b ON b.seq = r.block ORDER BY b.cid'],
+        ['checkpoints', 'SELECT number, id, bytes FROM checkpoints ORDER BY number']
       ].map(([table, sql]) => ({ table: table as string, stmt: db.prepare(sql as string).raw(true).safeIntegers(true) }))
     }
     this.#size = this.#s.count.get() as number
+    const last = this.#s.checkpointLast.get()
+    this.#checkpoint = last === undefined ? null : decodeCheckpoint(plain(last.bytes))
   }
 
   // -------------------------------------------------------------------------------------------
@@ -370,6 +409,10 @@ class SqliteChainStore implements ChainStore {
   isRewarded(candidate: CID, at: CID | null): boolean {
     if (at === null) return false
     return this.#s.rewarded.get({ at: at.toString(), candidate: candidate.toString() }) === 1
+  }
+
+  checkpoint(): Checkpoint | null {
+    return this.#checkpoint
   }
 
   // -------------------------------------------------------------------------------------------
@@ -455,18 +498,33 @@ class SqliteChainStore implements ChainStore {
     if (h.chain_id === 'B') this.#paramIndex = null
   }
 
+  putCheckpoint(checkpoint: Checkpoint, bytes: Uint8Array): void {
+    if (typeof checkpoint !== 'object' || checkpoint === null || !(bytes instanceof Uint8Array)) throw new TypeError('putCheckpoint: expected a decoded checkpoint and its bytes')
+    const expected = this.#checkpoint === null ? 0 : this.#checkpoint.number + 1
+    if (checkpoint.number !== expected) throw new RangeError(`checkpoint: number ${checkpoint.number}, the next is ${expected}`)
+    this.#s.insertCheckpoint.run(checkpoint.number, checkpointId(checkpoint).toString(), bytes)
+    this.#checkpoint = checkpoint
+  }
+
+  checkpoints(from: number, limit: number): { number: number; id: string; bytes: Uint8Array }[] {
+    aint(from, 'from')
+    aint(limit, 'limit')
+    return this.#s.checkpointsFrom.all(from, limit).map((r) => ({ number: r.number, id: r.id, bytes: plain(r.bytes) }))
+  }
+
   addRejection(rejection: Rejection): void {
     if (typeof rejection !== 'object' || rejection === null) throw new TypeError('rejection: expected a Rejection')
-    const { cid, code, field, message, at, chain, blockType } = rejection
+    const { cid, code, field, message, at, chain, blockType, scope } = rejection
     if (cid !== null && typeof cid !== 'string') throw new TypeError('rejection.cid: expected string or null')
     aoneOf(code, Object.keys(RULES) as RuleCode[], 'rejection.code')
     if (typeof field !== 'string' || typeof message !== 'string') throw new TypeError('rejection.field, rejection.message: expected strings')
     aint(at, 'rejection.at')
     if (chain !== null) aoneOf(chain, CHAIN_IDS, 'rejection.chain')
     if (blockType !== null && typeof blockType !== 'string') throw new TypeError('rejection.blockType: expected string or null')
+    aoneOf(scope, ['block', 'submission'] as const, 'rejection.scope')
     // The log is bounded: a flood of junk costs at most maxRejections rows (ids only grow).
     this.#db.transaction(() => {
-      const id = Number(this.#s.insertRejection.run(cid, code, field, message, at, chain, blockType).lastInsertRowid)
+      const id = Number(this.#s.insertRejection.run(cid, code, field, message, at, chain, blockType, scope).lastInsertRowid)
       if (id > this.#maxRejections) this.#s.pruneRejections.run(id - this.#maxRejections)
     })()
   }
@@ -509,8 +567,8 @@ class SqliteChainStore implements ChainStore {
       const cid = this.#s.headB.get()
       return cid === undefined ? undefined : this.get(CID.parse(cid))
     }
-    const best = bestTip(this.#s.tips.all(chain).map((t) => ({ cid: CID.parse(t.cid), work: BigInt(t.work) })))
-    return best === undefined ? undefined : this.get(best.cid)
+    const final = this.#checkpoint?.heads[chain] ?? null
+    return headOf(this, this.#s.tips.all(chain).map((t) => this.#must(t.cid)), final === null ? undefined : this.get(final))
   }
 
   paramIndex(): Map<string, AcceptedBlock> {
@@ -525,8 +583,8 @@ class SqliteChainStore implements ChainStore {
     return this.#s.rejections.all(before ?? Number.MAX_SAFE_INTEGER, limit).map(toRejection)
   }
 
-  rejectionOf(cid: CID): Rejection | undefined {
-    const row = this.#s.rejectionOf.get(cid.toString())
+  rejectionOf(cid: CID, scope: RefusalScope = 'block'): Rejection | undefined {
+    const row = this.#s.rejectionOf.get(cid.toString(), scope)
     return row === undefined ? undefined : toRejection(row)
   }
 
@@ -634,6 +692,25 @@ class SqliteChainStore implements ChainStore {
     }
     const orphan = this.#s.orphanRaw.get()
     if (orphan !== undefined) throw new StoreDamagedError(orphan, 'raw block owned by no accepted block')
+
+    // Checkpoints: the sequence from 0, each id its body's CID, each final under the rules against the store.
+    let previous: Checkpoint | null = null
+    for (let from = 0; ; from += PAGE) {
+      const page = this.checkpoints(from, PAGE)
+      for (const row of page) {
+        const item = `checkpoint ${row.number}`
+        let checkpoint: Checkpoint
+        try {
+          checkpoint = decodeCheckpoint(row.bytes)
+          if (checkpointId(checkpoint).toString() !== row.id) throw new Error(`id ${row.id} is not its body's CID ${checkpointId(checkpoint)}`)
+          checkCheckpoint(checkpoint, this, previous, { quorum: true })
+        } catch (e) {
+          throw new StoreDamagedError(item, messageOf(e), { cause: e })
+        }
+        previous = checkpoint
+      }
+      if (page.length < PAGE) break
+    }
   }
 
   /** Re-derive everything about one block row from its bytes; throws StoreDamagedError at the first difference. */
@@ -1029,6 +1106,7 @@ function toRejection(r: RejectionRow): Rejection {
     message: r.message,
     at: r.at,
     chain: r.chain as ChainId | null,
-    blockType: r.block_type
+    blockType: r.block_type,
+    scope: r.scope
   })
 }

@@ -33,7 +33,7 @@ export const RULES = Object.freeze({
   E_CYCLE: 'the dependency graph has a cycle',
   E_TIMESTAMP: 'timestamp is before a predecessor',
   E_FUTURE: 'timestamp is too far ahead of the validator\'s clock: retry later',
-  E_DIFFICULTY: 'difficulty is below what chain A requires for this chain',
+  E_DIFFICULTY: 'difficulty is not exactly what chain A requires for this chain',
   E_POW: 'the block CID digest does not have `difficulty` leading zero bits',
   E_PUBKEY: 'miner_pub is not a valid compressed secp256k1 public key',
   E_SIG: 'payload_sig is not a valid low-S signature by miner_pub over the signing bytes',
@@ -59,6 +59,9 @@ export const RULES = Object.freeze({
   E_CERT_SIG: 'a certificate signature does not verify',
   E_QUORUM: 'certificate signatures do not reach more than 2/3 of the validator set',
   E_POL_THRESHOLD: 'loss_after is not at most loss_before * (1 - delta)',
+  // Finality
+  E_CHECKPOINT: 'the finality checkpoint is malformed, out of sequence, or names heads that do not extend the last checkpoint',
+  E_FINALIZED: 'the block would displace a block a validator checkpoint made final (it is at or below a final height, or off the final branch)',
   // Chain D
   E_DATASET: 'the dataset document breaks its schema',
   // TensorBlocks and payloads

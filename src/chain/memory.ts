@@ -8,13 +8,15 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import { RuleError, TRANSIENT_CODES } from '../errors.ts'
+import { RuleError } from '../errors.ts'
 import { compareBytes } from './cbor.ts'
-import { decodeHeader, headerCid, type ChainId } from './header.ts'
+import { checkCheckpoint, checkpointId, decodeCheckpoint, isFinal, type Checkpoint, type FinalChain } from './checkpoint.ts'
+import { decodeHeader, headerCid, type ChainId, type Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
 import type { LedgerDocument } from './ledger.ts'
-import { bestTip } from './forkchoice.ts'
+import { headOf } from './forkchoice.ts'
 import { buildParamIndex } from './paramindex.ts'
+import { refusalScope } from './refusal.ts'
 import { validateBlock, type BlockInput, type ValidateOptions } from './validate.ts'
 import type { AcceptedBlock, ChainView } from './view.ts'
 
@@ -23,6 +25,8 @@ export class MemoryChain implements ChainView {
   readonly #rejected = new Map<string, RuleError>()
   /** Linear chains: CIDs of blocks something extends (so not tips). */
   readonly #extended = new Set<string>()
+  /** Finality checkpoints applied, in number order, with their bytes. */
+  readonly #checkpoints: { readonly checkpoint: Checkpoint; readonly bytes: Uint8Array }[] = []
 
   get(cid: CID): AcceptedBlock | undefined {
     return this.#blocks.get(cid.toString())
@@ -58,6 +62,36 @@ export class MemoryChain implements ChainView {
     return false
   }
 
+  checkpoint(): Checkpoint | null {
+    return this.#checkpoints.at(-1)?.checkpoint ?? null
+  }
+
+  /** Every checkpoint applied, oldest first, with its bytes (what a reload replays). */
+  checkpoints(): readonly { readonly checkpoint: Checkpoint; readonly bytes: Uint8Array }[] {
+    return this.#checkpoints
+  }
+
+  /**
+   * Apply a finality checkpoint: the next in sequence, with a quorum of its signers (checkpoint.ts
+   * rules; RuleError otherwise). The same checkpoint again is a no-op. Its heads become final.
+   */
+  applyCheckpoint(bytes: Uint8Array): Checkpoint {
+    const checkpoint = decodeCheckpoint(bytes)
+    const last = this.checkpoint()
+    if (last !== null && checkpoint.number <= last.number) {
+      const same = this.#checkpoints[checkpoint.number]?.checkpoint
+      if (same !== undefined && checkpointId(same).equals(checkpointId(checkpoint))) return same
+    }
+    checkCheckpoint(checkpoint, this, last, { quorum: true })
+    this.#checkpoints.push(Object.freeze({ checkpoint, bytes }))
+    return checkpoint
+  }
+
+  /** True when a checkpoint made `block` final (chains A, C, D). */
+  isFinal(block: AcceptedBlock): boolean {
+    return isFinal(this, block, this.checkpoint())
+  }
+
   /** Blocks from `at` back to the chain's first block. */
   *#branch(at: CID | null): Generator<AcceptedBlock> {
     let cid = at
@@ -71,7 +105,8 @@ export class MemoryChain implements ChainView {
 
   /**
    * Validate and store a block. A rule violation is remembered (so dependents get E_INVALID_DEP)
-   * unless the code is transient (an orphan, a timestamp ahead of our clock): those may pass later.
+   * when it blames the block itself (refusal.ts): not for an orphan, a clock ahead of ours, or a bad
+   * certificate attached to a version that cannot name its own.
    */
   async submit(input: BlockInput, options: ValidateOptions): Promise<AcceptedBlock> {
     try {
@@ -79,9 +114,9 @@ export class MemoryChain implements ChainView {
       this.add(block)
       return block
     } catch (e) {
-      if (e instanceof RuleError && !TRANSIENT_CODES.includes(e.code)) {
-        const cid = safeCid(input.header)
-        if (cid !== null) this.#rejected.set(cid, e)
+      if (e instanceof RuleError) {
+        const header = safeHeader(input.header)
+        if (header !== null && refusalScope(e, header) === 'block') this.#rejected.set(headerCid(input.header).toString(), e)
       }
       throw e
     }
@@ -106,9 +141,10 @@ export class MemoryChain implements ChainView {
     return this.blocks(chain).filter((b) => !this.#extended.has(b.cid.toString()))
   }
 
-  /** Fork choice head of a linear chain. */
-  head(chain: Exclude<ChainId, 'B'>): AcceptedBlock | undefined {
-    return bestTip(this.tips(chain))
+  /** Fork choice head of a linear chain: the best tip on the final branch (forkchoice.ts). */
+  head(chain: FinalChain): AcceptedBlock | undefined {
+    const final = this.checkpoint()?.heads[chain] ?? null
+    return headOf(this, this.tips(chain), final === null ? undefined : this.get(final))
   }
 
   /** Expert name -> newest certified version. */
@@ -117,12 +153,11 @@ export class MemoryChain implements ChainView {
   }
 }
 
-/** The CID of header bytes that at least decode, for remembering a rejection; null for junk. */
-function safeCid(bytes: Uint8Array): string | null {
+/** Header bytes decoded, for blaming a rejection on them; null for junk (nothing to remember). */
+function safeHeader(bytes: Uint8Array): Header | null {
   try {
-    decodeHeader(bytes)
+    return decodeHeader(bytes)
   } catch {
     return null
   }
-  return headerCid(bytes).toString()
 }

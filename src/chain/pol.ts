@@ -14,10 +14,11 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, compareBytes, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_CBOR, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
 import type { ParamHeader } from './header.ts'
-import { signMessage, verifyMessage, publicKeyOf, type SecretKey, type PublicKey } from './keys.ts'
-import { isValidator, quorumSize, type MetaDocument } from './meta.ts'
+import type { SecretKey } from './keys.ts'
+import type { MetaDocument } from './meta.ts'
+import { checkSignatures, decodeSignatures, signBody, signaturesForEncoding, sortSignatures, type ValidatorSignature } from './quorum.ts'
 import * as S from './schema.ts'
 
 export const CERT_KIND = 'blyan/pol-certificate'
@@ -50,11 +51,8 @@ export interface CertificateBody {
   readonly loss_after: number
 }
 
-export interface CertificateSignature {
-  readonly validator: PublicKey
-  /** 64-byte compact low-S signature over sha256(body bytes). */
-  readonly signature: Uint8Array
-}
+/** A validator's signature over a certificate body (quorum.ts). */
+export type CertificateSignature = ValidatorSignature
 
 export interface Certificate extends CertificateBody {
   /** Strictly ascending by validator key. */
@@ -76,19 +74,17 @@ export function certificateBodyBytes(body: CertificateBody): Uint8Array {
 }
 
 export function encodeCertificate(cert: Certificate): Uint8Array {
-  const signatures = cert.signatures.map((s) => ({ validator: s.validator, signature: s.signature }))
-  return encodeCbor({ ...bodyFields(cert), signatures })
+  return encodeCbor({ ...bodyFields(cert), signatures: signaturesForEncoding(cert.signatures) })
 }
 
 /** One validator's signature over a certificate body. */
 export function signCertificate(body: CertificateBody, secretKey: SecretKey): CertificateSignature {
-  return Object.freeze({ validator: publicKeyOf(secretKey), signature: signMessage(certificateBodyBytes(body), secretKey) })
+  return signBody(certificateBodyBytes(body), secretKey)
 }
 
 /** Assemble a certificate from signatures, sorted as the encoding requires. */
 export function assembleCertificate(body: CertificateBody, signatures: readonly CertificateSignature[]): Certificate {
-  const sorted = [...signatures].sort((a, b) => compareBytes(a.validator, b.validator))
-  return Object.freeze({ ...(bodyFields(body) as unknown as CertificateBody), signatures: Object.freeze(sorted) })
+  return Object.freeze({ ...(bodyFields(body) as unknown as CertificateBody), signatures: sortSignatures(signatures) })
 }
 
 /** Decode certificate bytes and check their schema (E_CERT), signature order (E_CERT_SIGNER). */
@@ -112,16 +108,7 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
   const lossBefore = S.finite(o, 'loss_before', p, 'E_CERT')
   const lossAfter = S.finite(o, 'loss_after', p, 'E_CERT')
   if (lossBefore <= 0 || lossAfter < 0) reject('E_CERT', 'certificate.loss_before', 'losses are non-negative, loss_before positive')
-  const signatures = S.list(o, 'signatures', p, 256, 'E_CERT').map((v, i) => {
-    const field = `certificate.signatures[${i}]`
-    const s = S.exactMap(v, ['validator', 'signature'], field, 'E_CERT')
-    return Object.freeze({ validator: S.bytes(s, 'validator', field, 33, 'E_CERT'), signature: S.bytes(s, 'signature', field, 64, 'E_CERT') })
-  })
-  signatures.forEach((s, i) => {
-    if (i > 0 && compareBytes((signatures[i - 1] as CertificateSignature).validator, s.validator) >= 0) {
-      reject('E_CERT_SIGNER', `certificate.signatures[${i}]`, 'validators not strictly ascending (or repeated)')
-    }
-  })
+  const signatures = decodeSignatures(o, p, 'E_CERT')
   return Object.freeze({
     kind: CERT_KIND,
     version: CERT_VERSION,
@@ -131,7 +118,7 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
     slice,
     loss_before: lossBefore,
     loss_after: lossAfter,
-    signatures: Object.freeze(signatures)
+    signatures
   })
 }
 
@@ -173,11 +160,5 @@ export function checkCertificate(cert: Certificate, candidateCid: CID, candidate
   if (!meetsThreshold(cert.loss_before, cert.loss_after, meta.pol.delta)) {
     reject('E_POL_THRESHOLD', 'certificate.loss_after', `${cert.loss_after} > ${cert.loss_before} * (1 - ${meta.pol.delta})`)
   }
-  const message = certificateBodyBytes(cert)
-  cert.signatures.forEach((s, i) => {
-    if (!isValidator(meta, s.validator)) reject('E_CERT_SIGNER', `certificate.signatures[${i}].validator`, 'not in the validator set')
-    if (!verifyMessage(s.signature, message, s.validator)) reject('E_CERT_SIG', `certificate.signatures[${i}].signature`)
-  })
-  const need = quorumSize(meta.validators.length)
-  if (cert.signatures.length < need) reject('E_QUORUM', 'certificate.signatures', `${cert.signatures.length} of ${meta.validators.length}, need ${need}`)
+  checkSignatures(certificateBodyBytes(cert), cert.signatures, meta, 'certificate', true)
 }

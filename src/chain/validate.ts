@@ -9,7 +9,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { parsePayload } from '../tensor/payload.ts'
+import { maxPayloadSize, parsePayload } from '../tensor/payload.ts'
 import { importPayload } from '../tensor/tiles.ts'
 import { DAG_CBOR, cidMatches, cidOf, compareBytes } from './cbor.ts'
 import { decodeDataset, type DatasetDocument } from './dataset.ts'
@@ -17,6 +17,7 @@ import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, 
 import { verifyMessage } from './keys.ts'
 import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
 import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
+import { ancestorAt } from './forkchoice.ts'
 import { checkParamShapes, expectedTensors, type IndexedTensors } from './params.ts'
 import { checkCertificate, decodeCertificate, sliceStart, type Certificate } from './pol.ts'
 import { blockWork, leadingZeroBits } from './pow.ts'
@@ -99,14 +100,38 @@ function metaOf(block: AcceptedBlock): MetaDocument {
   return block.document as MetaDocument
 }
 
-/** Linear chains: prev is an accepted block of the same chain; index and timestamp follow it. */
-function checkPrev(header: Header, view: ChainView): AcceptedBlock | null {
-  if (header.prev === null) return null
-  const prev = linked(view, header.prev, 'prev')
-  if (prev.header.chain_id !== header.chain_id) reject('E_PREV', 'prev', `is a chain ${prev.header.chain_id} block`)
-  if (header.index !== prev.header.index + 1) reject('E_INDEX', 'index', `prev has index ${prev.header.index}`)
-  if (header.timestamp < prev.header.timestamp) reject('E_TIMESTAMP', 'timestamp', 'before prev')
+/**
+ * Linear chains: prev is an accepted block of the same chain; index and timestamp follow it; and the
+ * block extends the chain's final block, if a checkpoint made one (checkFinality).
+ */
+function checkPrev(header: Header, cid: CID, view: ChainView): AcceptedBlock | null {
+  const prev = header.prev === null ? null : linked(view, header.prev, 'prev')
+  if (prev !== null) {
+    if (prev.header.chain_id !== header.chain_id) reject('E_PREV', 'prev', `is a chain ${prev.header.chain_id} block`)
+    if (header.index !== prev.header.index + 1) reject('E_INDEX', 'index', `prev has index ${prev.header.index}`)
+    if (header.timestamp < prev.header.timestamp) reject('E_TIMESTAMP', 'timestamp', 'before prev')
+  }
+  checkFinality(header, cid, prev, view)
   return prev
+}
+
+/**
+ * Rule E_FINALIZED: once a checkpoint made block F final on this chain, a new block must sit above
+ * F's height on F's branch. Every height up to F's is taken by the final branch, so a new block at
+ * or below it can only displace a final block, whatever its work.
+ */
+function checkFinality(header: Header, cid: CID, prev: AcceptedBlock | null, view: ChainView): void {
+  if (header.chain_id === 'B') return
+  const head = view.checkpoint()?.heads[header.chain_id] ?? null
+  const final = head === null ? undefined : view.get(head)
+  if (final === undefined) return
+  if (header.index <= final.header.index) {
+    // The final branch's own block, judged again (the explorer re-checks accepted blocks): it displaces nothing.
+    if (ancestorAt(view, final, header.index)?.cid.equals(cid) === true) return
+    reject('E_FINALIZED', 'index', `${header.chain_id}:${final.header.index} ${final.cid} is final: a new block at height ${header.index} would displace the final branch`)
+  }
+  const at = prev === null ? undefined : ancestorAt(view, prev, final.header.index)
+  if (at === undefined || !at.cid.equals(final.cid)) reject('E_FINALIZED', 'prev', `not on the branch of the final block ${header.chain_id}:${final.header.index} ${final.cid}`)
 }
 
 /**
@@ -131,9 +156,14 @@ function checkDependencies(header: Header, view: ChainView, prev: AcceptedBlock 
   return { meta, deps }
 }
 
+/**
+ * Rule E_DIFFICULTY: a block's difficulty is exactly what its rules require on its chain. Never
+ * more: fork choice counts work, and work an author may choose is work an author may buy (a branch
+ * of a few blocks at a higher difficulty would outweigh the honest one).
+ */
 function checkDifficulty(header: Header, meta: MetaDocument): void {
   const required = meta.pow[header.chain_id]
-  if (header.difficulty < required) reject('E_DIFFICULTY', 'difficulty', `${header.difficulty} < ${required} required on chain ${header.chain_id}`)
+  if (header.difficulty !== required) reject('E_DIFFICULTY', 'difficulty', `${header.difficulty}, chain ${header.chain_id} requires exactly ${required}`)
 }
 
 function checkValidatorSigner(header: Header, meta: MetaDocument, why: string): void {
@@ -162,7 +192,7 @@ function acceptedLinear(
 // Chain A: meta
 
 function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
-  const prev = checkPrev(header, view)
+  const prev = checkPrev(header, cid, view)
   const doc = decodeMeta(documentPayload(header, input))
   // The genesis states its own rules; every later meta block follows its predecessor's.
   const rules = prev === null ? doc : metaOf(prev)
@@ -193,7 +223,10 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
   const height = paramDeps.length === 0 ? 0 : 1 + Math.max(...paramDeps.map((d) => d.header.index))
   if (header.index !== height) reject('E_INDEX', 'index', `must be ${height}: 1 + the highest chain B dependency`)
   checkDifficulty(header, rules)
-  expectedTensors(header.expert_name, rules.architecture) // E_LAYER / E_EXPERT_NAME outside the architecture
+  const tensors = expectedTensors(header.expert_name, rules.architecture) // E_LAYER / E_EXPERT_NAME outside the architecture
+  // The architecture fixes how large this block's payload can be: a header claiming more is refused before any payload byte is read.
+  const most = maxPayloadSize(tensors)
+  if (header.payload_size > most) reject('E_PAYLOAD_SIZE', 'payload_size', `${header.payload_size} bytes; ${header.expert_name} holds at most ${most} under the architecture`)
 
   let base: AcceptedBlock | null = null
   if (header.supersedes === null) {
@@ -262,7 +295,7 @@ function checkCertificateContext(cert: Certificate, candidateCid: CID, candidate
 // Chain C: ledger
 
 function validateLedger(header: LedgerHeader, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
-  const prev = checkPrev(header, view)
+  const prev = checkPrev(header, cid, view)
   const { meta, deps } = checkDependencies(header, view, prev)
   const rules = metaOf(meta)
   checkDifficulty(header, rules)
@@ -309,7 +342,7 @@ function checkReward(header: LedgerHeader, doc: LedgerDocument, candidate: Accep
 // Chain D: datasets
 
 function validateDataset(header: Header & { chain_id: 'D' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
-  const prev = checkPrev(header, view)
+  const prev = checkPrev(header, cid, view)
   const { meta, deps } = checkDependencies(header, view, prev)
   if (deps.length !== 1) reject('E_DEPS', 'depends_on', 'a dataset depends on its chain A block only')
   checkDifficulty(header, metaOf(meta))

@@ -7,6 +7,7 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
+import type { Checkpoint } from './checkpoint.ts'
 import type { DatasetDocument } from './dataset.ts'
 import type { Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
@@ -44,4 +45,6 @@ export interface ChainView {
   balance(publicKey: PublicKey, at: CID | null): number
   /** Chain C: true when a reward for `candidate` is in the branch ending at `at`. */
   isRewarded(candidate: CID, at: CID | null): boolean
+  /** The newest finality checkpoint applied (its heads are final), or null before the first. */
+  checkpoint(): Checkpoint | null
 }

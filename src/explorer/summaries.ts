@@ -62,8 +62,15 @@ export function summarize(block: AcceptedBlock, paramIndex: ReadonlyMap<string, 
     supersedes: h.supersedes === null ? null : h.supersedes.toString(),
     version: block.expertVersion,
     pol: polStatus(block),
-    current: isCurrent(block, paramIndex)
+    current: isCurrent(block, paramIndex),
+    finality: null
   })
+}
+
+/** A summary (or detail) with its finality, from the page's checkpoints (`isFinal`: MemoryChain.isFinal). */
+export function withFinality<T extends BlockSummary>(summary: T, block: AcceptedBlock, isFinal: (block: AcceptedBlock) => boolean): T {
+  if (block.header.chain_id === 'B') return summary
+  return Object.freeze({ ...summary, finality: isFinal(block) ? 'final' : 'pending' })
 }
 
 /** Blocks that name `cid` in `depends_on` or `supersedes`, ordered by chain, index, CID. */

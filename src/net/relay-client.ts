@@ -1,6 +1,6 @@
 /**
- * Talking to one relay: its JSON API over HTTP (docs/api.md) and its `/ws` feed of accepted headers,
- * kept open with reconnects and exponential backoff.
+ * Talking to one relay: its JSON API over HTTP (docs/api.md) and its `/ws` feed of accepted headers
+ * and finality checkpoints, kept open with reconnects and exponential backoff.
  *
  * Nothing a relay answers is trusted here: header bytes are checked by sync.ts against their CIDs
  * and the rules, blocks by the CIDs that name them. This module only moves bytes and reports
@@ -50,6 +50,19 @@ function entryOf(b: { cid?: unknown; header_hex?: unknown; certificate?: unknown
   return typeof cert === 'string' ? { cid: b.cid, header_hex: b.header_hex, certificate: cert } : { cid: b.cid, header_hex: b.header_hex }
 }
 
+/** One finality checkpoint as `/api/checkpoints` and `/ws` carry it: its number, id (body CID) and DAG-CBOR bytes (hex). */
+export interface CheckpointEntry {
+  readonly number: number
+  readonly id: string
+  readonly hex: string
+}
+
+function checkpointEntryOf(c: unknown): CheckpointEntry | null {
+  const o = c as { number?: unknown; id?: unknown; hex?: unknown } | null
+  if (o === null || typeof o !== 'object' || typeof o.number !== 'number' || typeof o.id !== 'string' || typeof o.hex !== 'string') return null
+  return { number: o.number, id: o.id, hex: o.hex }
+}
+
 /** Most headers asked for per page (the relay's maximum). */
 export const HEADERS_PAGE = 1000
 
@@ -67,6 +80,8 @@ export interface RelayClient {
   headers(chain: ChainId, from: number, signal?: AbortSignal): Promise<HeaderEntry[]>
   /** A block's raw bytes from the trustless gateway, or null when the relay does not have it (404). */
   block(cid: string, signal?: AbortSignal): Promise<Uint8Array | null>
+  /** Finality checkpoints with number >= from, in sequence (none from a relay that predates finality). */
+  checkpoints(from: number, signal?: AbortSignal): Promise<CheckpointEntry[]>
 }
 
 export function createRelayClient(url: string, fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis)): RelayClient {
@@ -134,6 +149,21 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
       if (res.status === 404) return null
       if (!res.ok) throw new RelayError(base, 'http', `block ${cid}: HTTP ${res.status}`, res.status)
       return new Uint8Array(await res.arrayBuffer())
+    },
+
+    async checkpoints(from, signal) {
+      const out: CheckpointEntry[] = []
+      for (let next = from; ;) {
+        const page = (await json(`/api/checkpoints?from=${next}&limit=${HEADERS_PAGE}`, signal)) as { checkpoints?: unknown }
+        if (!Array.isArray(page.checkpoints)) throw new RelayError(base, 'protocol', '/api/checkpoints has no checkpoints list')
+        for (const c of page.checkpoints) {
+          const entry = checkpointEntryOf(c)
+          if (entry === null || entry.number !== next) throw new RelayError(base, 'protocol', `/api/checkpoints: entry ${out.length} is not checkpoint ${next}`)
+          out.push(entry)
+          next++
+        }
+        if (page.checkpoints.length < HEADERS_PAGE) return out
+      }
     }
   }
 }
@@ -148,6 +178,8 @@ export interface FeedHandlers {
   onOpen(): void
   /** A header the relay accepted. */
   onHeader(entry: HeaderEntry): void
+  /** A finality checkpoint the relay applied (verify it: it is only bytes from a relay). */
+  onCheckpoint?(entry: CheckpointEntry): void
   /** The socket closed or failed; the next attempt is at `retryAt` (ms since the epoch). */
   onDown(reason: string, retryAt: number): void
 }
@@ -207,7 +239,7 @@ export function openFeed(url: string, handlers: FeedHandlers, options: { WebSock
     }
     socket.onmessage = (event: MessageEvent) => {
       if (typeof event.data !== 'string') return
-      let message: { type?: unknown; block?: { cid?: unknown; header_hex?: unknown; certificate?: unknown } }
+      let message: { type?: unknown; block?: { cid?: unknown; header_hex?: unknown; certificate?: unknown }; checkpoint?: unknown }
       try {
         message = JSON.parse(event.data) as typeof message
       } catch {
@@ -215,6 +247,8 @@ export function openFeed(url: string, handlers: FeedHandlers, options: { WebSock
       }
       const entry = message.type === 'accepted' && typeof message.block === 'object' && message.block !== null ? entryOf(message.block) : null
       if (entry !== null) handlers.onHeader(entry)
+      const checkpoint = message.type === 'finalized' ? checkpointEntryOf(message.checkpoint) : null
+      if (checkpoint !== null) handlers.onCheckpoint?.(checkpoint)
     }
     socket.onerror = () => down('connection failed')
     socket.onclose = (event: CloseEvent) => down(opened ? `connection closed (${event.code})` : 'unreachable')

@@ -18,10 +18,16 @@
  * is pinned (trust on first use, reported through onAnchor); later, a relay whose chain starts
  * elsewhere is set aside as `wrong-network` and a genesis other than the anchor is refused (E_ANCHOR).
  *
+ * Finality checkpoints (src/chain/checkpoint.ts) follow the headers: each is applied in sequence by
+ * the page's own rules (the validator quorum of its signers, heads that extend the last one), once
+ * the heads it names are accepted here; until then it waits. From then on the page's fork choice
+ * keeps to the final branch and refuses blocks that would displace it, whatever a relay offers.
+ *
  * @module
  */
 import { CID } from 'multiformats/cid'
 import { fromHex } from '../chain/cbor.ts'
+import { FINAL_CHAINS, checkpointId, decodeCheckpoint, type Checkpoint } from '../chain/checkpoint.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../chain/header.ts'
 import { orderBlocks } from '../chain/dag.ts'
 import type { MemoryChain } from '../chain/memory.ts'
@@ -29,7 +35,7 @@ import type { AcceptedBlock } from '../chain/view.ts'
 import { isRuleError, RuleError } from '../errors.ts'
 import { validateBlock } from '../chain/validate.ts'
 import type { VerifyPool } from '../workers/verify.ts'
-import type { HeaderEntry, RelayClient } from './relay-client.ts'
+import { RelayError, type CheckpointEntry, type HeaderEntry, type RelayClient } from './relay-client.ts'
 
 /** A header offered by a relay that failed a check here. */
 export interface Rejection {
@@ -50,6 +56,8 @@ export interface SyncOptions {
   readonly onAnchor?: (cid: string) => void
   readonly onAccepted?: (block: AcceptedBlock) => void
   readonly onRejected?: (rejection: Rejection) => void
+  /** A checkpoint was applied: its heads (and everything below them) are final here. */
+  readonly onFinalized?: (checkpoint: Checkpoint, bytes: Uint8Array) => void
   /** The clock rules judge timestamps by. */
   readonly now?: () => number
 }
@@ -81,6 +89,8 @@ export class HeaderSync {
   readonly #rejected: Rejection[] = []
   /** Offered headers that may pass once their links arrive. */
   readonly #pending = new Map<string, Offered>()
+  /** Offered checkpoints (by number) waiting for the heads they name, or for the ones before them. */
+  readonly #pendingCheckpoints = new Map<number, { readonly bytes: Uint8Array; readonly source: string }>()
 
   constructor(options: SyncOptions) {
     this.chain = options.chain
@@ -112,7 +122,68 @@ export class HeaderSync {
       const entries = await relay.headers(chain, this.#resumeFrom(chain), signal)
       for (const e of entries) if (!this.#known(e.cid)) offered.push(toOffered(e, relay.url))
     }
-    return this.ingest(offered, signal)
+    const result = await this.ingest(offered, signal)
+    await this.syncCheckpoints(relay, signal)
+    return result
+  }
+
+  /** The finality checkpoints a relay has beyond this page's last one, applied in sequence. */
+  async syncCheckpoints(relay: RelayClient, signal?: AbortSignal): Promise<void> {
+    let entries: CheckpointEntry[]
+    try {
+      entries = await relay.checkpoints((this.chain.checkpoint()?.number ?? -1) + 1, signal)
+    } catch (e) {
+      if (e instanceof RelayError && e.status === 404) return // a relay without finality: nothing to apply
+      throw e
+    }
+    for (const entry of entries) this.offerCheckpoint(entry, relay.url)
+  }
+
+  /** A checkpoint (from a relay's list or its live feed): applied now if it can be, else kept until it can. */
+  offerCheckpoint(entry: CheckpointEntry, relay: string): void {
+    let bytes: Uint8Array
+    try {
+      bytes = fromHex(entry.hex)
+    } catch {
+      return this.#reject({ cid: entry.id, code: 'E_DECODE', field: 'checkpoint', message: `checkpoint ${entry.number}: not hex`, relay })
+    }
+    this.offerCheckpointBytes(entry.number, bytes, relay)
+  }
+
+  /** Checkpoint bytes said to be number `number` (a relay's, or this page's cache: `source` names which). */
+  offerCheckpointBytes(number: number, bytes: Uint8Array, source: string): void {
+    const last = this.chain.checkpoint()?.number ?? -1
+    if (number <= last || this.#pendingCheckpoints.has(number)) return
+    this.#pendingCheckpoints.set(number, { bytes, source })
+    this.#applyCheckpoints()
+  }
+
+  /** Apply waiting checkpoints in sequence while the next one's heads are all accepted here. */
+  #applyCheckpoints(): void {
+    for (;;) {
+      const number = (this.chain.checkpoint()?.number ?? -1) + 1
+      const next = this.#pendingCheckpoints.get(number)
+      if (next === undefined) return
+      let checkpoint: Checkpoint
+      try {
+        checkpoint = decodeCheckpoint(next.bytes)
+      } catch (e) {
+        this.#pendingCheckpoints.delete(number)
+        if (e instanceof RuleError) this.#reject({ cid: `checkpoint ${number}`, code: e.code, field: e.field, message: e.message, relay: next.source })
+        continue
+      }
+      // Heads this page has not accepted yet: the checkpoint waits for them (headers come first).
+      if (FINAL_CHAINS.some((c) => { const h = checkpoint.heads[c]; return h !== null && this.chain.get(h) === undefined })) return
+      this.#pendingCheckpoints.delete(number)
+      try {
+        this.chain.applyCheckpoint(next.bytes)
+      } catch (e) {
+        if (!(e instanceof RuleError)) throw e
+        this.#reject({ cid: checkpointId(checkpoint).toString(), code: e.code, field: e.field, message: e.message, relay: next.source })
+        continue
+      }
+      this.#options.onFinalized?.(checkpoint, next.bytes)
+    }
   }
 
   /** A header from a live feed. */
@@ -157,6 +228,7 @@ export class HeaderSync {
         if (await this.#accept(c.cid, c.header, c.offered, certificates.get(c.offered.cid), signal)) progress++
       }
       accepted += progress
+      if (progress > 0) this.#applyCheckpoints()
       // Waiting blocks may pass now: a new version judged before the beacon or validation dataset its
       // certificate names (it does not depend on them), or a block another ingest left waiting for one
       // this ingest accepted (live feed offers run side by side). Go again while blocks keep getting in.

@@ -57,6 +57,25 @@ export interface PayloadIndex {
   tensors: readonly PayloadEntry[]
 }
 
+/** Index bytes one entry may take, at most (name of 128 characters, offsets and dims as 9-byte CBOR integers, keys). */
+const MAX_INDEX_ENTRY_BYTES = 256
+
+/**
+ * The largest payload that can hold exactly these tensors: each in its largest encoding (the
+ * TensorBlock of whichever dtype is longest for its shape), 256-byte aligned after an index of
+ * the largest size its entries can encode to. The layout rules fix every byte of a payload from its
+ * index, so no valid payload of these tensors is longer: a full node can refuse a longer upload, or
+ * a header claiming more, before reading it.
+ */
+export function maxPayloadSize(tensors: readonly { readonly shape: readonly number[] }[]): number {
+  let size = align256(PAYLOAD_PREFIX_SIZE + 16 + MAX_INDEX_ENTRY_BYTES * tensors.length)
+  for (const t of tensors) {
+    const { rows, cols } = matrixDims(t.shape)
+    size += align256(Math.max(...DTYPES.map((d) => tblockByteLength(canonicalTBlockHeader(d, rows, cols)))))
+  }
+  return size
+}
+
 /** A tensor to put in a payload: float32 values, row-major over `shape`. */
 export interface PayloadTensor {
   name: string

@@ -139,6 +139,11 @@ export interface BlockSummary {
   readonly pol: PolStatus
   /** Chain B: this block is the param index's current version of its expert. */
   readonly current: boolean
+  /**
+   * Chains A, C, D: `final` once a validator checkpoint (verified here) holds it, so no branch can
+   * displace it; `pending` until then. null on chain B (its blocks are never displaced) or when not known.
+   */
+  readonly finality: 'final' | 'pending' | null
 }
 
 export interface BlockDetail extends BlockSummary {

@@ -93,6 +93,19 @@ export async function wideDevnet(): Promise<Devnet> {
 export const HUGE_TILES = 1025
 
 /**
+ * Experts wide enough that a payload of HUGE_TILES tiles is within what the architecture allows
+ * (3 fp32 matrices of 400,000 x 64: about 307 MB; validate.ts refuses a payload_size beyond it).
+ */
+export const HUGE_ARCH = Object.freeze({ ...WIDE_ARCH, expert_hidden_dim: 400_000 })
+
+/** A devnet under HUGE_ARCH with only its genesis: no expert of that size is ever built. */
+export async function hugeDevnet(): Promise<Devnet> {
+  const d = new Devnet(HUGE_ARCH)
+  await d.submit(d.genesis())
+  return d
+}
+
+/**
  * A chain B header (by a validator, so an initial version) whose payload CID names a UnixFS file of
  * HUGE_TILES tiles: root -> 2 interior nodes -> leaves. The bytes are not a parameter payload (the
  * light client judges chain B without it; a full node would refuse it with E_PAYLOAD_MAGIC), which

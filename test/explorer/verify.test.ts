@@ -17,7 +17,7 @@ import { verifyBlock, type VerifyInput } from '../../src/explorer/verify.ts'
 import { TILE_SIZE, decodeFileNode } from '../../src/tensor/tiles.ts'
 import type { VerifyReport, VerifyStep } from '../../src/workers/api.ts'
 import { Devnet, NOW, reseal, sealUnchecked, type Built } from '../fixtures/devnet.ts'
-import { HUGE_TILES, hugeTileBlock, lightNet, wideDevnet, type LightNet } from './_net.ts'
+import { HUGE_TILES, hugeDevnet, hugeTileBlock, lightNet, wideDevnet, type LightNet } from './_net.ts'
 
 const standard = (async () => lightNet(await Devnet.standard()))()
 const wide = (async () => lightNet(await wideDevnet()))()
@@ -267,7 +267,7 @@ describe('verifyBlock: lies fail the step that catches them', () => {
 
 describe('verifyBlock: a payload of more than 1024 tiles (an interior level)', () => {
   test('tile-root, tile-node-1, tile-leaf pass for the first, a middle and the last tile; a lying relay fails the level it lies about', async () => {
-    const net = await lightNet(await wideDevnet())
+    const net = await lightNet(await hugeDevnet())
     const { block } = await hugeTileBlock(net)
     for (const tile of [0, 700, HUGE_TILES - 1]) {
       const report = await verifyBlock(input(net, block, { tile }))

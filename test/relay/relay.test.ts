@@ -94,7 +94,7 @@ describe('submissions over HTTP', () => {
     assert.equal(res.status, 415)
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'UNSUPPORTED_MEDIA_TYPE')
     const small = await startRelay()
-    const tiny = createRelay({ node: small.node, version: 'test', maxSubmissionBytes: 100 })
+    const tiny = createRelay({ node: small.node, version: 'test', uploads: { maxSubmissionBytes: 100 } })
     await new Promise<void>((resolve) => tiny.server.listen(0, '127.0.0.1', resolve))
     const big = await fetch(`http://127.0.0.1:${(tiny.server.address() as AddressInfo).port}/api/blocks`, { method: 'POST', headers: { 'Content-Type': CAR }, body: new Uint8Array(1000) as Uint8Array<ArrayBuffer> })
     assert.equal(big.status, 413)
@@ -209,8 +209,8 @@ describe('JSON API', () => {
     const accepted = await json(`/api/blocks/${d.cid('reward')}`)
     assert.equal(accepted.body['status'], 'accepted')
     assert.equal((accepted.body['certificate'] as { cid: string }).cid, (d.chain.get(d.cid('reward'))?.certificate?.cid.toString()))
-    const rejections = (await json('/api/rejections?limit=100')).body['rejections'] as { cid: string | null; code: string }[]
-    const last = rejections.find((x) => x.cid !== null)
+    const rejections = (await json('/api/rejections?limit=100')).body['rejections'] as { cid: string | null; code: string; scope: string }[]
+    const last = rejections.find((x) => x.cid !== null && x.scope === 'block')
     assert.ok(last !== undefined && last.cid !== null)
     const rejected = await json(`/api/blocks/${last.cid}`)
     assert.equal(rejected.body['status'], 'rejected')

@@ -130,7 +130,7 @@ async function outcome(view: ChainView, input: FullBlockInput): Promise<string> 
 }
 
 function rejectionOf(e: RuleError, cid: CID | null, chain: ChainId | null, blockType: string | null): Rejection {
-  return { cid: cid?.toString() ?? null, code: e.code, field: e.field, message: e.message, at: NOW, chain, blockType }
+  return { cid: cid?.toString() ?? null, code: e.code, field: e.field, message: e.message, at: NOW, chain, blockType, scope: 'block' }
 }
 
 /** Everything a query can ask agrees between the store and the reference. */
@@ -333,7 +333,7 @@ describe('relay chain store: the rejection log', () => {
     const dir = mkdtempSync(join(tmpdir(), 'blyan-store-log-'))
     try {
       const store = openChainStore(join(dir, 'log.db'), { maxRejections: 5 })
-      const entry = (at: number): Rejection => ({ cid: null, code: 'E_DECODE', field: 'header', message: `E_DECODE (header): ${at}`, at, chain: null, blockType: null })
+      const entry = (at: number): Rejection => ({ cid: null, code: 'E_DECODE', field: 'header', message: `E_DECODE (header): ${at}`, at, chain: null, blockType: null, scope: 'block' })
       for (let at = 1; at <= 8; at++) store.addRejection(entry(at))
       assert.deepEqual(store.rejections(100).map((r) => r.at), [8, 7, 6, 5, 4])
       assert.deepEqual(store.rejections(2, 7).map((r) => r.at), [6, 5])

@@ -7,7 +7,7 @@ import { clampTile, mergeStep, stepCounts } from '../../src/ui/verify-steps.ts'
 function block(cid: string, patch: Partial<BlockSummary>): BlockSummary {
   return {
     cid, chain: 'B', index: 0, blockType: 'expert', expertName: null, layer: null, timestamp: 0, minerPub: '02', difficulty: 1,
-    payload: 'bafk', payloadSize: 1, prev: null, dependsOn: [], supersedes: null, version: 0, pol: 'genesis', current: true, ...patch
+    payload: 'bafk', payloadSize: 1, prev: null, dependsOn: [], supersedes: null, version: 0, pol: 'genesis', current: true, finality: null, ...patch
   }
 }
 
