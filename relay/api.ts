@@ -19,7 +19,7 @@ import type { Header } from '../src/chain/header.ts'
 import type { MetaDocument } from '../src/chain/meta.ts'
 import { canResubmit } from '../src/chain/refusal.ts'
 import { RuleError } from '../src/errors.ts'
-import type { Handler } from './interface.ts'
+import type { ChainStore, Handler } from './interface.ts'
 import type { GatewayStats } from './gateway.ts'
 import type { FullNode } from './node.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson } from './http.ts'
@@ -95,9 +95,11 @@ function checkpointJson(row: { number: number; id: string; bytes: Uint8Array }):
 
 const DAG_CBOR_TYPE = 'application/vnd.ipld.dag-cbor'
 
-/** A PoL candidate as the API shows it. */
-function candidateJson(c: CandidateRecord): { [key: string]: Json } {
+/** A PoL candidate as the API shows it; `reward_final` says whether its reward is under a checkpoint yet. */
+function candidateJson(c: CandidateRecord, store: ChainStore): { [key: string]: Json } {
+  const reward = c.reward === null ? undefined : store.get(CID.parse(c.reward))
   return {
+    reward_final: reward === undefined ? null : isFinal(store, reward, store.checkpoint()),
     cid: c.cid, status: c.status, expert: c.expert, base: c.base, miner: c.miner, rules: c.rules, payload: c.payload,
     received_at: c.receivedAt, code: c.code, message: c.message, beacon: c.beacon, certificate: c.certificate,
     reward: c.reward, amount: c.amount, loss_before: c.lossBefore, loss_after: c.lossAfter, decided_at: c.decidedAt,
@@ -149,7 +151,7 @@ export function createApiHandler({ node, version, uploads: uploadOptions, gatewa
         try {
           const outcome = await node.submitOrQueue(read.car, pol ?? null)
           if ('accepted' in outcome) sendJson(res, 201, { accepted: blockToJson(outcome.accepted) })
-          else sendJson(res, 202, { candidate: candidateJson(outcome.candidate) })
+          else sendJson(res, 202, { candidate: candidateJson(outcome.candidate, store) })
         } catch (e) {
           if (!(e instanceof RuleError)) throw e
           sendJson(res, statusOf(e), { error: ruleErrorBody(e, read.header) })
@@ -233,8 +235,7 @@ export function createApiHandler({ node, version, uploads: uploadOptions, gatewa
         sendJson(res, 404, { status: 'unknown', error: { code: 'NOT_FOUND', message: `no candidate ${arg ?? ''}` } })
         return true
       }
-      const reward = c.reward === null ? undefined : store.get(CID.parse(c.reward))
-      sendJson(res, 200, { candidate: { ...candidateJson(c), reward_final: reward === undefined ? null : isFinal(store, reward, store.checkpoint()) } })
+      sendJson(res, 200, { candidate: candidateJson(c, store) })
       return true
     }
 
@@ -243,7 +244,7 @@ export function createApiHandler({ node, version, uploads: uploadOptions, gatewa
       const miner = (arg ?? '').toLowerCase()
       if (!/^[0-9a-f]{66}$/.test(miner)) return badRequest(res, 'the public key is 33 bytes of hex')
       const trust = pol.trustOf(miner)
-      sendJson(res, 200, { miner, trust, quota: toJson(QUOTAS[trust]), candidates: pol.polStore.byMiner(miner, 100).map(candidateJson) })
+      sendJson(res, 200, { miner, trust, quota: toJson(QUOTAS[trust]), candidates: pol.polStore.byMiner(miner, 100).map((c) => candidateJson(c, store)) })
       return true
     }
 

@@ -49,6 +49,8 @@ export interface CandidateOutcome {
   readonly loss_after: number | null
   readonly amount: number | null
   readonly reward: string | null
+  /** Whether the reward block is final (under a validator checkpoint); null without one. */
+  readonly reward_final?: boolean | null
   readonly certificate: string | null
 }
 

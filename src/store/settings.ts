@@ -70,19 +70,28 @@ export async function saveSettings(settings: Settings, kv: KV = settingsKV()): P
 
 /**
  * What a reload needs to re-validate the chain from the header cache without network: the trust
- * anchor the headers were accepted under, and the accepted header CIDs in acceptance order (each
- * one's dependencies come before it, so replaying them in order through the rules rebuilds the chain).
+ * anchor the headers were accepted under, the accepted header CIDs in acceptance order (each
+ * one's dependencies come before it, so replaying them in order through the rules rebuilds the chain),
+ * and the finality checkpoints applied, in sequence.
  */
 export interface StoredSyncState {
   readonly anchor: string | null
   readonly accepted: readonly string[]
+  /** CIDs of the finality checkpoints applied, in sequence (their bytes are in the header cache). */
+  readonly checkpoints: readonly string[]
 }
 
 /** Sync state from an untrusted record: invalid CIDs are dropped; anything unreadable is the empty state. */
 export function syncStateFrom(raw: unknown): StoredSyncState {
   const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>
   const accepted = Array.isArray(r['accepted']) ? r['accepted'].filter(isCid) : []
-  return Object.freeze({ anchor: isCid(r['anchor']) ? (r['anchor'] as string) : null, accepted: Object.freeze(accepted as string[]) })
+  // Checkpoints are a sequence: keep the valid prefix (a gap would make every later one unusable).
+  const checkpoints: string[] = []
+  for (const c of Array.isArray(r['checkpoints']) ? r['checkpoints'] : []) {
+    if (!isCid(c)) break
+    checkpoints.push(c as string)
+  }
+  return Object.freeze({ anchor: isCid(r['anchor']) ? (r['anchor'] as string) : null, accepted: Object.freeze(accepted as string[]), checkpoints: Object.freeze(checkpoints) })
 }
 
 export async function loadSyncState(kv: KV = settingsKV()): Promise<StoredSyncState> {
@@ -99,7 +108,11 @@ export async function saveSyncState(state: StoredSyncState, kv: KV = settingsKV(
   state.accepted.forEach((cid, i) => {
     if (!isCid(cid)) throw new TypeError(`accepted[${i}]: expected a CID string, got ${JSON.stringify(cid)}`)
   })
-  await kv.setMany([[SYNC, { anchor: state.anchor, accepted: [...state.accepted] }]])
+  aarray(state.checkpoints, 'checkpoints')
+  state.checkpoints.forEach((cid, i) => {
+    if (!isCid(cid)) throw new TypeError(`checkpoints[${i}]: expected a CID string, got ${JSON.stringify(cid)}`)
+  })
+  await kv.setMany([[SYNC, { anchor: state.anchor, accepted: [...state.accepted], checkpoints: [...state.checkpoints] }]])
 }
 
 // ------------------------------------------------------------------------------------ checks

@@ -146,12 +146,19 @@ export interface OutcomeView {
   readonly detail: string
 }
 
+/** What the reward's finality means to the donor, as a clause. */
+function rewardState(final: boolean | null): string {
+  if (final === true) return ' (final: a validator checkpoint holds it)'
+  if (final === false) return ' (pending until the validators\' next checkpoint makes it final)'
+  return ''
+}
+
 /** How an outcome is told. */
 export function outcomeView(o: DonateOutcome): OutcomeView {
   const losses = o.lossBefore !== null && o.lossAfter !== null ? `validation loss ${formatLoss(o.lossBefore)} → ${formatLoss(o.lossAfter)} nats (${formatGain(o.improvement)}${o.delta === null ? '' : `; ${formatDelta(o.delta)} needed`})` : null
   switch (o.status) {
     case 'accepted':
-      return { tone: 'ok', title: `Accepted: ${o.expert} has a new version`, detail: `${losses === null ? 'Validators measured a lower validation loss. ' : ''}It is in the model now: answers routed to ${o.expert} run your version. ${o.amount === null ? 'A reward' : `${formatCredits(o.amount)} credits`} went to your wallet.` }
+      return { tone: 'ok', title: `Accepted: ${o.expert} has a new version`, detail: `${losses === null ? 'Validators measured a lower validation loss. ' : ''}It is in the model now: answers routed to ${o.expert} run your version. ${o.amount === null ? 'A reward' : `${formatCredits(o.amount)} credits`} went to your wallet${rewardState(o.rewardFinal)}.` }
     case 'rejected':
       return { tone: 'bad', title: `Rejected${o.code === null ? '' : ` · ${o.code}`}`, detail: `${o.message ?? 'The validators refused the candidate.'}${losses === null || (o.message ?? '').includes('->') ? '' : ` (${losses})`}` }
     case 'no-gain':
@@ -162,7 +169,10 @@ export function outcomeView(o: DonateOutcome): OutcomeView {
 /** A candidate's line in the wallet's history. */
 export function candidateLine(c: CandidateInfo): { tone: 'ok' | 'bad' | 'busy'; label: string; detail: string } {
   const gain = c.lossBefore !== null && c.lossAfter !== null && c.lossBefore > 0 ? (c.lossBefore - c.lossAfter) / c.lossBefore : null
-  if (c.status === 'accepted') return { tone: 'ok', label: 'accepted', detail: `loss ${formatLoss(c.lossBefore)} → ${formatLoss(c.lossAfter)} (${formatGain(gain)})` }
+  if (c.status === 'accepted') {
+    const reward = c.amount === null ? '' : `; ${formatCredits(c.amount)} credits${c.rewardFinal === true ? ', final' : c.rewardFinal === false ? ', pending' : ''}`
+    return { tone: 'ok', label: 'accepted', detail: `loss ${formatLoss(c.lossBefore)} → ${formatLoss(c.lossAfter)} (${formatGain(gain)})${reward}` }
+  }
   if (c.status === 'rejected') return { tone: 'bad', label: 'rejected', detail: `${c.code ?? ''}${c.message === null ? '' : `: ${c.message}`}` }
   return { tone: 'busy', label: 'pending', detail: 'waiting for the validators' }
 }

@@ -51,6 +51,7 @@ export function candidateFrom(raw: unknown): CandidateInfo | null {
     lossAfter: num(r['loss_after']),
     amount: num(r['amount']),
     reward: str(r['reward']),
+    rewardFinal: typeof r['reward_final'] === 'boolean' ? r['reward_final'] : null,
     certificate: str(r['certificate']),
     receivedAt: num(r['received_at']),
     decidedAt: num(r['decided_at'])
@@ -85,12 +86,12 @@ export async function fetchCandidate(relay: string, cid: string, options: RelayO
   return c
 }
 
-/** `GET /api/balance/<key>`: integer units at the chain C head. */
-export async function fetchBalance(relay: string, publicKey: string, options: RelayOptions = {}): Promise<number> {
-  const body = (await getJson(relay, `/api/balance/${publicKey}`, options)) as { balance?: unknown }
+/** `GET /api/balance/<key>`: integer units at the chain C head, and at the final chain C block (null when the relay did not say). */
+export async function fetchBalance(relay: string, publicKey: string, options: RelayOptions = {}): Promise<{ balance: number; finalBalance: number | null }> {
+  const body = (await getJson(relay, `/api/balance/${publicKey}`, options)) as { balance?: unknown; final_balance?: unknown }
   const balance = num(body.balance)
   if (balance === null) throw new WalletRelayError(relay, 200, 'PROTOCOL', `${relay}: the balance answer has no balance`)
-  return balance
+  return { balance, finalBalance: num(body.final_balance) }
 }
 
 /**
@@ -118,7 +119,8 @@ export async function fetchActivity(relay: string, publicKey: string, options: R
   const candidates = Array.isArray(m?.candidates) ? (m.candidates as unknown[]).map(candidateFrom).filter((c): c is CandidateInfo => c !== null) : []
   return Object.freeze({
     relay,
-    balance: balance.status === 'fulfilled' ? balance.value : null,
+    balance: balance.status === 'fulfilled' ? balance.value.balance : null,
+    finalBalance: balance.status === 'fulfilled' ? balance.value.finalBalance : null,
     trust,
     quota,
     candidates: Object.freeze(candidates),

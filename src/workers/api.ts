@@ -80,6 +80,8 @@ export interface SyncState {
   readonly error: string | null
   /** Ms from the client's start (or last restart) to its first `live`: the cost of a sync; null until then. */
   readonly liveMs: number | null
+  /** The newest validator checkpoint this page verified: everything at or below these heads is final. null before one. */
+  readonly finality: { readonly number: number; readonly heads: Readonly<Record<'A' | 'C' | 'D', HeadInfo | null>> } | null
 }
 
 export interface CacheUsage {
@@ -397,6 +399,8 @@ export interface CandidateInfo {
   /** Credits minted for it, and the chain C reward block. */
   readonly amount: number | null
   readonly reward: string | null
+  /** Whether the reward block is under a validator checkpoint (final) or not yet (pending); null without a reward, or when the relay did not say. */
+  readonly rewardFinal: boolean | null
   readonly certificate: string | null
   readonly receivedAt: number | null
   readonly decidedAt: number | null
@@ -407,6 +411,8 @@ export interface WalletActivity {
   readonly relay: string
   /** null when the relay did not say. */
   readonly balance: number | null
+  /** The part of `balance` no branch can take away: the balance at the final chain C block. The rest is pending until the validators' next checkpoint. */
+  readonly finalBalance: number | null
   readonly trust: 'newbie' | 'trusted' | null
   readonly quota: { readonly perDay: number; readonly pending: number; readonly leases: number } | null
   readonly candidates: readonly CandidateInfo[]
@@ -475,6 +481,8 @@ export interface DonateOutcome {
   readonly delta: number | null
   readonly amount: number | null
   readonly reward: string | null
+  /** Whether the reward is final yet (a validator checkpoint holds it); null when unknown. */
+  readonly rewardFinal: boolean | null
   readonly certificate: string | null
   readonly at: number
 }

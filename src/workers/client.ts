@@ -10,7 +10,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { RAW, toHex } from '../chain/cbor.ts'
+import { DAG_CBOR, RAW, cidOf, toHex } from '../chain/cbor.ts'
 import { EMBEDDING_NAME, expertName, routerName, type ChainId } from '../chain/header.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
@@ -24,7 +24,7 @@ import { RULES, isRuleError } from '../errors.ts'
 import { dagView } from '../explorer/dag.ts'
 import { MAX_RECORD_BYTES, RecordError, parseGenesisRecord } from '../explorer/record.ts'
 import { listBlocks, searchBlocks } from '../explorer/search.ts'
-import { detail, summarize } from '../explorer/summaries.ts'
+import { detail, summarize, withFinality } from '../explorer/summaries.ts'
 import { verifyBlock } from '../explorer/verify.ts'
 import { createTokenizer, type Tokenizer } from '../model/tokenizer.ts'
 import { createLightNode, heliaBlock, type Helia } from '../net/helia.ts'
@@ -49,6 +49,7 @@ import type {
   ClientStatus,
   DagView,
   DatasetRecordFile,
+  HeadInfo,
   RejectionInfo,
   RejectionList,
   Sampling,
@@ -233,7 +234,8 @@ export class Client implements ClientApi {
       anchor: settings.trustAnchor,
       onAnchor: (cid) => void this.#pin(cid),
       onAccepted: (block) => this.#accepted(block),
-      onRejected: () => this.#changed()
+      onRejected: () => this.#changed(),
+      onFinalized: (_checkpoint, bytes) => this.#finalized(bytes)
     })
     this.#phase = 'starting'
     this.#syncStartedAt = performance.now()
@@ -262,6 +264,12 @@ export class Client implements ClientApi {
       this.#error = null
       void e
     }
+    // Then the checkpoints, judged again by the rules: finality survives a reload without network.
+    for (const [number, cid] of stored.checkpoints.entries()) {
+      const bytes = await localBlock(caches, CID.parse(cid))
+      if (bytes === undefined) break
+      sync.offerCheckpointBytes(number, bytes, 'cache')
+    }
   }
 
   /** Open a relay's feed; each (re)connect syncs what was missed. */
@@ -276,6 +284,10 @@ export class Client implements ClientApi {
         const sync = this.#sync
         if (sync === null) return
         sync.offer(entry, url).then(() => this.#changed(), () => this.#changed())
+      },
+      onCheckpoint: (entry) => {
+        this.#sync?.offerCheckpoint(entry, url)
+        this.#changed()
       },
       onDown: (reason, retryAt) => {
         relays.markDown(url, reason, retryAt)
@@ -316,9 +328,16 @@ export class Client implements ClientApi {
   #accepted(block: AcceptedBlock): void {
     void this.#caches?.headers.put(block.cid, block.bytes).catch(() => undefined)
     if (this.#phase === 'live') {
-      const summary = summarize(block, this.#chain.paramIndex())
+      const summary = this.#final(summarize(block, this.#chain.paramIndex()), block)
       for (const l of this.#blockListeners) l(summary)
     }
+    this.#saveSoon()
+    this.#changed()
+  }
+
+  /** A checkpoint this page verified: kept in the header cache (by its CID) for the next reload; finality changed what pages show. */
+  #finalized(bytes: Uint8Array): void {
+    void this.#caches?.headers.put(cidOf(bytes, DAG_CBOR), bytes).catch(() => undefined)
     this.#saveSoon()
     this.#changed()
   }
@@ -327,9 +346,23 @@ export class Client implements ClientApi {
     if (this.#saveTimer !== null) return
     this.#saveTimer = setTimeout(() => {
       this.#saveTimer = null
-      const state: StoredSyncState = { anchor: this.#sync?.anchor ?? null, accepted: this.#chain.blocks().map((b) => b.cid.toString()) }
-      void this.#env.settings.saveSync(state).catch(() => undefined)
+      void this.#saveNow()
     }, 200)
+  }
+
+  /** Write the sync state (what a reload replays) now. */
+  #saveNow(): Promise<void> {
+    const state: StoredSyncState = {
+      anchor: this.#sync?.anchor ?? null,
+      accepted: this.#chain.blocks().map((b) => b.cid.toString()),
+      checkpoints: this.#chain.checkpoints().map((c) => cidOf(c.bytes, DAG_CBOR).toString())
+    }
+    return this.#env.settings.saveSync(state).catch(() => undefined)
+  }
+
+  /** A summary (or detail) with its finality by this page's own checkpoints. */
+  #final<T extends BlockSummary>(summary: T, block: AcceptedBlock | undefined = this.#chain.get(CID.parse(summary.cid))): T {
+    return block === undefined ? summary : withFinality(summary, block, (b) => this.#chain.isFinal(b))
   }
 
   /** Stop everything (tests; the worker lives as long as the page). */
@@ -338,7 +371,12 @@ export class Client implements ClientApi {
     for (const feed of this.#feeds.values()) feed.close()
     this.#feeds.clear()
     if (this.#statusTimer !== null) clearTimeout(this.#statusTimer)
-    if (this.#saveTimer !== null) clearTimeout(this.#saveTimer)
+    if (this.#saveTimer !== null) {
+      // A save was due: do it now, so what this page verified last is what the next load replays.
+      clearTimeout(this.#saveTimer)
+      this.#saveTimer = null
+      await this.#saveNow()
+    }
     this.#dropRun()
     this.#releasePrepared()
     await this.#caches?.flush()
@@ -362,6 +400,12 @@ export class Client implements ClientApi {
     const b = this.#chain.blocks('B')
     const top = b.reduce<AcceptedBlock | null>((m, x) => (m === null || x.header.index > m.header.index ? x : m), null)
     heads.B = top === null ? null : { height: top.header.index, cid: top.cid.toString() }
+    const checkpoint = this.#chain.checkpoint()
+    const finalHead = (cid: CID | null): HeadInfo | null => {
+      const b = cid === null ? undefined : this.#chain.get(cid)
+      return b === undefined ? null : { height: b.header.index, cid: b.cid.toString() }
+    }
+    const finality = checkpoint === null ? null : { number: checkpoint.number, heads: { A: finalHead(checkpoint.heads.A), C: finalHead(checkpoint.heads.C), D: finalHead(checkpoint.heads.D) } }
     return {
       relays: this.#relays?.states() ?? [],
       sync: {
@@ -371,7 +415,8 @@ export class Client implements ClientApi {
         verified: this.#chain.size,
         rejected: [...(this.#sync?.rejected ?? [])],
         error: this.#error,
-        liveMs: this.#liveMs
+        liveMs: this.#liveMs,
+        finality
       },
       cache: this.#cacheUsage ?? { tileBytes: 0, tileBlocks: 0, budgetBytes: this.#settings?.cacheBudgetBytes ?? 0, headerBytes: 0, headerBlocks: 0, quotaBytes: null, error: null },
       backend: this.#run?.info ?? null
@@ -707,11 +752,11 @@ export class Client implements ClientApi {
   // ---------------------------------------------------------------------------- explorer
 
   async listBlocks(chain: ChainId, limit: number, before?: number): Promise<BlockSummary[]> {
-    return listBlocks(this.#chain.blocks(), this.#chain.paramIndex(), chain, limit, before)
+    return listBlocks(this.#chain.blocks(), this.#chain.paramIndex(), chain, limit, before).map((s) => this.#final(s))
   }
 
   async search(query: string): Promise<BlockSummary[]> {
-    return searchBlocks(query, this.#chain.blocks(), this.#chain.paramIndex())
+    return searchBlocks(query, this.#chain.blocks(), this.#chain.paramIndex()).map((s) => this.#final(s))
   }
 
   async block(cid: string): Promise<BlockPage | null> {
@@ -725,7 +770,7 @@ export class Client implements ClientApi {
     if (block === undefined) return null
     const payloadIndex = block.header.chain_id === 'B' ? await this.#payloadIndex(block) : null
     const all = this.#chain.blocks()
-    return Object.freeze({ ...detail(block, this.#chain.paramIndex(), all, payloadIndex), ...polLinks(block, all) })
+    return Object.freeze({ ...this.#final(detail(block, this.#chain.paramIndex(), all, payloadIndex), block), ...polLinks(block, all) })
   }
 
   async datasetRecord(cid: string): Promise<DatasetRecordFile> {
@@ -865,7 +910,7 @@ export class Client implements ClientApi {
 
   async clearCache(): Promise<CacheUsage> {
     await this.#need(this.#caches).clear()
-    await this.#env.settings.saveSync({ anchor: this.#sync?.anchor ?? null, accepted: [] })
+    await this.#env.settings.saveSync({ anchor: this.#sync?.anchor ?? null, accepted: [], checkpoints: [] })
     this.#payloadIndexes.clear()
     const s = await this.status()
     this.#changed()

@@ -114,6 +114,7 @@ export function outcomeOf(c: CandidateInfo | CandidateOutcome, expert: string, d
     delta,
     amount: c.amount,
     reward: c.reward,
+    rewardFinal: 'rewardFinal' in c ? c.rewardFinal : c.reward_final ?? null,
     certificate: c.certificate,
     at
   })
@@ -490,7 +491,7 @@ export class Miner implements MinerApi {
       return Object.freeze({
         status: 'no-gain', cid: null, expert, code: 'NO_GAIN',
         message: `The self-check on the public validation pool found ${gain === null ? 'no' : `a ${(gain * 100).toFixed(2)}%`} gain${delta === null ? '' : `, below the ${(delta * 100).toFixed(1)}% validators require`}: nothing was submitted.`,
-        lossBefore: sc?.lossBefore ?? null, lossAfter: sc?.lossAfter ?? null, improvement: gain, delta, amount: null, reward: null, certificate: null, at: this.#now()
+        lossBefore: sc?.lossBefore ?? null, lossAfter: sc?.lossAfter ?? null, improvement: gain, delta, amount: null, reward: null, rewardFinal: null, certificate: null, at: this.#now()
       })
     }
     if (result.outcome.status === 'pending') return this.#follow(current, result.outcome.cid, delta, signal)

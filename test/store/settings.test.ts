@@ -62,8 +62,8 @@ describe('settings', () => {
 describe('sync state', () => {
   test('empty when nothing is stored; a round trip keeps the acceptance order', async () => {
     const kv = freshKV()
-    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [] })
-    const state = { anchor: cid(0), accepted: [cid(0), cid(3), cid(1), cid(2)] }
+    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [], checkpoints: [] })
+    const state = { anchor: cid(0), accepted: [cid(0), cid(3), cid(1), cid(2)], checkpoints: [cid(4), cid(5)] }
     await saveSyncState(state, kv)
     assert.deepEqual(await loadSyncState(kv), state)
     assert.deepEqual(await loadSettings(kv), defaultSettings(), 'sync state and settings are separate records')
@@ -71,10 +71,11 @@ describe('sync state', () => {
 
   test('a damaged record keeps its valid CIDs, in order, and nothing else', async () => {
     const kv = freshKV()
-    await kv.setMany([['sync', { anchor: 5, accepted: [cid(1), 'nope', 7, cid(2)] }]])
-    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [cid(1), cid(2)] })
+    await kv.setMany([['sync', { anchor: 5, accepted: [cid(1), 'nope', 7, cid(2)], checkpoints: [cid(3), 'gap', cid(4)] }]])
+    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [cid(1), cid(2)], checkpoints: [cid(3)] }, 'checkpoints: the sequence up to its first gap')
     await kv.setMany([['sync', 'garbage']])
-    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [] })
-    await assert.rejects(saveSyncState({ anchor: null, accepted: ['nope'] }, kv), { name: 'TypeError' })
+    assert.deepEqual(await loadSyncState(kv), { anchor: null, accepted: [], checkpoints: [] })
+    await assert.rejects(saveSyncState({ anchor: null, accepted: ['nope'], checkpoints: [] }, kv), { name: 'TypeError' })
+    await assert.rejects(saveSyncState({ anchor: null, accepted: [], checkpoints: ['nope'] }, kv), { name: 'TypeError' })
   })
 })

@@ -9,7 +9,7 @@ const CID_A = 'bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmi6kfxzxe'
 const CID_B = 'bafyreib4pff766vhpbxbhjbqqnsh5emeznvujayjj4z2iu533cprgbz23m'
 
 function outcome(patch: Partial<DonateOutcome>): DonateOutcome {
-  return { status: 'accepted', cid: CID_A, expert: 'layer0.expert1', code: null, message: null, lossBefore: 4, lossAfter: 3, improvement: 0.25, delta: 0.005, amount: 125, reward: CID_B, certificate: CID_B, at: 1, ...patch }
+  return { status: 'accepted', cid: CID_A, expert: 'layer0.expert1', code: null, message: null, lossBefore: 4, lossAfter: 3, improvement: 0.25, delta: 0.005, amount: 125, reward: CID_B, rewardFinal: true, certificate: CID_B, at: 1, ...patch }
 }
 
 test('the miner uses the first relay that is up, else the first usable, else the page origin', () => {
@@ -75,7 +75,13 @@ test('outcomes are told with their losses, the threshold and the reason', () => 
   assert.equal(bad.title, 'Rejected · E_POL_THRESHOLD')
   assert.ok(bad.detail.startsWith('loss 4 -> 3.99'))
   assert.equal(outcomeView(outcome({ status: 'no-gain', message: 'no gain' })).tone, 'warn')
-  assert.equal(candidateLine({ cid: CID_A, status: 'rejected', expert: null, code: 'E_COPY', message: 'copied', lossBefore: null, lossAfter: null, amount: null, reward: null, certificate: null, receivedAt: null, decidedAt: null }).detail, 'E_COPY: copied')
+  assert.equal(candidateLine({ cid: CID_A, status: 'rejected', expert: null, code: 'E_COPY', message: 'copied', lossBefore: null, lossAfter: null, amount: null, reward: null, rewardFinal: null, certificate: null, receivedAt: null, decidedAt: null }).detail, 'E_COPY: copied')
+  // A reward is told final or pending, as the relay's checkpoint says.
+  assert.match(outcomeView(outcome({})).detail, /final: a validator checkpoint holds it/)
+  assert.match(outcomeView(outcome({ rewardFinal: false })).detail, /pending until the validators' next checkpoint/)
+  const accepted = { cid: CID_A, status: 'accepted' as const, expert: null, code: null, message: null, lossBefore: 4, lossAfter: 3, amount: 1250, reward: CID_B, rewardFinal: false, certificate: CID_B, receivedAt: 1, decidedAt: 2 }
+  assert.match(candidateLine(accepted).detail, /1,250 credits, pending$/)
+  assert.match(candidateLine({ ...accepted, rewardFinal: true }).detail, /1,250 credits, final$/)
 })
 
 test('an expert is marked when the page knows a newer accepted version than the answer used', () => {

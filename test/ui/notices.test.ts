@@ -10,7 +10,7 @@ function relay(url: string, patch: Partial<RelayState> = {}): RelayState {
 function status(relays: RelayState[], sync: Partial<SyncState> = {}): ClientStatus {
   return {
     relays,
-    sync: { phase: 'live', anchor: null, heads: { A: null, B: null, C: null, D: null }, verified: 12, rejected: [], error: null, liveMs: null, ...sync },
+    sync: { phase: 'live', anchor: null, heads: { A: null, B: null, C: null, D: null }, verified: 12, rejected: [], error: null, liveMs: null, finality: null, ...sync },
     cache: { tileBytes: 0, tileBlocks: 0, budgetBytes: 1, headerBytes: 0, headerBlocks: 0, quotaBytes: null, error: null },
     backend: null
   }
