@@ -39,7 +39,7 @@ export async function run(): Promise<void> {
     const validation = SequencePool.fromText(await text('validation'), tokenizer, meta.pol.seq_len)
     const s = DEFAULT_JOB_SETTINGS
     console.log(`job: ${s.steps} steps x ${s.batchSize} windows x ${meta.pol.seq_len} tokens (${s.steps * s.batchSize * meta.pol.seq_len} training tokens); slice: ${meta.pol.eval_sequences} windows (${meta.pol.eval_sequences * meta.pol.seq_len} tokens), evaluated twice`)
-    const jobs = deriveJobs(store, () => undefined, Date.now()).filter((j) => j.expertIndex === 1 && [0, 2, 4].includes(j.layer))
+    const jobs = deriveJobs(store, () => ({ exclusive: null, shared: [] })).filter((j) => j.expertIndex === 1 && [0, 2, 4].includes(j.layer))
     const ratios: number[] = []
     for (const job of jobs) {
       let t0 = performance.now()

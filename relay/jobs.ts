@@ -1,7 +1,8 @@
 /**
  * The job board's jobs, derived from chain state: one per expert (the param index's current
  * version is the base), training windows from the newest chain D `train` dataset at a start
- * derived from the job id, settings from JobSettings. Leases live in the PoL store.
+ * derived from the job id, settings from JobSettings. Leases live in the PoL store; relay/pol.ts
+ * says who holds what.
  *
  * @module
  */
@@ -26,8 +27,14 @@ function idOf(base: CID): string {
   return Buffer.from(sha256(base.bytes).subarray(0, 8)).toString('hex')
 }
 
-/** Every job the chain gives, with their leases at `now`. */
-export function deriveJobs(store: ChainStore, leaseOf: (job: string) => Lease | undefined, now: number, settings: JobSettings = DEFAULT_JOB_SETTINGS): Job[] {
+/** Who holds a job now: the exclusive (trusted) lease, if any, and the newbie keys sharing it. */
+export interface JobHolders {
+  readonly exclusive: Lease | null
+  readonly shared: readonly Lease[]
+}
+
+/** Every job the chain gives, with who holds each. */
+export function deriveJobs(store: ChainStore, holders: (job: string) => JobHolders, settings: JobSettings = DEFAULT_JOB_SETTINGS): Job[] {
   const head = store.head('A')
   const train = newestDataset(store, 'train')
   if (head === undefined || train === undefined) return []
@@ -39,7 +46,7 @@ export function deriveJobs(store: ChainStore, leaseOf: (job: string) => Lease | 
     if (m === null) continue
     const id = idOf(block.cid)
     const digest = Buffer.from(id, 'hex')
-    const lease = leaseOf(id)
+    const held = holders(id)
     jobs.push(Object.freeze({
       id,
       expert: name,
@@ -53,7 +60,8 @@ export function deriveJobs(store: ChainStore, leaseOf: (job: string) => Lease | 
       batchSize: settings.batchSize,
       learningRate: settings.learningRate,
       seed: digest.readUInt32BE(4),
-      lease: lease === undefined || lease.expiresAt <= now ? null : Object.freeze({ miner: lease.miner, expiresAt: lease.expiresAt })
+      lease: held.exclusive === null ? null : Object.freeze({ miner: held.exclusive.miner, expiresAt: held.exclusive.expiresAt }),
+      sharedBy: Object.freeze(held.shared.map((l) => Object.freeze({ miner: l.miner, expiresAt: l.expiresAt })))
     }))
   }
   return jobs.sort((a, b) => a.layer - b.layer || a.expertIndex - b.expertIndex)

@@ -17,8 +17,20 @@ export const POL_SCHEMA_VERSION = 2
 /** `PRAGMA application_id`: 'BLYP'. */
 const APPLICATION_ID = 0x424c5950
 
-/** Tables schema version 2 added (a version 1 file gets them, and the candidates' two new columns, on open). */
+/**
+ * Tables schema version 2 made: leases keyed by job and miner (a job may be shared by several newbie
+ * keys), each key's request sequence, and the validator keys' last votes. A version 1 file gets them
+ * (its leases copied) and the candidates' two new columns on open.
+ */
 const V2_TABLES = `
+CREATE TABLE leases (
+  job        TEXT NOT NULL,
+  miner      TEXT NOT NULL,
+  leased_at  INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (job, miner)
+) WITHOUT ROWID;
+CREATE INDEX leases_miner ON leases(miner, expires_at);
 CREATE TABLE lease_sequence (
   miner   TEXT PRIMARY KEY,
   last_at INTEGER NOT NULL
@@ -57,13 +69,6 @@ CREATE TABLE candidates (
 CREATE INDEX candidates_status ON candidates(status, received_at);
 CREATE INDEX candidates_miner ON candidates(miner, received_at);
 CREATE INDEX candidates_payload ON candidates(payload);
-CREATE TABLE leases (
-  job        TEXT PRIMARY KEY,
-  miner      TEXT NOT NULL,
-  leased_at  INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL
-);
-CREATE INDEX leases_miner ON leases(miner, expires_at);
 ${V2_TABLES}`
 
 export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
@@ -137,6 +142,17 @@ interface CandidateRow {
   last_error: string | null
 }
 
+interface LeaseRow {
+  job: string
+  miner: string
+  leased_at: number
+  expires_at: number
+}
+
+function leaseOf(r: LeaseRow): Lease {
+  return Object.freeze({ job: r.job, miner: r.miner, leasedAt: r.leased_at, expiresAt: r.expires_at })
+}
+
 const COLUMNS = 'cid, miner, expert, base, rules, payload, received_at, status, code, message, beacon, certificate, reward, amount, loss_before, loss_after, decided_at, attempts, last_error'
 
 function record(r: CandidateRow): CandidateRecord {
@@ -178,7 +194,11 @@ function prepareFile(db: Database.Database, path: string): void {
   if (version === 1) {
     db.transaction(() => {
       db.exec(`ALTER TABLE candidates ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE candidates ADD COLUMN last_error TEXT;${V2_TABLES}`)
+        ALTER TABLE candidates ADD COLUMN last_error TEXT;
+        ALTER TABLE leases RENAME TO leases_v1;
+        DROP INDEX leases_miner;${V2_TABLES}
+        INSERT INTO leases (job, miner, leased_at, expires_at) SELECT job, miner, leased_at, expires_at FROM leases_v1;
+        DROP TABLE leases_v1;`)
       db.pragma(`user_version = ${POL_SCHEMA_VERSION}`)
     })()
     for (const t of ['lease_sequence', 'votes']) names.add(t)
@@ -280,9 +300,9 @@ export class PolStore {
 
   // ------------------------------------------------------------------------------------ leases
 
-  lease(job: string): Lease | undefined {
-    const r = this.#db.prepare('SELECT job, miner, leased_at, expires_at FROM leases WHERE job = ?').get(job) as { job: string; miner: string; leased_at: number; expires_at: number } | undefined
-    return r === undefined ? undefined : { job: r.job, miner: r.miner, leasedAt: r.leased_at, expiresAt: r.expires_at }
+  /** The live leases on `job` at `now`, oldest first. */
+  leasesOn(job: string, now: number): Lease[] {
+    return (this.#db.prepare('SELECT job, miner, leased_at, expires_at FROM leases WHERE job = ? AND expires_at > ? ORDER BY leased_at, miner').all(job, now) as LeaseRow[]).map(leaseOf)
   }
 
   /** Live leases of a miner at `now`. */
@@ -294,14 +314,8 @@ export class PolStore {
     this.#db.prepare('INSERT OR REPLACE INTO leases (job, miner, leased_at, expires_at) VALUES (?, ?, ?, ?)').run(l.job, l.miner, l.leasedAt, l.expiresAt)
   }
 
-  dropLease(job: string): void {
-    this.#db.prepare('DELETE FROM leases WHERE job = ?').run(job)
-  }
-
-  /** Every live lease at `now` (the lease price counts them). */
-  liveLeases(now: number): Lease[] {
-    return (this.#db.prepare('SELECT job, miner, leased_at, expires_at FROM leases WHERE expires_at > ?').all(now) as { job: string; miner: string; leased_at: number; expires_at: number }[])
-      .map((r) => ({ job: r.job, miner: r.miner, leasedAt: r.leased_at, expiresAt: r.expires_at }))
+  dropLease(job: string, miner: string): void {
+    this.#db.prepare('DELETE FROM leases WHERE job = ? AND miner = ?').run(job, miner)
   }
 
   /**

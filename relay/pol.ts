@@ -44,7 +44,7 @@ import { loadFloatModel, withExpert } from '../src/pol/model.ts'
 import { SequencePool } from '../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../src/tensor/tiles.ts'
 import type { ChainStore } from './interface.ts'
-import { deriveJobs, newestDataset } from './jobs.ts'
+import { deriveJobs, newestDataset, type JobHolders } from './jobs.ts'
 import type { CandidateGate, FullNode } from './node.ts'
 import type { CandidateRecord, Lease, PolStore } from './pol-store.ts'
 import { DAY_MS, QUOTAS, trustLevel, type TrustLevel } from './trust.ts'
@@ -165,22 +165,35 @@ export class PolService implements CandidateGate<CandidateRecord> {
   // ----------------------------------------------------------------------------------- jobs
 
   jobs(): Job[] {
-    return deriveJobs(this.store, (id) => this.polStore.lease(id), this.#now(), this.#jobSettings)
+    const now = this.#now()
+    return deriveJobs(this.store, (id) => this.#holders(id, now), this.#jobSettings)
+  }
+
+  /** Who holds `job` at `now`: a trusted key's lease is exclusive, newbie keys' leases are shared. */
+  #holders(job: string, now: number): JobHolders {
+    const leases = this.polStore.leasesOn(job, now)
+    const exclusive = leases.find((l) => this.trustOf(l.miner) === 'trusted') ?? null
+    return { exclusive, shared: leases.filter((l) => l !== exclusive) }
   }
 
   /**
    * Lease `job` to `miner` (hex key) who signed leaseMessage(job, miner, at) with it: 404 unknown
-   * job, 400 bad request, 401 bad signature, 409 leased to another key, 429 over quota.
+   * job, 400 bad request, 401 bad signature, 409 E_REPLAY for an `at` not later than the key's last
+   * request, 409 LEASED when a trusted key holds it exclusively, 429 over the key's lease quota.
+   *
+   * Only a trusted key (3 accepted candidates in a row) leases exclusively; a newbie key's lease is
+   * shared, so any number of fresh keys cannot keep anyone off the board: another miner may take
+   * the same job, and the first accepted candidate wins (the other's base is then stale).
    */
   lease(jobId: string, miner: string, at: number, signature: string): Lease {
     const job = this.jobs().find((j) => j.id === jobId)
     if (job === undefined) throw new LeaseError(404, 'NOT_FOUND', `no job ${jobId} (jobs change when an expert gets a new version)`)
     this.#checkSigned(jobId, miner, at, signature, 'lease')
     const now = this.#now()
-    const held = this.polStore.lease(jobId)
-    if (held !== undefined && held.expiresAt > now && held.miner !== miner) throw new LeaseError(409, 'LEASED', `leased to another key until ${new Date(held.expiresAt).toISOString()}`)
+    const held = this.#holders(jobId, now)
+    if (held.exclusive !== null && held.exclusive.miner !== miner) throw new LeaseError(409, 'LEASED', `leased to a trusted key until ${new Date(held.exclusive.expiresAt).toISOString()}`)
     const level = this.trustOf(miner)
-    const renewing = held !== undefined && held.miner === miner && held.expiresAt > now
+    const renewing = held.exclusive?.miner === miner || held.shared.some((l) => l.miner === miner)
     if (!renewing && this.polStore.leasesOf(miner, now) >= QUOTAS[level].leases) throw new LeaseError(429, 'E_QUOTA', `${QUOTAS[level].leases} lease(s) at once is the ${level} quota`)
     const lease: Lease = { job: jobId, miner, leasedAt: now, expiresAt: now + this.#leaseMs }
     this.polStore.putLease(lease)
@@ -190,9 +203,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
   /** Drop `miner`'s lease on `jobId` (signed like a lease, action `release`): 404 when it holds none. */
   release(jobId: string, miner: string, at: number, signature: string): void {
     this.#checkSigned(jobId, miner, at, signature, 'release')
-    const held = this.polStore.lease(jobId)
-    if (held === undefined || held.miner !== miner || held.expiresAt <= this.#now()) throw new LeaseError(404, 'NOT_FOUND', `${miner.slice(0, 12)}… holds no lease on job ${jobId}`)
-    this.polStore.dropLease(jobId)
+    if (!this.polStore.leasesOn(jobId, this.#now()).some((l) => l.miner === miner)) throw new LeaseError(404, 'NOT_FOUND', `${miner.slice(0, 12)}… holds no lease on job ${jobId}`)
+    this.polStore.dropLease(jobId, miner)
   }
 
   #checkSigned(jobId: string, miner: string, at: number, signature: string, action: 'lease' | 'release'): void {
@@ -202,6 +214,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const key = Uint8Array.from(Buffer.from(miner, 'hex'))
     const sig = Uint8Array.from(Buffer.from(signature, 'hex'))
     if (!isValidPublicKey(key) || !verifyMessage(sig, leaseMessage(jobId, miner, at, action), key)) throw new LeaseError(401, 'E_SIG', `the signature is not by miner over leaseMessage(job, miner, at, '${action}')`)
+    // `at` is the key's sequence: a request no later than one already taken is a replay.
+    if (!this.polStore.advanceSequence(miner, at)) throw new LeaseError(409, 'E_REPLAY', `this key already made a request at or after ${at}: a signed request is taken once (sign a new one with a later time)`)
   }
 
   // --------------------------------------------------------------------------------- rounds

@@ -22,8 +22,16 @@ export interface Job {
   readonly batchSize: number
   readonly learningRate: number
   readonly seed: number
-  /** Who holds it and until when (ms), if leased. */
+  /**
+   * The exclusive lease, held by a trusted key (one with accepted work behind it), and until when
+   * (ms); null when none holds it. Only a trusted key's lease keeps other miners off a job.
+   */
   readonly lease: { readonly miner: string; readonly expiresAt: number } | null
+  /**
+   * Newbie keys working on it now: their leases are shared, so fresh keys, which cost nothing to
+   * make, cannot lock the board. Miners spread over the jobs with the fewest.
+   */
+  readonly sharedBy: readonly { readonly miner: string; readonly expiresAt: number }[]
 }
 
 /** Training settings every job gets (a node may choose others). */
@@ -39,8 +47,18 @@ export const DEFAULT_JOB_SETTINGS: JobSettings = Object.freeze({ steps: 40, batc
 
 /**
  * What a lease request (or its release) signs: the job, the miner's key and the time, so a lease
- * cannot be taken or dropped in another's name, or replayed later.
+ * cannot be taken or dropped in another's name. `at` is also the key's request sequence: a node
+ * takes each key's requests only with a larger `at` than any before (requestTime), so a captured
+ * request cannot be replayed.
  */
 export function leaseMessage(job: string, miner: string, at: number, action: 'lease' | 'release' = 'lease'): Uint8Array {
   return new TextEncoder().encode(`blyan-${action}/1 ${job} ${miner} ${at}`)
+}
+
+let lastRequestTime = 0
+
+/** The `at` of this process's next signed request: the clock, but always later than the last one (two requests in one millisecond). */
+export function requestTime(now: number = Date.now()): number {
+  lastRequestTime = Math.max(now, lastRequestTime + 1)
+  return lastRequestTime
 }

@@ -29,7 +29,7 @@ import { dequantizeAll, expertWeights, readBlockTensors } from '../model/weights
 import { fetchRelayModel, type RelayModel } from '../net/model.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
 import { buildCandidate, expertPayload } from './candidate.ts'
-import { leaseMessage, type Job } from './job.ts'
+import { leaseMessage, requestTime, type Job } from './job.ts'
 import { loadFloatModel, withExpert } from './model.ts'
 import { SequencePool } from './sequences.ts'
 
@@ -129,9 +129,11 @@ function api(relay: string, fetchImpl: typeof fetch, signal: AbortSignal | undef
 }
 
 /**
- * Lease the first free job (or one already leased to this key), skipping jobs whose base this key
- * already had a candidate rejected on: the same job trains the same weights again, and the node
- * refuses a payload it has judged (E_COPY).
+ * Lease a job: one already leased to this key first, then the free jobs with the fewest miners on
+ * them (newbie leases are shared: donors spread over the board rather than pile onto one job), in
+ * the board's order otherwise. Skips jobs a trusted key holds, and jobs whose base this key already
+ * had a candidate rejected on: the same job trains the same weights again, and the node refuses a
+ * payload it has judged (E_COPY).
  */
 export async function leaseJob(relay: string, key: SecretKey, options: { fetch?: typeof fetch; signal?: AbortSignal; now?: () => number; skip?: ReadonlySet<string> } = {}): Promise<Job> {
   const a = api(relay, options.fetch ?? globalThis.fetch.bind(globalThis), options.signal)
@@ -140,10 +142,15 @@ export async function leaseJob(relay: string, key: SecretKey, options: { fetch?:
   const history = await a.json<{ candidates: { base: string; status: string }[] }>(`/api/miners/${miner}`).catch(() => ({ candidates: [] }))
   const failed = new Set(history.candidates.filter((c) => c.status === 'rejected').map((c) => c.base))
   const now = options.now ?? Date.now
-  for (const job of jobs) {
+  const mine = (j: Job): boolean => j.lease?.miner === miner || (j.sharedBy ?? []).some((l) => l.miner === miner)
+  const order = jobs
+    .map((job, i) => ({ job, i, rank: mine(job) ? -1 : (job.sharedBy ?? []).length }))
+    .sort((x, y) => x.rank - y.rank || x.i - y.i)
+    .map((x) => x.job)
+  for (const job of order) {
     if (job.lease !== null && job.lease.miner !== miner) continue
     if (failed.has(job.base) || options.skip?.has(job.id) === true) continue
-    const at = now()
+    const at = requestTime(now())
     try {
       await a.json('/api/jobs/' + job.id + '/lease', {
         method: 'POST',
@@ -156,14 +163,14 @@ export async function leaseJob(relay: string, key: SecretKey, options: { fetch?:
       throw e
     }
   }
-  throw new NoJobError(jobs.length === 0 ? 'the node offers no job' : `no free job: ${jobs.length} jobs, each leased to another miner or already tried by this key on the same version`)
+  throw new NoJobError(jobs.length === 0 ? 'the node offers no job' : `no free job: ${jobs.length} jobs, each leased to a trusted miner or already tried by this key on the same version`)
 }
 
 /** Give a lease back (a job this key will not finish), so others, and this key's next lease, can have it. */
 export async function releaseJob(relay: string, key: SecretKey, job: string, options: { fetch?: typeof fetch; now?: () => number } = {}): Promise<void> {
   const a = api(relay, options.fetch ?? globalThis.fetch.bind(globalThis), undefined)
   const miner = toHex(publicKeyOf(key))
-  const at = (options.now ?? Date.now)()
+  const at = requestTime((options.now ?? Date.now)())
   await a.json(`/api/jobs/${job}/lease`, {
     method: 'DELETE',
     headers: { 'Content-Type': 'application/json' },

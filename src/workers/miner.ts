@@ -133,7 +133,7 @@ export function preferJobs(fetchImpl: typeof fetch, miner: string, prefer: () =>
     const body = (await res.json()) as { jobs?: Job[] }
     if (!Array.isArray(body.jobs)) return new Response(JSON.stringify(body), { status: res.status, headers: res.headers })
     const first = prefer()
-    const rank = (j: Job): number => (j.id === first ? 0 : j.lease?.miner === miner ? 1 : 2)
+    const rank = (j: Job): number => (j.id === first ? 0 : j.lease?.miner === miner || (j.sharedBy ?? []).some((l) => l.miner === miner) ? 1 : 2)
     const jobs = body.jobs.map((j, i) => ({ j, i })).sort((a, b) => rank(a.j) - rank(b.j) || a.i - b.i).map((x) => x.j)
     return new Response(JSON.stringify({ ...body, jobs }), { status: res.status, headers: { 'content-type': 'application/json' } })
   }

@@ -41,41 +41,63 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     await served.close()
   })
 
-  test('the job board: a job per expert, leases signed by the miner, one holder at a time, a newbie quota, signed release', async () => {
+  test('the job board: a job per expert, leases signed by the miner, newbie leases shared, a trusted key\'s exclusive, quotas, no replays, signed release', async () => {
     const { body } = await json<{ jobs: Job[] }>(`${url}/api/jobs`)
     assert.equal(body.jobs.length, 20, '5 layers x 4 experts')
-    assert.ok(body.jobs.every((j) => j.lease === null && j.baseVersion === 0 && j.seqLen === 64))
-    const [a, b] = body.jobs as [Job, Job]
+    assert.ok(body.jobs.every((j) => j.lease === null && j.sharedBy.length === 0 && j.baseVersion === 0 && j.seqLen === 64))
+    const [a, b, c] = body.jobs as [Job, Job, Job]
     const alice = randomSecretKey()
     const bob = randomSecretKey()
     const lease = (job: Job, key: Uint8Array, at?: number, signer?: Uint8Array) =>
       json<{ lease?: { expires_at: number }; error?: { code: string } }>(`${url}/api/jobs/${job.id}/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: leaseBody(job.id, key, at, signer) })
     assert.equal((await lease(a, alice, undefined, bob)).status, 401, 'signed by another key')
     assert.equal((await lease(a, alice, Date.now() - 60 * 60 * 1000)).status, 400, 'an old request')
-    const ok = await lease(a, alice)
+    const at = Date.now()
+    const ok = await lease(a, alice, at)
     assert.equal(ok.status, 200)
     assert.ok((ok.body.lease?.expires_at ?? 0) > Date.now())
-    assert.equal((await lease(a, alice)).status, 200, 'renewing is fine')
-    const taken = await lease(a, bob)
-    assert.equal(taken.status, 409)
-    assert.equal(taken.body.error?.code, 'LEASED')
-    const quota = await lease(b, alice)
+    const replay = await lease(a, alice, at)
+    assert.deepEqual([replay.status, replay.body.error?.code], [409, 'E_REPLAY'], 'the same signed request twice')
+    assert.equal((await lease(a, alice, at + 1)).status, 200, 'renewing is fine')
+    assert.equal((await lease(a, bob)).status, 200, 'a newbie lease is shared: another miner may take the job too')
+    const quota = await lease(b, alice, at + 2)
     assert.equal(quota.status, 429, 'a newbie holds one lease at a time')
     assert.equal(quota.body.error?.code, 'E_QUOTA')
     const listed = (await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.find((j) => j.id === a.id)
-    assert.equal(listed?.lease?.miner, toHex(publicKeyOf(alice)))
+    assert.equal(listed?.lease, null, 'no exclusive holder')
+    assert.deepEqual(listed?.sharedBy.map((l) => l.miner).sort(), [toHex(publicKeyOf(alice)), toHex(publicKeyOf(bob))].sort())
     assert.equal((await json(`${url}/api/jobs/ffffffffffffffff/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: leaseBody('ffffffffffffffff', bob) })).status, 404)
-    // Releasing: only the holder, signed for release (a lease signature does not release).
-    const release = (job: Job, key: Uint8Array, action: 'lease' | 'release' = 'release') => {
-      const miner = toHex(publicKeyOf(key))
-      const at = Date.now()
-      return json(`${url}/api/jobs/${job.id}/lease`, { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job.id, miner, at, action), key)) }) })
+    for (const bad of ['null', '[]', '"x"', '{"miner": 1}']) {
+      assert.equal((await fetch(`${url}/api/jobs/${a.id}/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: bad })).status, 400, bad)
     }
-    assert.equal((await release(a, alice, 'lease')).status, 401)
-    assert.equal((await release(a, bob)).status, 404, 'bob holds no lease on it')
-    assert.equal((await release(a, alice)).status, 200)
-    assert.equal((await lease(a, bob)).status, 200, 'free again')
-    assert.equal((await release(a, bob)).status, 200)
+
+    // A trusted key (3 accepted candidates in a row) leases exclusively.
+    const carol = randomSecretKey()
+    const carolHex = toHex(publicKeyOf(carol))
+    for (let i = 0; i < 3; i++) {
+      const cid = `bafyreitrust${i}${'a'.repeat(40)}`
+      served.pol.polStore.add({ cid, miner: carolHex, expert: 'layer0.expert0', base: 'x', rules: 'x', payload: `p${i}${carolHex}`, receivedAt: Date.now() }, new Uint8Array(1))
+      served.pol.polStore.decide(cid, { status: 'accepted', at: Date.now() + i })
+    }
+    assert.equal(served.pol.trustOf(carolHex), 'trusted')
+    assert.equal((await lease(c, carol)).status, 200)
+    const taken = await lease(c, bob)
+    assert.deepEqual([taken.status, taken.body.error?.code], [409, 'LEASED'])
+    assert.equal((await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.find((j) => j.id === c.id)?.lease?.miner, carolHex)
+
+    // Releasing: only the holder, signed for release (a lease signature does not release); a release is not replayable either.
+    const release = (job: Job, key: Uint8Array, action: 'lease' | 'release' = 'release', at = Date.now() + 10) => {
+      const miner = toHex(publicKeyOf(key))
+      return json<{ error?: { code: string } }>(`${url}/api/jobs/${job.id}/lease`, { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job.id, miner, at, action), key)) }) })
+    }
+    assert.equal((await release(a, alice, 'lease', at + 3)).status, 401)
+    assert.equal((await release(b, bob)).status, 404, 'bob holds no lease on it')
+    assert.equal((await release(a, alice, 'release', at + 4)).status, 200)
+    assert.equal((await lease(a, alice, at + 5)).status, 200, 'free again for alice')
+    const replayedRelease = await release(a, alice, 'release', at + 4)
+    assert.deepEqual([replayedRelease.status, replayedRelease.body.error?.code], [409, 'E_REPLAY'], 'a captured release cannot drop the later lease')
+    assert.ok((await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.find((j) => j.id === a.id)?.sharedBy.some((l) => l.miner === toHex(publicKeyOf(alice))))
+    for (const [job, key, t] of [[a, alice, at + 6], [a, bob, undefined], [c, carol, undefined]] as const) assert.equal((await release(job, key, 'release', t)).status, 200)
   })
 
   test('blyan mine --jobs 2: trains, skips a job without gain, submits, gets accepted and rewarded, gives leases back', async () => {
@@ -109,6 +131,6 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     assert.equal(history.body.trust, 'newbie')
     assert.ok(history.body.candidates.some((c) => c.cid === result.outcome?.cid && c.status === 'accepted'))
     // every lease went back when its job ended
-    assert.ok((await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.every((j) => j.lease === null))
+    assert.ok((await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.every((j) => j.lease === null && j.sharedBy.length === 0))
   })
 })
