@@ -15,6 +15,7 @@ import { CarReader } from '@ipld/car'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
 import { decodeDataset } from '../../src/chain/dataset.ts'
 import { decodeHeader } from '../../src/chain/header.ts'
 import { verifyMessage } from '../../src/chain/keys.ts'
@@ -195,6 +196,40 @@ describe('payload vectors: tiles are plain 256 KiB slices, named by raw sha2-256
       assert.deepEqual(tiles, v.tile_cids)
       assert.equal((await importPayload(bytes)).cid.toString(), v.root_cid)
       if (tiles.length === 1) assert.equal(v.root_cid, tiles[0], 'a one-tile payload is its own raw leaf')
+    })
+  }
+})
+
+describe('checkpoint vectors, checked with @ipld/dag-cbor, multiformats and @noble/curves alone', () => {
+  for (const v of vectors.checkpoints) {
+    test(`${v.name}: id and CID recompute, every signature verifies over sha256(body), the body is the document less its signatures`, async () => {
+      const body = hex(v.body_hex)
+      const doc = hex(v.dag_cbor_hex)
+      assert.equal(CID.createV1(0x71, await sha256.digest(body)).toString(), v.id)
+      assert.equal(CID.createV1(0x71, await sha256.digest(doc)).toString(), v.cid)
+      const { signatures, ...rest } = dagCbor.decode(doc) as { signatures: { validator: Uint8Array; signature: Uint8Array }[] }
+      assert.deepEqual(dagCbor.encode(rest), body)
+      assert.equal((rest as { kind: string }).kind, 'blyan/checkpoint')
+      assert.equal(signatures.length, v.signers.length)
+      const digest = (await sha256.digest(body)).digest
+      v.signers.forEach((s, i) => {
+        assert.equal(Buffer.from((signatures[i] as { validator: Uint8Array }).validator).toString('hex'), s.pubkey_hex)
+        assert.equal(secp256k1.verify(hex(s.signature_hex), digest, hex(s.pubkey_hex), { prehash: false, lowS: true, format: 'compact' }), true)
+        assert.equal(Buffer.from(secp256k1.sign(digest, hex(s.secret_key_hex), { prehash: false, lowS: true, format: 'compact' })).toString('hex'), s.signature_hex, 'RFC 6979: the same signature')
+      })
+      assert.equal(v.quorum, Math.floor((2 * v.validators) / 3) + 1)
+      decodeCheckpoint(doc)
+    })
+  }
+})
+
+describe('lease request vectors', () => {
+  for (const v of vectors.leases) {
+    test(`${v.name}: the message is the documented text, the signature verifies over its sha256`, async () => {
+      assert.equal(v.message, `blyan-${v.action}/1 ${v.job} ${v.miner_hex} ${v.at}`)
+      const digest = (await sha256.digest(new TextEncoder().encode(v.message))).digest
+      assert.equal(secp256k1.verify(hex(v.signature_hex), digest, hex(v.miner_hex), { prehash: false, lowS: true, format: 'compact' }), true)
+      assert.deepEqual(JSON.parse(v.body), { miner: v.miner_hex, at: v.at, signature: v.signature_hex })
     })
   }
 })

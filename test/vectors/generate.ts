@@ -10,6 +10,10 @@ import { fileURLToPath } from 'node:url'
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { RAW, cidOf, toHex } from '../../src/chain/cbor.ts'
+import { assembleCheckpoint, checkpointBodyBytes, checkpointId, encodeCheckpoint, signCheckpoint } from '../../src/chain/checkpoint.ts'
+import { publicKeyOf, signMessage } from '../../src/chain/keys.ts'
+import { quorumSize } from '../../src/chain/meta.ts'
+import { leaseMessage } from '../../src/pol/job.ts'
 import { signingBytes } from '../../src/chain/header.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
 import { encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex.ts'
@@ -73,6 +77,37 @@ export interface SubmissionVector {
   blocks: string[]
 }
 
+export interface CheckpointVector {
+  name: string
+  number: number
+  /** What each validator signs: sha256 of these bytes (the checkpoint without `signatures`). */
+  body_hex: string
+  /** The checkpoint's id: the CID of body_hex. */
+  id: string
+  /** The checkpoint as it travels and is stored, with its signatures. */
+  dag_cbor_hex: string
+  cid: string
+  /** Each signer, in the document's order (ascending by key); test keys only. */
+  signers: { pubkey_hex: string; secret_key_hex: string; signature_hex: string }[]
+  /** Size of the signing set, and the quorum (more than 2/3) a final checkpoint needs. */
+  validators: number
+  quorum: number
+}
+
+export interface LeaseVector {
+  name: string
+  job: string
+  miner_hex: string
+  secret_key_hex: string
+  at: number
+  action: 'lease' | 'release'
+  /** The UTF-8 text signed (sha256 of it). */
+  message: string
+  signature_hex: string
+  /** The JSON body of POST|DELETE /api/jobs/<job>/lease. */
+  body: string
+}
+
 export interface ProtocolVectors {
   description: string
   headers: HeaderVector[]
@@ -80,6 +115,8 @@ export interface ProtocolVectors {
   tensorblocks: TensorBlockVector[]
   payloads: PayloadVector[]
   submissions: SubmissionVector[]
+  checkpoints: CheckpointVector[]
+  leases: LeaseVector[]
 }
 
 /** Tile CIDs of a payload, in byte order, read from its own UnixFS DAG. */
@@ -174,13 +211,41 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     submissions.push({ name, car_hex: toHex(car), roots: (await reader.getRoots()).map(String), blocks })
   }
 
+  // Finality: checkpoint 0 over the standard devnet's heads, signed by 3 of its 4 validators (the quorum),
+  // and one validator's vote for the same body (a vote is the same document with fewer signatures).
+  const body = d.checkpointBody()
+  const checkpoint = (name: string, signers: number): CheckpointVector => {
+    const keys = d.validators.slice(0, signers)
+    const cp = assembleCheckpoint(body, keys.map((k) => signCheckpoint(body, k)))
+    const bytes = encodeCheckpoint(cp)
+    const secretOf = (pub: Uint8Array): Uint8Array => keys.find((k) => toHex(publicKeyOf(k)) === toHex(pub)) as Uint8Array
+    return {
+      name, number: cp.number, body_hex: toHex(checkpointBodyBytes(body)), id: checkpointId(body).toString(), dag_cbor_hex: toHex(bytes), cid: cidOf(bytes).toString(),
+      signers: cp.signatures.map((s) => ({ pubkey_hex: toHex(s.validator), secret_key_hex: toHex(secretOf(s.validator)), signature_hex: toHex(s.signature) })),
+      validators: d.meta.validators.length, quorum: quorumSize(d.meta.validators.length)
+    }
+  }
+  const checkpoints = [checkpoint('checkpoint 0 (3 of 4 validators: final)', 3), checkpoint('a vote for checkpoint 0 (1 signature)', 1)]
+
+  // Job leases: a request signed by the miner, `at` its sequence number.
+  const lease = (name: string, action: 'lease' | 'release', at: number): LeaseVector => {
+    const job = '0123456789abcdef'
+    const miner = toHex(publicKeyOf(d.miner))
+    const message = leaseMessage(job, miner, at, action)
+    const signature = toHex(signMessage(message, d.miner))
+    return { name, job, miner_hex: miner, secret_key_hex: toHex(d.miner), at, action, message: new TextDecoder().decode(message), signature_hex: signature, body: JSON.stringify({ miner, at, signature }) }
+  }
+  const leases = [lease('lease', 'lease', 1796083200000), lease('release', 'release', 1796083260000)]
+
   return {
     description: 'Blyan protocol test vectors (docs/protocol.md). Test keys: sha256("blyan test key <role>"). Regenerate with `npm run vectors`.',
     headers,
     documents,
     tensorblocks,
     payloads,
-    submissions
+    submissions,
+    checkpoints,
+    leases
   }
 }
 
@@ -189,5 +254,5 @@ export const VECTORS_PATH = fileURLToPath(new URL('./protocol.json', import.meta
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const vectors = await buildVectors()
   writeFileSync(VECTORS_PATH, JSON.stringify(vectors, null, 2) + '\n')
-  console.log(`wrote ${VECTORS_PATH}: ${vectors.headers.length} headers, ${vectors.documents.length} documents, ${vectors.tensorblocks.length} TensorBlocks, ${vectors.payloads.length} payloads`)
+  console.log(`wrote ${VECTORS_PATH}: ${vectors.headers.length} headers, ${vectors.documents.length} documents, ${vectors.tensorblocks.length} TensorBlocks, ${vectors.payloads.length} payloads, ${vectors.checkpoints.length} checkpoints, ${vectors.leases.length} lease requests`)
 }

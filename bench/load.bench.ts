@@ -1,0 +1,184 @@
+/**
+ * A node under bad traffic: another client's `GET /api/status` latency (p50, p99 of sequential
+ * requests from its own address, 127.0.0.2) while the node is idle, while 4 clients keep streaming
+ * 200 MB uploads at it (garbage, and header-first CARs of a real candidate padded with junk, each
+ * restarted as soon as the node cuts it off), and while one address floods the costliest routes
+ * (1000-header pages of chain B and full-DAG CAR exports, 50 connections). The node is `blyan start`
+ * on a genesis devnet in a child process; the load comes from this one. Prints each phase's p99 as a
+ * ratio to idle (goal: at most 3x; issue 13 measured 1.6 s p99 under uploads and a 556 ms median
+ * under a headers flood before the limits).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { Agent, request } from 'node:http'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { randomSecretKey } from '../src/chain/keys.ts'
+import { openChainStore } from '../relay/store.ts'
+import { genesisDevnet, nudgedCandidate } from '../test/fixtures/genesis-devnet.ts'
+import { median } from './measure.ts'
+
+const BIN = fileURLToPath(new URL('../bin/blyan.js', import.meta.url))
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '5')
+const MB = 1024 * 1024
+/** The other client's address: its own rate-limit bucket (loopback answers all of 127.0.0.0/8). */
+const READER = '127.0.0.2'
+
+function startNode(dir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  return new Promise((resolve, reject) => {
+    let out = ''
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString()
+      const m = /Blyan node at (http:\/\/[^\s]+)/.exec(out)
+      if (m !== null) resolve({ child, url: (m[1] as string).replace(/\/$/, '') })
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`node exited with ${code}: ${out}`)))
+  })
+}
+
+/** Latencies (ms) of sequential status reads from READER for `seconds`. */
+async function statusLatencies(url: string, seconds: number): Promise<number[]> {
+  const u = new URL(`${url}/api/status`)
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const out: number[] = []
+  const end = performance.now() + seconds * 1000
+  while (performance.now() < end) {
+    const t = performance.now()
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ host: u.hostname, port: u.port, path: u.pathname, localAddress: READER, agent }, (res) => {
+        res.resume()
+        res.once('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))))
+      })
+      req.once('error', reject)
+      req.end()
+    })
+    out.push(performance.now() - t)
+  }
+  agent.destroy()
+  return out
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number
+}
+
+/** One 200 MB upload of `prefix` then junk, until the node answers or closes; resolves with the bytes handed over. */
+function upload(url: string, prefix: Uint8Array): Promise<number> {
+  return new Promise((resolve) => {
+    const u = new URL(`${url}/api/blocks`)
+    const total = 200 * MB
+    let sent = 0
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      req.destroy()
+      resolve(sent)
+    }
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': String(total) } })
+    req.on('response', (res) => {
+      res.resume()
+      finish()
+    })
+    req.on('error', finish)
+    const junk = new Uint8Array(64 * 1024).fill(0x5a)
+    const pump = (): void => {
+      while (!done && sent < total) {
+        const chunk = sent === 0 ? prefix : junk
+        sent += chunk.length
+        if (!req.write(chunk)) return void req.once('drain', pump)
+      }
+      if (!done) req.end()
+    }
+    pump()
+  })
+}
+
+/** 4 uploaders, each restarting its 200 MB upload as soon as the node ends the last, until `stop`. */
+function streamUploads(url: string, prefixes: readonly Uint8Array[], stop: { done: boolean }): Promise<{ uploads: number; bytes: number }> {
+  let uploads = 0
+  let bytes = 0
+  return Promise.all(prefixes.map(async (prefix) => {
+    while (!stop.done) {
+      bytes += await upload(url, prefix)
+      uploads++
+    }
+  })).then(() => ({ uploads, bytes }))
+}
+
+/** The CAR up to the end of its first block, then a section claiming 200 MB. */
+function paddedCandidate(car: Uint8Array): Uint8Array {
+  const varint = (at: number): [number, number] => {
+    let n = 0
+    let shift = 0
+    for (let i = at; ; i++) {
+      const b = car[i] as number
+      n += (b & 0x7f) * 2 ** shift
+      shift += 7
+      if (b < 0x80) return [n, i + 1]
+    }
+  }
+  const [h, afterHeader] = varint(0)
+  const [len, afterSection] = varint(afterHeader + h)
+  const head = car.subarray(0, afterSection + len)
+  let n = 200 * MB
+  const v: number[] = []
+  while (n >= 0x80) {
+    v.push((n % 0x80) | 0x80)
+    n = Math.floor(n / 0x80)
+  }
+  v.push(n)
+  return new Uint8Array([...head, ...v])
+}
+
+export async function run(): Promise<void> {
+  const dir = await genesisDevnet()
+  const store = openChainStore(join(dir, 'chain.sqlite'))
+  const car = (await nudgedCandidate(store, 0, 1, randomSecretKey())).car
+  const headB = store.head('B')?.cid.toString() as string
+  store.close()
+  const { child, url } = await startNode(dir)
+  try {
+    await statusLatencies(url, 1) // warm up
+    const phases: { name: string; latencies: number[]; note: string }[] = []
+    const idle = await statusLatencies(url, SECONDS)
+    phases.push({ name: 'idle', latencies: idle, note: '' })
+
+    const stop = { done: false }
+    const streaming = streamUploads(url, [new TextEncoder().encode('garbage'), new Uint8Array(64 * 1024).fill(7), paddedCandidate(car), paddedCandidate(car)], stop)
+    const underUploads = await statusLatencies(url, SECONDS)
+    stop.done = true
+    const up = await streaming
+    phases.push({ name: '4 x 200 MB uploads streaming', latencies: underUploads, note: `${up.uploads} uploads cut off after ${(up.bytes / Math.max(1, up.uploads) / MB).toFixed(1)} MB each on average` })
+
+    const flood = autocannon({
+      url,
+      connections: 50,
+      duration: SECONDS,
+      requests: [
+        { method: 'GET', path: '/api/headers?chain=B&limit=1000' },
+        { method: 'GET', path: `/ipfs/${headB}?format=car&dag-scope=all` }
+      ]
+    })
+    const underFlood = await statusLatencies(url, SECONDS)
+    const result = await flood
+    phases.push({
+      name: 'one address floods header pages + CAR exports (50 connections)',
+      latencies: underFlood,
+      note: `flood: ${result.requests.total} requests, ${result.non2xx} refused (429), ${(result.throughput.average / MB).toFixed(1)} MB/s served`
+    })
+
+    const base = percentile(idle, 0.99)
+    console.log(`/api/status from ${READER}, sequential, ${SECONDS} s per phase; ratio = p99 / idle p99 (goal <= 3)`)
+    for (const p of phases) {
+      const p99 = percentile(p.latencies, 0.99)
+      console.log(`  ${p.name}: ${p.latencies.length} reads, p50 ${median(p.latencies).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, ratio ${(p99 / base).toFixed(2)}${p.note === '' ? '' : `; ${p.note}`}`)
+    }
+  } finally {
+    child.kill('SIGKILL')
+  }
+}
