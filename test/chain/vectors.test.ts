@@ -208,7 +208,7 @@ describe('checkpoint vectors, checked with @ipld/dag-cbor, multiformats and @nob
       assert.equal(CID.createV1(0x71, await sha256.digest(body)).toString(), v.id)
       assert.equal(CID.createV1(0x71, await sha256.digest(doc)).toString(), v.cid)
       const { signatures, ...rest } = dagCbor.decode(doc) as { signatures: { validator: Uint8Array; signature: Uint8Array }[] }
-      assert.deepEqual(dagCbor.encode(rest), body)
+      assert.equal(Buffer.from(dagCbor.encode(rest)).toString('hex'), v.body_hex)
       assert.equal((rest as { kind: string }).kind, 'blyan/checkpoint')
       assert.equal(signatures.length, v.signers.length)
       const digest = (await sha256.digest(body)).digest
