@@ -67,7 +67,11 @@ export function createRelay(options: RelayOptions): Relay {
       }
       const wait = limiter.take(req.socket.remoteAddress ?? 'unknown', requestCost(req.method ?? 'GET', url, req.headers.accept))
       if (wait > 0) {
-        sendError(res, 429, 'RATE_LIMITED', `too many requests: retry in ${wait} s`, { 'Retry-After': String(wait) })
+        // A refused request with a body (an upload): close the connection rather than let Node read
+        // and discard the rest of the body to keep it alive, which would cost what the limit saves.
+        const body = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+        sendError(res, 429, 'RATE_LIMITED', `too many requests: retry in ${wait} s`, { 'Retry-After': String(wait), ...(body ? { Connection: 'close' } : {}) })
+        if (body) res.once('finish', () => req.destroy())
         return
       }
       if (await gateway(req, res)) return

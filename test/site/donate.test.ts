@@ -127,6 +127,7 @@ describe('donating in Chromium', { skip }, () => {
     const amount = await outcome.getAttribute('data-amount')
     const reward = await outcome.getAttribute('data-reward')
     assert.ok(amount !== null && Number(amount) > 0 && reward !== null)
+    assert.equal(await outcome.getAttribute('data-reward-final'), 'true', 'the node finalized the reward at once')
     await donor.locator(`[data-testid="donate-credits"][data-balance="${amount}"]`).waitFor({ timeout: 30_000 })
     await donor.screenshot({ path: join(SHOTS, 'donate-done.png'), fullPage: true })
 
@@ -147,10 +148,13 @@ describe('donating in Chromium', { skip }, () => {
     await donor.screenshot({ path: join(SHOTS, 'explorer-certified.png'), fullPage: true })
     await donor.locator('[data-testid="block-reward"] a').first().click()
     await donor.locator(`[data-testid="block-reward-for"][data-cid="${cid}"]`).waitFor({ timeout: 30_000 })
+    // The node holds the validator keys: the reward was final before the next submission, and the page verified the checkpoint.
+    await donor.locator('[data-testid="finality"][data-finality="final"]').waitFor({ timeout: 30_000 })
 
     // The wallet: the credits and the accepted candidate.
     await donor.goto(`${url}/#/wallet`)
-    await donor.locator(`[data-testid="wallet-balance"][data-balance="${amount}"]`).waitFor({ timeout: 30_000 })
+    await donor.locator(`[data-testid="wallet-balance"][data-balance="${amount}"][data-final="${amount}"]`).waitFor({ timeout: 30_000 })
+    assert.equal(await donor.getByTestId('wallet-finality').getAttribute('data-pending'), '0', 'nothing pending: the reward is final')
     await donor.locator(`[data-testid="wallet-candidate"][data-cid="${cid}"][data-status="accepted"]`).waitFor()
     await donor.screenshot({ path: join(SHOTS, 'wallet.png'), fullPage: true })
     // Export: behind a warning, the 64 hex digits of the key.
