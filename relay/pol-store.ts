@@ -335,7 +335,8 @@ export class PolStore {
 
   /** The body bytes of the last checkpoint vote `validator` (hex key) signed on this node, if any. */
   lastVote(validator: string): Uint8Array | undefined {
-    return this.#db.prepare('SELECT body FROM votes WHERE validator = ?').pluck().get(validator) as Uint8Array | undefined
+    const bytes = this.#db.prepare('SELECT body FROM votes WHERE validator = ?').pluck().get(validator) as Uint8Array | undefined
+    return bytes === undefined ? undefined : new Uint8Array(bytes)
   }
 
   /** Remember the body `validator` just signed (its number and bytes), before the vote leaves the node. */
