@@ -155,11 +155,16 @@ describe('bounded work per request', () => {
     candidateCar = (await nudgedCandidate(store, 0, 1, randomSecretKey())).car
     store.close()
     node = await startNode(dir)
+    node.child.stdout?.on('data', (c: Buffer) => { printed += c.toString() })
+    node.child.stderr?.on('data', (c: Buffer) => { printed += c.toString() })
   })
 
   after(() => {
     node?.child.kill('SIGKILL')
   })
+
+  /** What the node printed since it started (its log lines, and any error). */
+  let printed = ''
 
   test('4 x 200 MB uploads are refused as they stream: resident memory grows by less than 100 MB; status still answers', async (t) => {
     const pid = node.child.pid as number
@@ -204,6 +209,22 @@ describe('bounded work per request', () => {
     const over = await send(await writeCar(roots, [...blocks, { cid: cidOf(big, 0x55), bytes: big }]))
     assert.deepEqual([over.status, over.error.code], [413, 'E_TOO_LARGE'])
     assert.match(over.error.message, /for a chain B expert block/)
+  })
+
+  test('an upload the client aborts midway is dropped quietly: no error, no stack trace in the node\'s log', async () => {
+    const head = carHead(candidateCar)
+    await new Promise<void>((resolve) => {
+      const u = new URL(`${node.url}/api/blocks`)
+      const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': String(candidateCar.length) } })
+      req.on('error', () => resolve())
+      req.write(head)
+      setTimeout(() => {
+        req.destroy()
+        setTimeout(resolve, 300)
+      }, 100)
+    })
+    assert.equal((await fetch(`${node.url}/api/status`)).status, 200)
+    assert.doesNotMatch(printed, /relay: |^\s+at /m, printed)
   })
 })
 
