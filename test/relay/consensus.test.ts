@@ -228,6 +228,11 @@ describe('a node that holds the validator keys (npm start)', () => {
     }))
     const board = (await (await fetch(`${url}/api/jobs`)).json()) as { jobs: Job[] }
     assert.ok(board.jobs.every((j) => j.sharedBy.length === 1 && j.lease === null), 'every job leased, none exclusively')
+    // Bodies that are not a lease request are 400s, not 500s.
+    for (const bad of ['null', '[]', '"x"', '{"miner": 1}', 'not json']) {
+      const res = await fetch(`${url}/api/jobs/${jobs[0]?.id}/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: bad })
+      assert.equal(res.status, 400, bad)
+    }
     const miner = randomSecretKey()
     const job = await leaseJob(url, miner)
     assert.ok(jobs.some((j) => j.id === job.id))
