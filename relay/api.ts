@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
-import { fromHex } from '../src/chain/cbor.ts'
+import { fromHex } from '../src/codec/cbor.ts'
 import { CHAIN_IDS, type ChainId } from '../src/chain/header.ts'
 import { blockToJson, toJson, type Json } from '../src/chain/json.ts'
 import { isValidPublicKey } from '../src/chain/keys.ts'

@@ -20,7 +20,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { toHex } from '../src/chain/cbor.ts'
+import { toHex } from '../src/codec/cbor.ts'
 import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
 import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
 import { isRuleError } from '../src/errors.ts'

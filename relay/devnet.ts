@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
-import { compareBytes } from '../src/chain/cbor.ts'
+import { compareBytes } from '../src/codec/cbor.ts'
 import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
 import { EMBEDDING_NAME } from '../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'

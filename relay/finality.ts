@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { toHex } from '../src/chain/cbor.ts'
+import { toHex } from '../src/codec/cbor.ts'
 import {
   FINAL_CHAINS, assembleCheckpoint, checkCheckpoint, checkpointId, decodeCheckpoint, encodeCheckpoint, nextCheckpointBody, signCheckpoint,
   type Checkpoint, type CheckpointBody, type CheckpointHeads

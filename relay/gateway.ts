@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
-import { DAG_CBOR, RAW } from '../src/chain/cbor.ts'
+import { DAG_CBOR, RAW } from '../src/codec/cbor.ts'
 import type { ChainStore, Handler } from './interface.ts'
 import { sendError } from './http.ts'
 import { walkDag } from './ipld.ts'

@@ -6,7 +6,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
-import { DAG_CBOR, DAG_PB } from '../src/chain/cbor.ts'
+import { DAG_CBOR, DAG_PB } from '../src/codec/cbor.ts'
 
 /** Links of a block in the order a depth-first CAR lists them (dag-pb links, or CIDs in a dag-cbor value). */
 export function linksOf(cid: CID, bytes: Uint8Array): CID[] {

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { toHex } from '../src/chain/cbor.ts'
+import { toHex } from '../src/codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
 import { NoJobError, SELF_CHECK_MARGIN, mineOnce, type MineResult, type MinerEvent, type Trainer } from '../src/pol/miner.ts'
 import { readKeyFile, writeKeyFile } from './devnet.ts'

@@ -25,7 +25,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
-import { compareCids, toHex } from '../src/chain/cbor.ts'
+import { compareCids, toHex } from '../src/codec/cbor.ts'
 import type { DatasetDocument } from '../src/chain/dataset.ts'
 import type { ParamHeader } from '../src/chain/header.ts'
 import { isValidPublicKey, publicKeyOf, verifyMessage, type SecretKey } from '../src/chain/keys.ts'

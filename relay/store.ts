@@ -43,15 +43,14 @@
  * @module
  */
 import { createHash, type Hash } from 'node:crypto'
-import * as dagPb from '@ipld/dag-pb'
 import Database from 'better-sqlite3'
-import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { aint, aoneOf } from '../src/assert.ts'
-import { DAG_CBOR, DAG_PB, RAW, bytesEqual, cidMatches, isProtocolCid } from '../src/chain/cbor.ts'
+import { DAG_CBOR, DAG_PB, RAW, bytesEqual, cidMatches, isProtocolCid } from '../src/codec/cbor.ts'
 import { decodeDataset, type DatasetDocument } from '../src/chain/dataset.ts'
 import { checkCheckpoint, checkpointId, decodeCheckpoint, type Checkpoint } from '../src/chain/checkpoint.ts'
 import { headOf } from '../src/chain/forkchoice.ts'
+import { fileHead, walkFile } from '../src/codec/unixfs.ts'
 import type { RefusalScope } from '../src/chain/refusal.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../src/chain/header.ts'
 import type { PublicKey } from '../src/chain/keys.ts'
@@ -61,7 +60,7 @@ import { buildParamIndex } from '../src/chain/paramindex.ts'
 import { decodeCertificate } from '../src/chain/pol.ts'
 import { blockWork } from '../src/chain/pow.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import { RULES, TRANSIENT_CODES, type RuleCode } from '../src/errors.ts'
+import { RULES, TRANSIENT_CODES, isRuleError, type RuleCode } from '../src/errors.ts'
 import { PAYLOAD_PREFIX_SIZE, decodePayloadIndex, payloadIndexLength } from '../src/tensor/payload.ts'
 import { StoreAccessError, StoreDamagedError, type ChainStore, type Rejection } from './interface.ts'
 
@@ -154,8 +153,6 @@ CREATE INDEX rejections_cid ON rejections(cid) WHERE cid IS NOT NULL;
 ${V2}`
 const TABLES = ['raw', 'blocks', 'owners', 'deps', 'ledger', 'rewards', 'rejections', 'checkpoints'] as const
 
-/** Deepest UnixFS DAG walked (as src/tensor/tiles.ts: 1024^7 tiles is beyond any payload). */
-const MAX_DEPTH = 8
 /** Rows read per page when walking a whole table. */
 const PAGE = 256
 
@@ -452,7 +449,7 @@ class SqliteChainStore implements ChainStore {
       try {
         for (const k of fileBlocks(root, size, fromMap)) raws.set(k, blocks.get(k) as Uint8Array)
       } catch (e) {
-        if (e instanceof FileProblem) throw new RangeError(`blocks: ${what} ${root}: ${e.detail} at ${e.cid}`)
+        if (isRuleError(e)) throw new RangeError(`blocks: ${what} ${root}: ${e.message}`)
         throw e
       }
     }
@@ -770,7 +767,7 @@ class SqliteChainStore implements ChainStore {
       try {
         owned.push(...fileBlocks(root, size, rawOf))
       } catch (e) {
-        if (e instanceof FileProblem) fail(`${what} of block ${row.cid}: ${e.detail}`, e.cid)
+        if (isRuleError(e)) fail(`${what} of block ${row.cid}: ${e.message}`, e.field)
         throw e
       }
     }
@@ -989,113 +986,22 @@ function feed(hash: Hash, value: unknown): void {
 
 type GetBlock = (cid: CID) => Uint8Array | undefined
 
-/** A missing or inconsistent block found walking a file: `cid` names it. */
-class FileProblem extends Error {
-  override readonly name = 'FileProblem'
-  readonly cid: string
-  readonly detail: string
-  constructor(cid: string, detail: string) {
-    super(`${cid}: ${detail}`)
-    this.cid = cid
-    this.detail = detail
-  }
-}
-
-interface FileNode {
-  /** File bytes held in the node itself (none for the importer's interior nodes). */
-  readonly inline: Uint8Array
-  readonly links: readonly CID[]
-  /** File bytes under each link. */
-  readonly sizes: readonly number[]
-  readonly size: number
-}
-
-function decodeFileNode(key: string, bytes: Uint8Array): FileNode {
-  let node: dagPb.PBNode
-  let fs: UnixFS
-  try {
-    node = dagPb.decode(bytes)
-    if (node.Data === undefined) throw new Error('no UnixFS data')
-    fs = UnixFS.unmarshal(node.Data)
-  } catch (e) {
-    throw new FileProblem(key, `not a dag-pb UnixFS node: ${messageOf(e)}`)
-  }
-  if (fs.type !== 'file' && fs.type !== 'raw') throw new FileProblem(key, `UnixFS ${fs.type}, expected a file`)
-  if (node.Links.length !== fs.blockSizes.length) throw new FileProblem(key, `${node.Links.length} links, ${fs.blockSizes.length} blockSizes`)
-  const inline = fs.data ?? new Uint8Array(0)
-  const sizes = fs.blockSizes.map(Number)
-  const size = inline.length + sizes.reduce((a, b) => a + b, 0)
-  if (!Number.isSafeInteger(size)) throw new FileProblem(key, 'file size overflows')
-  return { inline, links: node.Links.map((l) => l.Hash), sizes, size }
-}
-
 /**
- * Every block of the UnixFS file at `root`, root first (pre-order, each once), after checking that
- * each is present, each link is a CIDv1 sha2-256 raw or dag-pb CID, dag-pb nodes are UnixFS files
- * whose blockSizes agree with their children, and the file is `size` bytes. Throws FileProblem.
+ * Every block of the UnixFS file at `root` (each once, root first), the file checked by the codec's
+ * walk (src/codec/unixfs.ts): present, well-formed, sizes agreeing, `size` bytes in all. A problem
+ * is a RuleError whose field is the CID of the block at fault.
  */
 function fileBlocks(root: CID, size: number, get: GetBlock): string[] {
-  const out: string[] = []
-  const seen = new Map<string, number>()
-  const visit = (cid: CID, expected: number, depth: number): void => {
-    const key = cid.toString()
-    const known = seen.get(key)
-    if (known !== undefined) {
-      if (known !== expected) throw new FileProblem(key, `covers ${known} bytes, a parent says ${expected}`)
-      return
-    }
-    if (depth > MAX_DEPTH) throw new FileProblem(key, `deeper than ${MAX_DEPTH} levels`)
-    if (!isProtocolCid(cid, [RAW, DAG_PB])) throw new FileProblem(key, 'not a CIDv1 sha2-256 raw or dag-pb CID')
-    const bytes = get(cid)
-    if (bytes === undefined) throw new FileProblem(key, 'block missing')
-    seen.set(key, expected)
-    out.push(key)
-    if (cid.code === RAW) {
-      if (bytes.length !== expected) throw new FileProblem(key, `leaf is ${bytes.length} bytes, expected ${expected}`)
-      return
-    }
-    const node = decodeFileNode(key, bytes)
-    if (node.size !== expected) throw new FileProblem(key, `node covers ${node.size} bytes, expected ${expected}`)
-    node.links.forEach((link, i) => visit(link, node.sizes[i] as number, depth + 1))
-  }
-  visit(root, size, 0)
-  return out
-}
-
-/** The first `want` bytes of the file at `root` (fewer when the file is shorter). Throws FileProblem. */
-function fileHead(root: CID, want: number, get: GetBlock): Uint8Array {
-  const parts: Uint8Array[] = []
-  let have = 0
-  const take = (bytes: Uint8Array): boolean => {
-    parts.push(bytes.subarray(0, want - have))
-    have += Math.min(bytes.length, want - have)
-    return have >= want
-  }
-  const visit = (cid: CID, depth: number): boolean => {
-    const key = cid.toString()
-    if (depth > MAX_DEPTH) throw new FileProblem(key, `deeper than ${MAX_DEPTH} levels`)
-    const bytes = get(cid)
-    if (bytes === undefined) throw new FileProblem(key, 'block missing')
-    if (cid.code === RAW) return take(bytes)
-    const node = decodeFileNode(key, bytes)
-    if (node.inline.length > 0 && take(node.inline)) return true
-    for (const link of node.links) if (visit(link, depth + 1)) return true
-    return false
-  }
-  visit(root, 0)
-  const out = new Uint8Array(have)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  const out = new Set<string>()
+  walkFile(root, get, { size, field: (cid) => cid.toString(), visit: (cid) => void out.add(cid.toString()) })
+  return [...out]
 }
 
 /** A chain B payload's prefix: 16 header bytes and the L-byte index (what decodePayloadIndex reads). */
 function payloadPrefix(root: CID, get: GetBlock): Uint8Array {
-  const first = fileHead(root, PAYLOAD_PREFIX_SIZE, get)
-  return fileHead(root, PAYLOAD_PREFIX_SIZE + payloadIndexLength(first), get)
+  const byCid = { field: (cid: CID) => cid.toString() }
+  const first = fileHead(root, get, PAYLOAD_PREFIX_SIZE, byCid)
+  return fileHead(root, get, PAYLOAD_PREFIX_SIZE + payloadIndexLength(first), byCid)
 }
 
 function toRejection(r: RejectionRow): Rejection {

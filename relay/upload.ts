@@ -19,7 +19,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { CarBlockIterator } from '@ipld/car/iterator'
-import { cidMatches } from '../src/chain/cbor.ts'
+import { cidMatches } from '../src/codec/cbor.ts'
 import { MAX_DOCUMENT_BYTES, MAX_HEADER_BYTES, decodeHeader, type Header } from '../src/chain/header.ts'
 import type { Architecture } from '../src/chain/meta.ts'
 import { expectedTensors } from '../src/chain/params.ts'

@@ -13,7 +13,7 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
-import { toHex } from '../src/chain/cbor.ts'
+import { toHex } from '../src/codec/cbor.ts'
 import { checkpointId, type Checkpoint } from '../src/chain/checkpoint.ts'
 import { blockToJson } from '../src/chain/json.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'

@@ -8,7 +8,7 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import { DAG_CBOR, cidOf, compareCids } from './cbor.ts'
+import { DAG_CBOR, cidOf, compareCids } from '../codec/cbor.ts'
 import { HEADER_VERSION, decodeHeader, encodeHeader, headerCid, signingBytes, type Header, type UnsignedHeader } from './header.ts'
 import { publicKeyOf, signMessage, type SecretKey } from './keys.ts'
 import { minePow, solvePow, type MineOptions } from './pow.ts'

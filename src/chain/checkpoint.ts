@@ -28,12 +28,12 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, cidOf, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_CBOR, cidOf, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import { ancestorAt, descendsFrom } from './forkchoice.ts'
 import type { SecretKey } from './keys.ts'
 import type { MetaDocument } from './meta.ts'
 import { checkSignatures, decodeSignatures, signBody, signaturesForEncoding, sortSignatures, type ValidatorSignature } from './quorum.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 import type { AcceptedBlock, ChainView } from './view.ts'
 
 export const CHECKPOINT_KIND = 'blyan/checkpoint'

@@ -8,9 +8,9 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_PB, RAW, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_PB, RAW, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import { MAX_DOCUMENT_BYTES } from './header.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 export const DATASET_KIND = 'blyan/dataset'
 export const DATASET_VERSION = 1

@@ -13,7 +13,7 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import { compareCids } from './cbor.ts'
+import { compareCids } from '../codec/cbor.ts'
 import type { AcceptedBlock } from './view.ts'
 
 export interface Tip {

@@ -13,9 +13,9 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, DAG_PB, RAW, cidOf, compareCids, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_CBOR, DAG_PB, RAW, cidOf, compareCids, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import { isValidPublicKey } from './keys.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 /** Header format version this code reads and writes. */
 export const HEADER_VERSION = 1

@@ -6,7 +6,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { toHex } from './cbor.ts'
+import { toHex } from '../codec/cbor.ts'
 import type { AcceptedBlock } from './view.ts'
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }

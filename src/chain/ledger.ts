@@ -9,12 +9,12 @@
  * @module
  */
 import { reject } from '../errors.ts'
-import { decodeCbor, encodeCbor } from './cbor.ts'
+import { decodeCbor, encodeCbor } from '../codec/cbor.ts'
 import { MAX_DOCUMENT_BYTES } from './header.ts'
 import { isValidPublicKey, type PublicKey } from './keys.ts'
 import type { RewardParams } from './meta.ts'
 import { improvement, type CertificateBody } from './pol.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 export const TRANSFER_KIND = 'blyan/transfer'
 export const REWARD_KIND = 'blyan/reward'

@@ -9,7 +9,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { RuleError } from '../errors.ts'
-import { compareBytes } from './cbor.ts'
+import { compareBytes } from '../codec/cbor.ts'
 import { checkCheckpoint, checkpointId, decodeCheckpoint, isFinal, type Checkpoint, type FinalChain } from './checkpoint.ts'
 import { decodeHeader, headerCid, type ChainId, type Header } from './header.ts'
 import type { PublicKey } from './keys.ts'

@@ -9,10 +9,10 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_PB, RAW, compareBytes, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_PB, RAW, compareBytes, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import { MAX_DIFFICULTY, MAX_DOCUMENT_BYTES, type ChainId } from './header.ts'
 import { isValidPublicKey, type PublicKey } from './keys.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 export const META_KIND = 'blyan/meta'
 export const META_VERSION = 1

@@ -12,9 +12,9 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, cidOf, compareCids, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_CBOR, cidOf, compareCids, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import { parseExpertName } from './header.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 import type { AcceptedBlock } from './view.ts'
 
 export const PARAM_INDEX_KIND = 'blyan/param-index'

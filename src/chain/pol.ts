@@ -14,12 +14,12 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, decodeCbor, encodeCbor, isProtocolCid } from './cbor.ts'
+import { DAG_CBOR, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import type { ParamHeader } from './header.ts'
 import type { SecretKey } from './keys.ts'
 import type { MetaDocument } from './meta.ts'
 import { checkSignatures, decodeSignatures, signBody, signaturesForEncoding, sortSignatures, type ValidatorSignature } from './quorum.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 export const CERT_KIND = 'blyan/pol-certificate'
 export const CERT_VERSION = 1

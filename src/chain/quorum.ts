@@ -10,10 +10,10 @@
  * @module
  */
 import { reject, type RuleCode } from '../errors.ts'
-import { compareBytes } from './cbor.ts'
+import { compareBytes } from '../codec/cbor.ts'
 import { publicKeyOf, signMessage, verifyMessage, type PublicKey, type SecretKey } from './keys.ts'
 import { isValidator, quorumSize, type MetaDocument } from './meta.ts'
-import * as S from './schema.ts'
+import * as S from '../codec/schema.ts'
 
 /** Most signatures a signed document may list (the validator set's limit, MAX_VALIDATORS). */
 export const MAX_SIGNATURES = 256

@@ -18,7 +18,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { aint } from '../assert.ts'
-import { toHex } from '../chain/cbor.ts'
+import { toHex } from '../codec/cbor.ts'
 import { BLOCK_TYPES, CHAIN_IDS, type ChainId } from '../chain/header.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
 import type { AcceptedBlock } from '../chain/view.ts'

@@ -14,7 +14,7 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import { compareCids, toHex } from '../chain/cbor.ts'
+import { compareCids, toHex } from '../codec/cbor.ts'
 import { CHAIN_IDS } from '../chain/header.ts'
 import { toJson, type Json } from '../chain/json.ts'
 import type { AcceptedBlock } from '../chain/view.ts'

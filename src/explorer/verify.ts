@@ -32,7 +32,7 @@
  */
 import { abytes } from '../assert.ts'
 import { CID } from 'multiformats/cid'
-import { RAW, cidMatches, toHex } from '../chain/cbor.ts'
+import { RAW, cidMatches, toHex } from '../codec/cbor.ts'
 import { decodeHeader, headerCid, signingBytes, type Header, type ParamHeader } from '../chain/header.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
 import { isValidator, quorumSize, type MetaDocument } from '../chain/meta.ts'
@@ -41,7 +41,8 @@ import { leadingZeroBits } from '../chain/pow.ts'
 import { checkPow, checkSignature, validateBlock } from '../chain/validate.ts'
 import type { AcceptedBlock, ChainView } from '../chain/view.ts'
 import { isRuleError } from '../errors.ts'
-import { TILE_FANOUT, TILE_SIZE, decodeFileNode, type FileNode, selectChild, tileCount, verifyTile, verifyTilePath } from '../tensor/tiles.ts'
+import { decodeFileNode, selectChild, type FileNode } from '../codec/unixfs.ts'
+import { TILE_FANOUT, TILE_SIZE, tileCount, verifyTile, verifyTilePath } from '../tensor/tiles.ts'
 import type { VerifyReport, VerifyStep } from '../workers/api.ts'
 
 export interface VerifyInput {

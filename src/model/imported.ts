@@ -15,7 +15,7 @@
 import { EMBEDDING_NAME, expertName, routerName } from '../chain/header.ts'
 import { decodeMeta, encodeMeta, type Architecture, type MetaDocument } from '../chain/meta.ts'
 import { expectedTensors } from '../chain/params.ts'
-import { fromHex } from '../chain/cbor.ts'
+import { fromHex } from '../codec/cbor.ts'
 import { ModelFormatError, formatError } from './errors.ts'
 
 /** One tensor of a block: float32 values, row-major over `shape` ([out, in] for matrices). */

@@ -15,7 +15,7 @@ import type { CID } from 'multiformats/cid'
 import { from as hasherFrom } from 'multiformats/hashes/hasher'
 import type { MultihashHasher } from 'multiformats/hashes/interface'
 import * as dagCbor from '@ipld/dag-cbor'
-import { SHA2_256 } from '../chain/cbor.ts'
+import { SHA2_256 } from '../codec/cbor.ts'
 import type { RelaySet } from './relays.ts'
 
 export type Helia = ReturnType<(typeof import('helia'))['createHeliaLight']>

@@ -7,7 +7,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { cidMatches } from '../chain/cbor.ts'
+import { cidMatches } from '../codec/cbor.ts'
 import { decodeHeader } from '../chain/header.ts'
 import { decodeMeta, type MetaDocument } from '../chain/meta.ts'
 import { reject } from '../errors.ts'

@@ -26,7 +26,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { fromHex } from '../chain/cbor.ts'
+import { fromHex } from '../codec/cbor.ts'
 import { FINAL_CHAINS, checkpointId, decodeCheckpoint, type Checkpoint } from '../chain/checkpoint.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../chain/header.ts'
 import { orderBlocks } from '../chain/dag.ts'

@@ -10,7 +10,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { sealBlockAsync, type HeaderDraft, type SealedBlock } from '../chain/build.ts'
-import { compareCids } from '../chain/cbor.ts'
+import { compareCids } from '../codec/cbor.ts'
 import { expertName } from '../chain/header.ts'
 import type { SecretKey } from '../chain/keys.ts'
 import type { Architecture } from '../chain/meta.ts'

@@ -15,7 +15,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { cidMatches, toHex } from '../chain/cbor.ts'
+import { cidMatches, toHex } from '../codec/cbor.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
 import { decodeDataset } from '../chain/dataset.ts'
 import { decodeHeader } from '../chain/header.ts'

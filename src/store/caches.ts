@@ -21,7 +21,7 @@
 import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 import { aint } from '../assert.ts'
-import { DAG_CBOR } from '../chain/cbor.ts'
+import { DAG_CBOR } from '../codec/cbor.ts'
 import type { CacheUsage } from '../workers/api.ts'
 import { openBlockCache, type BlockCache } from './block-cache.ts'
 import { CacheQuotaError } from './errors.ts'

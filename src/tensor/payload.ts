@@ -21,8 +21,8 @@
  * @module
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { decodeCbor } from '../chain/cbor.ts'
-import * as S from '../chain/schema.ts'
+import { decodeCbor } from '../codec/cbor.ts'
+import * as S from '../codec/schema.ts'
 import { RuleError, isRuleError, reject } from '../errors.ts'
 import { aarray, abytes } from '../assert.ts'
 import { DTYPES, DTYPE_SIZE, TBLOCK_MAX_ELEMENTS, align256, canonicalTBlockHeader, tblockByteLength, type DType } from './tblock.ts'

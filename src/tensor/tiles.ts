@@ -21,20 +21,19 @@
  *
  * @module
  */
-import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import { importBytes, type ImporterOptions } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import { CID } from 'multiformats/cid'
-import { DAG_PB, RAW, SHA2_256, bytesEqual } from '../chain/cbor.ts'
-import { isRuleError, reject } from '../errors.ts'
+import { RAW, bytesEqual } from '../codec/cbor.ts'
+import { UNIXFS_MAX_DEPTH, UNIXFS_MAX_LINKS, decodeFileNode, fileCid, selectChild, walkFile, type FileNode } from '../codec/unixfs.ts'
+import { reject } from '../errors.ts'
 import { abytes, aint } from '../assert.ts'
 
 /** Bytes per tile = UnixFS chunk = raw leaf: 256 KiB. */
 export const TILE_SIZE = 262144
 /** Most links per dag-pb node (the balanced layout's fan-out). */
-export const TILE_FANOUT = 1024
+export const TILE_FANOUT = UNIXFS_MAX_LINKS
 
 /**
  * The importer options that define a payload's CID. Changing any of them changes every payload
@@ -59,9 +58,6 @@ export interface TilePath {
   /** root block first, then one dag-pb node per level, the raw leaf (the tile bytes) last */
   blocks: Uint8Array[]
 }
-
-/** Deepest tree walked; 1024^7 tiles is far beyond any payload (2^53 bytes needs depth 5). */
-const MAX_DEPTH = 8
 
 // ---------------------------------------------------------------------------- import
 
@@ -127,7 +123,7 @@ export async function extractTilePath(
   const blocks: Uint8Array[] = []
   let cid = root
   let start = 0
-  for (let depth = 0; depth <= MAX_DEPTH; depth++) {
+  for (let depth = 0; depth <= UNIXFS_MAX_DEPTH; depth++) {
     const block = await getBlock(cid)
     abytes(block, 'getBlock result')
     blocks.push(block)
@@ -143,7 +139,7 @@ export async function extractTilePath(
     cid = child.cid
     start = child.start
   }
-  reject('E_MERKLE', 'blocks', `deeper than ${MAX_DEPTH} levels`)
+  reject('E_MERKLE', 'blocks', `deeper than ${UNIXFS_MAX_DEPTH} levels`)
 }
 
 /**
@@ -166,12 +162,12 @@ export async function verifyTilePath(root: CID, path: TilePath): Promise<{ offse
   const blocks = path.blocks
   blocks.forEach((b, i) => abytes(b, `path.blocks[${i}]`))
   if (blocks.length < 1) reject('E_MERKLE', 'blocks', 'empty path')
-  if (blocks.length > MAX_DEPTH + 1) reject('E_MERKLE', 'blocks', `deeper than ${MAX_DEPTH} levels`)
+  if (blocks.length > UNIXFS_MAX_DEPTH + 1) reject('E_MERKLE', 'blocks', `deeper than ${UNIXFS_MAX_DEPTH} levels`)
 
   const target = path.tile * TILE_SIZE
   /** Hashes still to check, in path order, and the interior nodes to remember once they pass. */
   const pending: { field: string; cid: CID; digest: Promise<Uint8Array>; leaf: boolean; copy?: Uint8Array; node?: FileNode }[] = []
-  let expected = sha256Cid(root, 'root')
+  let expected = fileCid(root, 'root')
   let start = 0
   let size = -1 // bytes the parent says this block covers; unknown for the root
   let fileSize = -1
@@ -244,40 +240,17 @@ export function readUnixfsFile(root: CID, getBlock: (cid: CID) => Uint8Array | u
   acid(root, 'root')
   aint(maxBytes, 'maxBytes', 1)
   const cids: CID[] = []
-  const get = (cid: CID, field: string): Uint8Array => {
-    const block = getBlock(cid)
-    if (block === undefined) reject('E_INCOMPLETE', field, `block ${cid} is missing`)
-    cids.push(cid)
-    return block
-  }
-  const rootCid = sha256Cid(root, 'root')
-  if (rootCid.code === RAW) {
-    const leaf = get(rootCid, 'root')
-    if (leaf.length > maxBytes) reject('E_TOO_LARGE', 'root', `file of ${leaf.length} bytes, limit ${maxBytes}`)
-    return { bytes: leaf, cids }
-  }
-  const top = decodeFileNode(get(rootCid, 'root'), 'root')
-  if (top.size > maxBytes) reject('E_TOO_LARGE', 'root', `file of ${top.size} bytes, limit ${maxBytes}`)
-  const out = new Uint8Array(top.size)
-  let offset = 0
-  const walk = (node: FileNode, depth: number, field: string): void => {
-    if (depth > MAX_DEPTH) reject('E_MERKLE', field, `deeper than ${MAX_DEPTH} levels`)
-    node.links.forEach((cid, i) => {
-      const childField = `${field}.Links[${i}]`
-      const block = get(cid, childField)
-      if (cid.code === RAW) {
-        if (block.length !== node.sizes[i]) reject('E_MERKLE', childField, `leaf of ${block.length} bytes, the parent says ${node.sizes[i]}`)
-        out.set(block, offset)
-        offset += block.length
-        return
-      }
-      const child = decodeFileNode(block, childField)
-      if (child.size !== node.sizes[i]) reject('E_MERKLE', childField, `node covers ${child.size} bytes, the parent says ${node.sizes[i]}`)
-      walk(child, depth + 1, childField)
-    })
-  }
-  walk(top, 1, 'root')
-  return { bytes: out, cids }
+  let out: Uint8Array | undefined
+  walkFile(root, getBlock, {
+    maxBytes,
+    visit: (cid, bytes, offset) => {
+      cids.push(cid)
+      // The root comes first: a one-tile file is its own leaf, else the buffer is the size the root states.
+      if (out === undefined) out = cid.code === RAW ? bytes : new Uint8Array(decodeFileNode(bytes, 'root').size)
+      else if (cid.code === RAW) out.set(bytes, offset)
+    }
+  })
+  return { bytes: out as Uint8Array, cids }
 }
 
 /** Counts of what fetchUnixfsFile fetched. */
@@ -324,7 +297,7 @@ export async function fetchUnixfsFile(
     if (options.getBlockVerifies !== true && !bytesEqual(await sha256(bytes), cid.multihash.digest)) reject(cid.code === RAW ? 'E_TILE' : 'E_MERKLE', field, `block does not hash to ${cid}`)
     return bytes
   }
-  const rootCid = sha256Cid(root, 'root')
+  const rootCid = fileCid(root, 'root')
   const rootBytes = await fetchVerified(rootCid, 'root')
   if (rootCid.code === RAW) {
     if (rootBytes.length !== size) reject('E_MERKLE', 'root', `file of ${rootBytes.length} bytes, the header says ${size}`)
@@ -337,7 +310,7 @@ export async function fetchUnixfsFile(
   // Breadth-first over levels: a level's children are fetched in parallel, written at their offsets.
   let level: { node: FileNode; start: number; field: string }[] = [{ node: top, start: 0, field: 'root' }]
   for (let depth = 1; level.length > 0; depth++) {
-    if (depth > MAX_DEPTH) reject('E_MERKLE', 'root', `deeper than ${MAX_DEPTH} levels`)
+    if (depth > UNIXFS_MAX_DEPTH) reject('E_MERKLE', 'root', `deeper than ${UNIXFS_MAX_DEPTH} levels`)
     const jobs: { cid: CID; start: number; size: number; field: string }[] = []
     for (const { node, start, field } of level) {
       let at = start
@@ -372,7 +345,7 @@ export async function fetchUnixfsFile(
 export async function verifyTile(leafCid: CID, bytes: Uint8Array): Promise<void> {
   acid(leafCid, 'leafCid')
   abytes(bytes, 'bytes')
-  const cid = sha256Cid(leafCid, 'leafCid')
+  const cid = fileCid(leafCid, 'leafCid')
   if (cid.code !== RAW) reject('E_MERKLE', 'leafCid', 'a tile CID has the raw codec')
   if (bytes.length < 1 || bytes.length > TILE_SIZE) reject('E_TILE', 'bytes', `a tile is 1..${TILE_SIZE} bytes, got ${bytes.length}`)
   if (!bytesEqual(await sha256(bytes), cid.multihash.digest)) reject('E_TILE', 'bytes', `tile does not hash to ${cid.toString()}`)
@@ -397,74 +370,9 @@ function rememberNode(key: string, bytes: Uint8Array, node: FileNode): void {
   if (verifiedNodes.size > VERIFIED_NODES_MAX) verifiedNodes.delete(verifiedNodes.keys().next().value!)
 }
 
-/** A decoded interior node: children with the file bytes each covers. */
-export interface FileNode {
-  /** (links) child CIDs, in file order */
-  links: CID[]
-  /** (links) file bytes under each link, all > 0 */
-  sizes: number[]
-  /** sum of sizes */
-  size: number
-}
-
-/**
- * dag-pb + UnixFS `file` with links only (what the importer writes above raw leaves); E_MERKLE
- * naming `field` otherwise. Exported for the explorer, which walks a path level by level.
- */
-export function decodeFileNode(block: Uint8Array, field: string): FileNode {
-  let pb: dagPb.PBNode
-  let fs: UnixFS
-  try {
-    pb = dagPb.decode(block)
-    if (pb.Data === undefined) reject('E_MERKLE', field, 'dag-pb node has no UnixFS data')
-    fs = UnixFS.unmarshal(pb.Data)
-  } catch (e) {
-    if (isRuleError(e)) throw e
-    reject('E_MERKLE', field, `not a dag-pb UnixFS node: ${e instanceof Error ? e.message : String(e)}`)
-  }
-  if (fs.type !== 'file') reject('E_MERKLE', field, `UnixFS type ${fs.type}, expected file`)
-  if (fs.data !== undefined && fs.data.length > 0) reject('E_MERKLE', field, 'interior node holds inline data')
-  if (pb.Links.length < 1 || pb.Links.length > TILE_FANOUT || pb.Links.length !== fs.blockSizes.length) {
-    reject('E_MERKLE', field, `${pb.Links.length} links with ${fs.blockSizes.length} blockSizes`)
-  }
-  const links: CID[] = []
-  const sizes: number[] = []
-  let size = 0
-  pb.Links.forEach((link, i) => {
-    links.push(sha256Cid(link.Hash, `${field}.Links[${i}]`))
-    const s = fs.blockSizes[i]!
-    if (s < 1n || s > BigInt(Number.MAX_SAFE_INTEGER)) reject('E_MERKLE', `${field}.blockSizes[${i}]`, `block size ${s}`)
-    sizes.push(Number(s))
-    size += Number(s)
-  })
-  if (!Number.isSafeInteger(size)) reject('E_MERKLE', field, 'file size overflows')
-  return { links, sizes, size }
-}
-
-/** The child whose byte range [start, start + size) holds `target`; E_MERKLE when no link covers it. */
-export function selectChild(node: FileNode, nodeStart: number, target: number, field: string): { cid: CID; start: number; size: number } {
-  let start = nodeStart
-  for (let i = 0; i < node.links.length; i++) {
-    const size = node.sizes[i]!
-    if (target < start + size) return { cid: node.links[i]!, start, size }
-    start += size
-  }
-  reject('E_MERKLE', field, `no link covers byte ${target}`)
-}
-
 /** TypeError unless x is a CID object (caller-supplied roots). */
 function acid(x: unknown, title: string): asserts x is CID {
   if (CID.asCID(x) === null) throw new TypeError(`${title}: expected CID`)
-}
-
-/** The CID, if CIDv1 sha2-256 with codec raw or dag-pb; else E_MERKLE. */
-function sha256Cid(x: unknown, field: string): CID {
-  const cid = CID.asCID(x)
-  if (cid === null) reject('E_MERKLE', field, 'not a CID')
-  if (cid.version !== 1) reject('E_MERKLE', field, 'only CIDv1 is accepted')
-  if (cid.multihash.code !== SHA2_256 || cid.multihash.digest.length !== 32) reject('E_MERKLE', field, 'only sha2-256 CIDs are accepted')
-  if (cid.code !== RAW && cid.code !== DAG_PB) reject('E_MERKLE', field, `codec 0x${cid.code.toString(16)} is neither raw nor dag-pb`)
-  return cid
 }
 
 function sha256(bytes: Uint8Array): Promise<Uint8Array> {

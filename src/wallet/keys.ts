@@ -17,7 +17,7 @@
  * @module
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { fromHex, toHex } from '../chain/cbor.ts'
+import { fromHex, toHex } from '../codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../chain/keys.ts'
 import { abytes } from '../assert.ts'
 

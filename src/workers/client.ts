@@ -10,7 +10,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { DAG_CBOR, RAW, cidOf, toHex } from '../chain/cbor.ts'
+import { DAG_CBOR, RAW, cidOf, toHex } from '../codec/cbor.ts'
 import { EMBEDDING_NAME, expertName, routerName, type ChainId } from '../chain/header.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'

@@ -21,7 +21,7 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { cidMatches } from '../chain/cbor.ts'
+import { cidMatches } from '../codec/cbor.ts'
 import { decodeHeader } from '../chain/header.ts'
 import type { SecretKey } from '../chain/keys.ts'
 import { decodeMeta } from '../chain/meta.ts'

@@ -9,7 +9,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { DAG_CBOR, DAG_PB, RAW, SHA2_256, compareCids, encodeCbor } from '../../src/chain/cbor.ts'
+import { DAG_CBOR, DAG_PB, RAW, SHA2_256, compareCids, encodeCbor } from '../../src/codec/cbor.ts'
 import { isRuleError } from '../../src/errors.ts'
 import { decodeDataset, encodeDataset, type DatasetDocument } from '../../src/chain/dataset.ts'
 import {

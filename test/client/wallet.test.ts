@@ -11,7 +11,7 @@
 import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { cidOf, encodeCbor } from '../../src/chain/cbor.ts'
+import { cidOf, encodeCbor } from '../../src/codec/cbor.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { clearMinerRun, loadMinerRun, minerRunFrom, resumePlan, saveMinerRun, type StoredMinerRun } from '../../src/store/miner.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey, publicKeyHex, secretKeyHex } from '../../src/wallet/keys.ts'

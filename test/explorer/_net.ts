@@ -7,7 +7,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { HeaderDraft } from '../../src/chain/build.ts'
-import { DAG_CBOR, cidOf } from '../../src/chain/cbor.ts'
+import { DAG_CBOR, cidOf } from '../../src/codec/cbor.ts'
 import { expertName } from '../../src/chain/header.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'

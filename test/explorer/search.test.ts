@@ -4,14 +4,14 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { toHex } from '../../src/chain/cbor.ts'
+import { toHex } from '../../src/codec/cbor.ts'
 import { HEADER_KEYS, expertName } from '../../src/chain/header.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { listBlocks, parseQuery, searchBlocks } from '../../src/explorer/search.ts'
 import { detail, summarize } from '../../src/explorer/summaries.ts'
 import { decodePayloadIndex } from '../../src/tensor/payload.ts'
-import { decodeFileNode } from '../../src/tensor/tiles.ts'
+import { decodeFileNode } from '../../src/codec/unixfs.ts'
 import { Devnet } from '../fixtures/devnet.ts'
 import { lightNet, wideDevnet } from './_net.ts'
 

@@ -5,7 +5,7 @@
 import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { cidOf, encodeCbor } from '../../src/chain/cbor.ts'
+import { cidOf, encodeCbor } from '../../src/codec/cbor.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { defaultSettings, loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
 import { DEFAULT_CACHE_BUDGET, type Settings } from '../../src/workers/api.ts'
