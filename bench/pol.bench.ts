@@ -9,7 +9,7 @@
 import type { CID } from 'multiformats/cid'
 import type { DatasetDocument } from '../src/chain/dataset.ts'
 import type { MetaDocument } from '../src/chain/meta.ts'
-import { createTokenizer } from '../src/model/tokenizer.ts'
+import { createTokenizer } from '../src/model/tokenizer/index.ts'
 import { evaluatePair, trainExpert } from '../src/model/train.ts'
 import { DEFAULT_JOB_SETTINGS } from '../src/pol/job.ts'
 import { loadFloatModel, withExpert } from '../src/pol/model.ts'

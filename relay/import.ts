@@ -19,8 +19,8 @@ import { hfArchitecture, hfTokenizer, importHf, parseShardIndex, shardedSource, 
 import type { ImportedModel, ImportedTokenizer } from '../src/model/imported.ts'
 import { llama2cToModel, parseLlama2c } from '../src/model/llama2c.ts'
 import { parseSafetensorsHeader, safetensorsPrefixLength } from '../src/model/safetensors.ts'
-import { llama2cTokenizer } from '../src/model/tokenizer-llama2c.ts'
-import { tokenizerOf, type Tokenizer } from '../src/model/tokenizer.ts'
+import { llama2cTokenizer } from '../src/model/tokenizer/llama2c-file.ts'
+import { tokenizerOf, type Tokenizer } from '../src/model/tokenizer/index.ts'
 
 export interface ImportOptions {
   /** llama2.c only: experts each dense FFN is split into. @default 4 */
@@ -100,7 +100,7 @@ async function importHfDirectory(dir: string, options: ImportOptions): Promise<I
       tokenizer = hfTokenizer(readAll(tokPath), config, existsSync(tcPath) ? readJson(tcPath) : null, tokPath)
     }
     // Build the tokenizer before reading any tensor: a tokenizer.json that cannot encode (a feature
-    // src/model/tokenizer-hf.ts lacks, a token id past the vocabulary) fails the import, not the
+    // src/model/tokenizer/hf.ts lacks, a token id past the vocabulary) fails the import, not the
     // first chat. BOS / EOS outside the vocabulary are left for importHf to report.
     const inVocab = (id: number): boolean => id < architecture.vocab_size
     const textTokenizer = tokenizer !== null && inVocab(tokenizer.bos_id) && inVocab(tokenizer.eos_id) ? tokenizerOf(tokenizer, architecture.vocab_size, tokPath) : null

@@ -4,8 +4,9 @@
  *
  * @module
  */
+import type { CID } from 'multiformats/cid'
 import type { MetaDocument } from '../src/chain/meta.ts'
-import type { BlockRef, ModelSource } from '../src/engine/interface.ts'
+import { chainModel, type ModelSource } from '../src/model/source.ts'
 import { createTileSource } from '../src/engine/tile-source.ts'
 import type { TileSource } from '../src/engine/interface.ts'
 import { fetchUnixfsFile } from '../src/tensor/tiles.ts'
@@ -18,12 +19,10 @@ export interface StoredModel extends ModelSource {
 }
 
 export async function storedModel(store: ChainStore): Promise<StoredModel> {
-  const head = store.head('A')
-  if (head === undefined) throw new Error('the store has no chain A: nothing to run')
-  const meta = head.document as MetaDocument
-  const blocks = new Map<string, BlockRef>()
-  for (const [name, block] of store.paramIndex()) blocks.set(name, { name, cid: block.cid, payload: block.header.payload, payloadSize: block.header.payload_size })
-  const get = async (cid: import('multiformats/cid').CID): Promise<Uint8Array> => {
+  const model = chainModel(store)
+  if ('missing' in model) throw new Error(`the store cannot make the model: ${model.missing}`)
+  const { meta, blocks } = model
+  const get = async (cid: CID): Promise<Uint8Array> => {
     const bytes = store.getRaw(cid)
     if (bytes === undefined) throw new Error(`the store lacks block ${cid}`)
     return bytes

@@ -34,10 +34,10 @@ import { quorumSize, type MetaDocument } from '../src/chain/meta.ts'
 import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../src/chain/pol.ts'
 import { decodeSubmission, encodeSubmission, type Submission } from '../src/chain/submission.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import type { BlockRef } from '../src/engine/interface.ts'
+import { chainModel } from '../src/model/source.ts'
 import { RuleError, reject, type RuleCode } from '../src/errors.ts'
 import { evaluatePair, type FloatModel } from '../src/model/train.ts'
-import { createTokenizer } from '../src/model/tokenizer.ts'
+import { createTokenizer } from '../src/model/tokenizer/index.ts'
 import { dequantizeAll, expertWeights, readBlockTensors } from '../src/model/weights.ts'
 import { DEFAULT_JOB_SETTINGS, leaseMessage, type Job, type JobSettings } from '../src/pol/job.ts'
 import { loadFloatModel, withExpert } from '../src/pol/model.ts'
@@ -423,11 +423,11 @@ export class PolService implements CandidateGate<CandidateRecord> {
     return { cid: c.cid, status: 'rejected', code: e.code, verdicts }
   }
 
-  /** The param index's model in float32, from the store (blocks verified on the way in). */
+  /** The store's model (src/model/source.ts `chainModel`) in float32, blocks verified on the way in. */
   #model(arch: MetaDocument['architecture'], signal: AbortSignal | undefined): Promise<FloatModel> {
-    const blocks = new Map<string, BlockRef>()
-    for (const [name, b] of this.store.paramIndex()) blocks.set(name, { name, cid: b.cid, payload: b.header.payload, payloadSize: b.header.payload_size })
-    return loadFloatModel(arch, blocks, (cid) => this.#raw(cid), signal)
+    const model = chainModel(this.store)
+    if ('missing' in model) throw new Error(`the store cannot make the model: ${model.missing}`)
+    return loadFloatModel(arch, model.blocks, (cid) => this.#raw(cid), signal)
   }
 
   async #raw(cid: CID): Promise<Uint8Array> {

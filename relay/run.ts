@@ -12,7 +12,7 @@ import { CpuBackend } from '../src/engine/cpu.ts'
 import { Engine, type UsedExpert } from '../src/engine/engine.ts'
 import type { Backend } from '../src/engine/interface.ts'
 import { complete } from '../src/engine/complete.ts'
-import { createTokenizer, type Tokenizer } from '../src/model/tokenizer.ts'
+import { createTokenizer, type Tokenizer } from '../src/model/tokenizer/index.ts'
 import type { ChainStore } from './interface.ts'
 import { storedModel, type StoredModel } from './model.ts'
 

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { Architecture } from '../../src/chain/meta.ts'
 import { RunState, ropeTable } from '../../src/model/forward.ts'
-import { createTokenizer } from '../../src/model/tokenizer.ts'
+import { createTokenizer } from '../../src/model/tokenizer/index.ts'
 import type { CorpusRecipe } from './config.ts'
 import { storyIds } from './corpus.ts'
 import { parameterSet, weightsOf } from './student.ts'

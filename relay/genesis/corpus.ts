@@ -15,7 +15,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import type { Architecture } from '../../src/chain/meta.ts'
 import { RunState, forward, ropeTable, type ReferenceWeights } from '../../src/model/forward.ts'
 import { Sampler } from '../../src/model/sampler.ts'
-import type { Tokenizer } from '../../src/model/tokenizer.ts'
+import type { Tokenizer } from '../../src/model/tokenizer/index.ts'
 
 export interface CorpusOptions {
   readonly architecture: Architecture

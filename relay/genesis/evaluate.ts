@@ -9,8 +9,7 @@
  */
 import { parseExpertName } from '../../src/chain/header.ts'
 import type { NamedTensor } from '../../src/model/imported.ts'
-import { blockNames } from '../../src/model/imported.ts'
-import { expectedTensors } from '../../src/chain/params.ts'
+import { blockNames, expectedTensors } from '../../src/chain/params.ts'
 import { evaluateLoss, floatModel, type FloatModel } from '../../src/model/train.ts'
 import { TrainState, trainForward } from '../../src/model/train-forward.ts'
 import { dequantizeAll, readBlockTensors } from '../../src/model/weights.ts'

@@ -25,7 +25,7 @@ import type { DatasetSplit } from '../../src/chain/dataset.ts'
 import type { Architecture, PolParams } from '../../src/chain/meta.ts'
 import type { JobSettings } from '../../src/pol/job.ts'
 import { RECORD_KIND, RecordError, parseGenesisRecord, type RecordLossPair } from '../../src/explorer/record.ts'
-import { blockNames } from '../../src/model/imported.ts'
+import { blockNames } from '../../src/chain/params.ts'
 import { importPayload, readUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { DatasetFile, PrebuiltModel } from '../devnet.ts'
 

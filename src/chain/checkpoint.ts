@@ -34,7 +34,7 @@ import type { SecretKey } from './keys.ts'
 import type { MetaDocument } from './meta.ts'
 import { checkSignatures, decodeSignatures, signBody, signaturesForEncoding, sortSignatures, type ValidatorSignature } from './quorum.ts'
 import * as S from '../codec/schema.ts'
-import type { AcceptedBlock, ChainView } from './view.ts'
+import type { AcceptedBlock, ChainView, Finality } from './view.ts'
 
 export const CHECKPOINT_KIND = 'blyan/checkpoint'
 export const CHECKPOINT_VERSION = 1
@@ -134,7 +134,7 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
  *   (E_CERT_SIGNER, E_CERT_SIG, E_QUORUM).
  * Returns the final blocks it names.
  */
-export function checkCheckpoint(checkpoint: Checkpoint, view: ChainView, previous: Checkpoint | null, options: { readonly quorum: boolean }): Readonly<Record<FinalChain, AcceptedBlock | null>> {
+export function checkCheckpoint(checkpoint: Checkpoint, view: ChainView, previous: Finality | null, options: { readonly quorum: boolean }): Readonly<Record<FinalChain, AcceptedBlock | null>> {
   const p = 'checkpoint'
   const expected = previous === null ? 0 : previous.number + 1
   if (checkpoint.number !== expected) reject('E_CHECKPOINT', `${p}.number`, `the next checkpoint is number ${expected}`)
@@ -166,7 +166,7 @@ export function checkCheckpoint(checkpoint: Checkpoint, view: ChainView, previou
 }
 
 /** The body that would finalize `heads` after `previous` (null: the first, signed under `genesis`). */
-export function nextCheckpointBody(previous: Checkpoint | null, genesis: CID, heads: CheckpointHeads): CheckpointBody {
+export function nextCheckpointBody(previous: Finality | null, genesis: CID, heads: CheckpointHeads): CheckpointBody {
   return Object.freeze({
     kind: CHECKPOINT_KIND,
     version: CHECKPOINT_VERSION,
@@ -177,7 +177,7 @@ export function nextCheckpointBody(previous: Checkpoint | null, genesis: CID, he
 }
 
 /** True when `block` (of chain A, C or D) is at or below its chain's head in `checkpoint`, on the final branch. */
-export function isFinal(view: ChainView, block: AcceptedBlock, checkpoint: Checkpoint | null): boolean {
+export function isFinal(view: ChainView, block: AcceptedBlock, checkpoint: Finality | null): boolean {
   if (checkpoint === null || block.header.chain_id === 'B') return false
   const head = checkpoint.heads[block.header.chain_id]
   const final = head === null ? undefined : view.get(head)

@@ -15,7 +15,7 @@
  * @module
  */
 import { reject } from '../errors.ts'
-import { parseExpertName } from './header.ts'
+import { EMBEDDING_NAME, expertName, parseExpertName, routerName } from './header.ts'
 import type { Architecture } from './meta.ts'
 
 export type TensorDType = 'fp16' | 'int8' | 'fp32'
@@ -29,6 +29,16 @@ export interface TensorSpec {
 /** The slice of a payload index the shape rule reads (src/tensor's PayloadIndex satisfies it). */
 export interface IndexedTensors {
   readonly tensors: readonly { readonly name: string; readonly dtype: TensorDType; readonly shape: readonly number[] }[]
+}
+
+/** Every parameter group an architecture has, in canonical order: the embedding, then per layer its router and experts. */
+export function blockNames(arch: Architecture): string[] {
+  const names = [EMBEDDING_NAME]
+  for (let l = 0; l < arch.n_layers; l++) {
+    names.push(routerName(l))
+    for (let e = 0; e < arch.n_experts; e++) names.push(expertName(l, e))
+  }
+  return names
 }
 
 /** Tensors the block named `expertName` must hold, in canonical order. Throws E_EXPERT_NAME / E_LAYER outside the architecture. */

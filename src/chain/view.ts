@@ -7,7 +7,6 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import type { Checkpoint } from './checkpoint.ts'
 import type { DatasetDocument } from './dataset.ts'
 import type { Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
@@ -46,5 +45,14 @@ export interface ChainView {
   /** Chain C: true when a reward for `candidate` is in the branch ending at `at`. */
   isRewarded(candidate: CID, at: CID | null): boolean
   /** The newest finality checkpoint applied (its heads are final), or null before the first. */
-  checkpoint(): Checkpoint | null
+  checkpoint(): Finality | null
+}
+
+/**
+ * What a view knows of finality: the newest checkpoint's number and the final block of each linear
+ * chain (checkpoint.ts holds the whole document; any Checkpoint is a Finality).
+ */
+export interface Finality {
+  readonly number: number
+  readonly heads: { readonly A: CID; readonly C: CID | null; readonly D: CID | null }
 }

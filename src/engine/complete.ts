@@ -1,12 +1,12 @@
 /**
  * One answer to a text prompt: encode (BOS first), generate, stream text. Shared by `blyan generate`
- * (relay/run.ts) and the site's chat (src/workers/client.ts), so a prompt at temperature 0 gives the
+ * (relay/run.ts) and the site's chat (src/client/client.ts), so a prompt at temperature 0 gives the
  * same tokens in both.
  *
  * @module
  */
 import { Sampler } from '../model/sampler.ts'
-import { TextStream, type Tokenizer } from '../model/tokenizer.ts'
+import { TextStream, type Tokenizer } from '../model/tokenizer/index.ts'
 import type { Engine, Generation } from './engine.ts'
 
 export interface CompleteOptions {

@@ -12,23 +12,7 @@ import type { TensorView } from '../tensor/tensorblock.ts'
 
 export type { ExpertRef } from '../model/forward.ts'
 
-/** A parameter block the engine may load. */
-export interface BlockRef {
-  /** `embedding`, `layer<L>.router` or `layer<L>.expert<E>`. */
-  readonly name: string
-  /** The chain B block (its header CID): what a generation reports as used. */
-  readonly cid: CID
-  /** Its payload (UnixFS file) and size. */
-  readonly payload: CID
-  readonly payloadSize: number
-}
-
-/** What to run: the architecture from chain A and the param index's blocks. */
-export interface ModelSource {
-  readonly architecture: Architecture
-  /** Expert name -> block, for every parameter group of the architecture. */
-  readonly blocks: ReadonlyMap<string, BlockRef>
-}
+export type { BlockRef, ModelSource } from '../model/source.ts'
 
 export interface TileStats {
   /** Tiles (UnixFS leaves) and other DAG blocks fetched. */

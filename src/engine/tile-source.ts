@@ -7,11 +7,9 @@
  *
  * @module
  */
-import type { CID } from 'multiformats/cid'
+import type { BlockGetter } from '../model/source.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
 import type { TileSource, TileStats } from './interface.ts'
-
-export type BlockGetter = (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
 
 export interface TileSourceOptions {
   /** Blocks fetched in parallel per payload (default 8). */

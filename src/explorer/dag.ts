@@ -28,7 +28,7 @@
  */
 import { parseExpertName } from '../chain/header.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
-import type { BlockSummary, DagView } from '../workers/api.ts'
+import type { BlockSummary, DagView } from './types.ts'
 import { compareBlocks, summarize } from './summaries.ts'
 
 type DagEdge = DagView['edges'][number]

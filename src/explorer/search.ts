@@ -22,7 +22,7 @@ import { toHex } from '../codec/cbor.ts'
 import { BLOCK_TYPES, CHAIN_IDS, type ChainId } from '../chain/header.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
-import type { BlockSummary } from '../workers/api.ts'
+import type { BlockSummary } from './types.ts'
 import { compareBlocks, summarize } from './summaries.ts'
 
 /** Most results a search returns unless told otherwise. */

@@ -20,7 +20,7 @@ import { toJson, type Json } from '../chain/json.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import type { PayloadIndex } from '../tensor/payload.ts'
 import { tileCount } from '../tensor/tiles.ts'
-import type { BlockDetail, BlockSummary, PolStatus } from '../workers/api.ts'
+import type { BlockDetail, BlockSummary, PolStatus } from './types.ts'
 
 /**
  * How a chain B block is certified. Every accepted chain B block is (protocol.md §8): an initial

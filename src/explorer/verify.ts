@@ -43,7 +43,7 @@ import type { AcceptedBlock, ChainView } from '../chain/view.ts'
 import { isRuleError } from '../errors.ts'
 import { decodeFileNode, selectChild, type FileNode } from '../codec/unixfs.ts'
 import { TILE_FANOUT, TILE_SIZE, tileCount, verifyTile, verifyTilePath } from '../tensor/tiles.ts'
-import type { VerifyReport, VerifyStep } from '../workers/api.ts'
+import type { VerifyReport, VerifyStep } from './types.ts'
 
 export interface VerifyInput {
   /** The block to check. */

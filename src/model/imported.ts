@@ -12,11 +12,11 @@
  *
  * @module
  */
-import { EMBEDDING_NAME, expertName, routerName } from '../chain/header.ts'
 import { decodeMeta, encodeMeta, type Architecture, type MetaDocument } from '../chain/meta.ts'
-import { expectedTensors } from '../chain/params.ts'
+import { blockNames, expectedTensors } from '../chain/params.ts'
 import { fromHex } from '../codec/cbor.ts'
 import { ModelFormatError, formatError } from './errors.ts'
+import type { TokenizerFormat } from './tokenizer/interface.ts'
 
 /** One tensor of a block: float32 values, row-major over `shape` ([out, in] for matrices). */
 export interface NamedTensor {
@@ -28,17 +28,18 @@ export interface NamedTensor {
 
 /** The tokenizer file as it will be stored on chain (a UnixFS file named by the meta document). */
 export interface ImportedTokenizer {
-  readonly format: 'llama2c' | 'hf_tokenizer_json'
+  readonly format: TokenizerFormat
   /** The file's bytes, unchanged. */
   readonly bytes: Uint8Array
   readonly bos_id: number
   readonly eos_id: number
 }
 
-export type ModelSource = 'llama2c' | 'mixtral' | 'olmoe' | 'qwen2_moe'
+/** The file format a model was imported from. */
+export type ModelFormat = 'llama2c' | 'mixtral' | 'olmoe' | 'qwen2_moe'
 
 export interface ImportedModel {
-  readonly source: ModelSource
+  readonly source: ModelFormat
   /** decodeMeta-valid (it is decodeMeta's own frozen copy). */
   readonly architecture: Architecture
   /** expert name (embedding, layer<L>.router, layer<L>.expert<E>) -> its tensors, exactly expectedTensors(name, architecture) in that order */
@@ -74,16 +75,6 @@ export function checkArchitecture(arch: Architecture, file: string | null): Arch
   }
 }
 
-/** Block names of an architecture in canonical order: embedding, then per layer the router and its experts. */
-export function blockNames(arch: Architecture): string[] {
-  const names = [EMBEDDING_NAME]
-  for (let l = 0; l < arch.n_layers; l++) {
-    names.push(routerName(l))
-    for (let e = 0; e < arch.n_experts; e++) names.push(expertName(l, e))
-  }
-  return names
-}
-
 /**
  * Freeze an importer's result after checking it: every block of the architecture is present and
  * holds exactly its expected tensors, in order, with matching value counts; the tokenizer's ids
@@ -91,7 +82,7 @@ export function blockNames(arch: Architecture): string[] {
  * so callers still see one error type.
  */
 export function assembleModel(
-  source: ModelSource,
+  source: ModelFormat,
   architecture: Architecture,
   blocks: ReadonlyMap<string, readonly NamedTensor[]>,
   tokenizer: ImportedTokenizer | null,

@@ -11,9 +11,8 @@ import { cidMatches } from '../codec/cbor.ts'
 import { decodeHeader } from '../chain/header.ts'
 import { decodeMeta, type MetaDocument } from '../chain/meta.ts'
 import { reject } from '../errors.ts'
-import type { BlockRef, ModelSource } from '../engine/interface.ts'
+import type { BlockGetter, BlockRef, ModelSource } from '../model/source.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { BlockGetter } from '../engine/tile-source.ts'
 
 export interface RelayModel extends ModelSource {
   readonly meta: MetaDocument

@@ -11,8 +11,33 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import type { RelayHealth, RelayLie, RelayState } from '../workers/api.ts'
 import { RelayError, createRelayClient, normalizeRelayUrl, type RelayClient } from './relay-client.ts'
+
+export type RelayHealth = 'unknown' | 'up' | 'down' | 'wrong-network'
+
+export interface RelayLie {
+  /** The CID whose bytes did not hash to it. */
+  readonly cid: string
+  /** What the block is, when the client knows (e.g. `tile 0 of layer0.expert1`). */
+  readonly what: string
+  readonly at: number
+}
+
+export interface RelayState {
+  readonly url: string
+  readonly health: RelayHealth
+  /** Why it is down or on the wrong network. */
+  readonly error: string | null
+  /** Blocks it served that did not match their CID (newest first): it lied. Never used while an honest relay has the block. */
+  readonly lies: readonly RelayLie[]
+  /** Verified blocks it served, and their bytes. */
+  readonly blocks: number
+  readonly bytes: number
+  /** ms since the epoch of the last good answer. */
+  readonly lastSeen: number | null
+  /** When the next reconnect is tried (down relays back off exponentially). */
+  readonly retryAt: number | null
+}
 
 /** Lies kept per relay (the newest). */
 const MAX_LIES = 20

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { Tokenizer } from '../model/tokenizer.ts'
+import type { Tokenizer } from '../model/tokenizer/index.ts'
 
 /** The dataset has fewer tokens than one window needs. */
 export class DatasetTooSmallError extends Error {

@@ -22,10 +22,23 @@ import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import type { CID } from 'multiformats/cid'
 import { aint } from '../assert.ts'
 import { DAG_CBOR } from '../codec/cbor.ts'
-import type { CacheUsage } from '../workers/api.ts'
 import { openBlockCache, type BlockCache } from './block-cache.ts'
 import { CacheQuotaError } from './errors.ts'
 import { idbKV, type KV } from './kv.ts'
+
+export interface CacheUsage {
+  /** Tile cache (payload blocks): bytes and blocks held, against the budget. */
+  readonly tileBytes: number
+  readonly tileBlocks: number
+  readonly budgetBytes: number
+  /** Header cache (headers, documents, certificates): not evicted. */
+  readonly headerBytes: number
+  readonly headerBlocks: number
+  /** navigator.storage.estimate(), when the browser gives one. */
+  readonly quotaBytes: number | null
+  /** Set after a quota error the client could not recover from by evicting. */
+  readonly error: string | null
+}
 
 export interface CachesOptions {
   /** Most bytes the tile cache keeps (Settings.cacheBudgetBytes). */

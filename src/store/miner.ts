@@ -14,8 +14,12 @@
  */
 import { CID } from 'multiformats/cid'
 import { aint, aoneOf } from '../assert.ts'
-import { TRAIN_BACKENDS, type TrainBackend } from '../workers/api.ts'
 import { idbKV, type KV } from './kv.ts'
+
+/** What trains the expert: the CPU reference, or WebGPU once a trainer exists. */
+export type TrainBackend = 'cpu' | 'webgpu'
+
+export const TRAIN_BACKENDS: readonly TrainBackend[] = Object.freeze(['cpu', 'webgpu'])
 
 const RUN = 'run'
 

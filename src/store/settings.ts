@@ -10,8 +10,27 @@
  */
 import { CID } from 'multiformats/cid'
 import { aarray, aint, aoneOf } from '../assert.ts'
-import { BACKEND_CHOICES, DEFAULT_CACHE_BUDGET, type BackendChoice, type Settings } from '../workers/api.ts'
 import { idbKV, type KV } from './kv.ts'
+
+/** Which engine backend to run: `auto` is WebGPU when an adapter exists, else ONNX Runtime WASM. */
+export type BackendChoice = 'auto' | 'webgpu' | 'ort-wasm' | 'cpu'
+
+export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'webgpu', 'ort-wasm', 'cpu'])
+
+export interface Settings {
+  /** Relay base URLs (e.g. `http://127.0.0.1:8080`), tried in this order for blocks. */
+  readonly relays: readonly string[]
+  /** Most bytes the tile cache keeps before evicting the least recently used tiles. */
+  readonly cacheBudgetBytes: number
+  readonly backend: BackendChoice
+  /**
+   * The trust anchor: chain A's genesis CID. null until pinned; the first sync pins the genesis it
+   * verifies (trust on first use), and later syncs refuse a relay whose chain starts elsewhere.
+   */
+  readonly trustAnchor: string | null
+}
+
+export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024
 
 const SETTINGS = 'settings'
 const SYNC = 'sync'

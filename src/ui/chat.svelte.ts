@@ -5,7 +5,7 @@
  * @module
  */
 import { getContext, setContext } from 'svelte'
-import type { ClientApi, Sampling } from '../workers/api.ts'
+import type { ClientApi, Sampling } from '../client/api.ts'
 import { applyChatEvent, finishTurn, newTurn, type EditableSampling, type Turn } from './chat.ts'
 import { plain } from './state.svelte.ts'
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../workers/api.ts'
+import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../client/api.ts'
 
 /** Sampling settings being edited (the API's type is read-only). */
 export type EditableSampling = { -readonly [K in keyof Sampling]: Sampling[K] }

@@ -6,7 +6,7 @@
  * @module
  */
 import { getContext, setContext } from 'svelte'
-import type { ClientApi } from '../workers/api.ts'
+import type { ClientApi } from '../client/api.ts'
 
 const KEY = Symbol('blyan.client')
 

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { BlockSummary, DagView } from '../workers/api.ts'
+import type { BlockSummary, DagView } from '../client/api.ts'
 
 export const DAG_SIZES = Object.freeze({
   nodeWidth: 128,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CandidateInfo, ClientStatus, DonateOutcome, DonatePhase, DonateState } from '../workers/api.ts'
+import type { CandidateInfo, ClientStatus, DonateOutcome, DonatePhase, DonateState } from '../client/api.ts'
 
 /** The relay the miner takes jobs from: the client's first relay that is up, else its first, else this page's origin. */
 export function minerRelay(status: ClientStatus | null, origin: string): string {

@@ -6,7 +6,7 @@
  * @module
  */
 import { getContext, setContext } from 'svelte'
-import type { DeviceInfo, DonateState, MinerApi, TrainBackend, WalletActivity, WalletResult, WalletStatus } from '../workers/api.ts'
+import type { DeviceInfo, DonateState, MinerApi, TrainBackend, WalletActivity, WalletResult, WalletStatus } from '../client/api.ts'
 
 const KEY = Symbol('blyan.donor')
 

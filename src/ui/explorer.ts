@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BlockSummary } from '../workers/api.ts'
+import type { BlockSummary } from '../client/api.ts'
 import type { Json } from '../chain/json.ts'
 import type { GenesisRecordView, RecordLossPair } from '../explorer/record.ts'
 import type { ExplorerChain } from './routes.ts'

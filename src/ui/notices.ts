@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ClientStatus, RelayState, SyncState } from '../workers/api.ts'
+import type { ClientStatus, RelayState, SyncState } from '../client/api.ts'
 import { plural, secondsUntil } from './format.ts'
 
 export type NoticeLevel = 'info' | 'warn' | 'error'

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { BACKEND_CHOICES, DEFAULT_SAMPLING, type BackendChoice, type Sampling, type Settings } from '../workers/api.ts'
+import { BACKEND_CHOICES, DEFAULT_SAMPLING, type BackendChoice, type Sampling, type Settings } from '../client/api.ts'
 import { readGenesis, type Genesis } from './genesis.ts'
 
 /** Sampling limits the inputs and URL parameters accept. */

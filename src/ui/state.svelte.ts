@@ -9,7 +9,7 @@
  * @module
  */
 import { getContext, setContext } from 'svelte'
-import type { BlockSummary, CacheUsage, ClientApi, ClientStatus, Settings } from '../workers/api.ts'
+import type { BlockSummary, CacheUsage, ClientApi, ClientStatus, Settings } from '../client/api.ts'
 import { startOverrides, type UrlOptions } from './params.ts'
 
 const KEY = Symbol('blyan.state')

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { VerifyStep, VerifyStepStatus } from '../workers/api.ts'
+import type { VerifyStep, VerifyStepStatus } from '../client/api.ts'
 
 /** `steps` with `step` replacing the one of the same id, or appended. */
 export function mergeStep(steps: readonly VerifyStep[], step: VerifyStep): VerifyStep[] {

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { CandidateInfo, CandidateStatus, WalletActivity } from '../workers/api.ts'
+import type { CandidateInfo, CandidateStatus, WalletActivity } from './types.ts'
 
 /** A relay route failed: unreachable, an HTTP error (with the API's code), or not the documented JSON. */
 export class WalletRelayError extends Error {

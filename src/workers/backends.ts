@@ -9,7 +9,7 @@ import type { Architecture } from '../chain/meta.ts'
 import { CpuBackend } from '../engine/cpu.ts'
 import type { Backend } from '../engine/interface.ts'
 import { requestModelDevice } from '../gpu/device.ts'
-import type { BackendChoice, BackendInfo } from './api.ts'
+import type { BackendChoice, BackendInfo } from '../client/api.ts'
 
 async function webgpu(arch: Architecture): Promise<{ backend: Backend; info: BackendInfo }> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu

@@ -10,9 +10,9 @@ import { expose } from 'comlink'
 import { openCaches } from '../store/caches.ts'
 import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../store/settings.ts'
 import { createBrowserBackend } from './backends.ts'
-import { Client } from './client.ts'
+import { Client } from '../client/client.ts'
 import { workerPool } from './verify-pool.ts'
-import { poolSize } from './verify.ts'
+import { poolSize } from '../net/verify.ts'
 
 const pool = workerPool(poolSize(navigator.hardwareConcurrency), () => new Worker(new URL('./verify.worker.ts', import.meta.url), { type: 'module', name: 'blyan-verify' }))
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { proxy, wrap, type Remote } from 'comlink'
-import type { ClientApi, MinerApi } from './api.ts'
+import type { ClientApi, MinerApi } from '../client/api.ts'
 
 export async function connectClient(): Promise<ClientApi> {
   if (typeof Worker === 'undefined') throw new Error('this browser has no Web Workers, which Blyan needs to verify blocks off the page')

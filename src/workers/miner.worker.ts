@@ -6,7 +6,7 @@
  * @module
  */
 import { expose } from 'comlink'
-import { Miner } from './miner.ts'
+import { Miner } from '../client/miner.ts'
 import { requestTrainingDevice } from '../gpu/device.ts'
 import type { Trainer } from '../pol/miner.ts'
 

@@ -4,6 +4,6 @@
  * @module
  */
 import { expose } from 'comlink'
-import { verifyApi } from './verify.ts'
+import { verifyApi } from '../net/verify.ts'
 
 expose(verifyApi)

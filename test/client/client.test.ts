@@ -1,5 +1,5 @@
 /**
- * The site's client (src/workers/client.ts) end to end in Node, against real relays over a real
+ * The site's client (src/client/client.ts) end to end in Node, against real relays over a real
  * stories260K devnet: the same code the client worker runs, with the inline verify pool,
  * fake-indexeddb (a real IndexedDB implementation) and the CPU backend.
  *
@@ -23,9 +23,9 @@ import { CpuBackend } from '../../src/engine/cpu.ts'
 import { openCaches } from '../../src/store/caches.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import type { ChatFailure, ChatResult, ClientStatus, Sampling } from '../../src/workers/api.ts'
-import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
-import { inlinePool } from '../../src/workers/verify.ts'
+import type { ChatFailure, ChatResult, ClientStatus, Sampling } from '../../src/client/api.ts'
+import { Client, type ClientEnvironment } from '../../src/client/client.ts'
+import { inlinePool } from '../../src/net/verify.ts'
 import { generate, openRun } from '../../relay/run.ts'
 import { main } from '../../relay/cli.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'

@@ -1,5 +1,5 @@
 /**
- * Finality in the site's client (src/workers/client.ts, the code the page runs), against a real
+ * Finality in the site's client (src/client/client.ts, the code the page runs), against a real
  * relay over a genesis devnet with 4 validator keys (quorum 3) whose node holds none of them:
  *
  * - the genesis is final (blyan init's checkpoint 0), verified by the page's own rules;
@@ -24,9 +24,9 @@ import { CpuBackend } from '../../src/engine/cpu.ts'
 import { openCaches } from '../../src/store/caches.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import type { ClientStatus } from '../../src/workers/api.ts'
-import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
-import { inlinePool } from '../../src/workers/verify.ts'
+import type { ClientStatus } from '../../src/client/api.ts'
+import { Client, type ClientEnvironment } from '../../src/client/client.ts'
+import { inlinePool } from '../../src/net/verify.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import { KEYS_DIR, readKeyFile } from '../../relay/devnet.ts'
 import { genesisDevnet } from '../fixtures/genesis-devnet.ts'

@@ -1,12 +1,12 @@
 /**
- * The browser miner (src/workers/miner.ts) in Node, against a node as `blyan start` serves it on
+ * The browser miner (src/client/miner.ts) in Node, against a node as `blyan start` serves it on
  * the PoL devnet (stories260K, 4 experts, top-2, 3 validators): the same code the miner worker
  * runs, with fake-indexeddb for the wallet and the stored run.
  *
  * - a reload during training restarts the same job; a reload after submission follows the same
  *   candidate to its verdict without training again; the candidate is accepted with a gain of at
  *   least delta, and the wallet's balance and history show it;
- * - the site's client (src/workers/client.ts), following the relay's live feed meanwhile, takes the
+ * - the site's client (src/client/client.ts), following the relay's live feed meanwhile, takes the
  *   accepted version into its own chain: the certificate found through the relay's hint or the
  *   reward that links it, the reward linked from the block page, the version current in its param
  *   index; after a reload with no relay, from its header cache alone;
@@ -24,11 +24,11 @@ import { CpuBackend } from '../../src/engine/cpu.ts'
 import { openCaches } from '../../src/store/caches.ts'
 import { idbKV, type KV } from '../../src/store/kv.ts'
 import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
-import { inlinePool } from '../../src/workers/verify.ts'
+import { Client, type ClientEnvironment } from '../../src/client/client.ts'
+import { inlinePool } from '../../src/net/verify.ts'
 import { loadMinerRun } from '../../src/store/miner.ts'
-import type { DonateState } from '../../src/workers/api.ts'
-import { Miner, type MinerEnvironment } from '../../src/workers/miner.ts'
+import type { DonateState } from '../../src/client/api.ts'
+import { Miner, type MinerEnvironment } from '../../src/client/miner.ts'
 import { trainExpert } from '../../src/model/train.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'

@@ -1,5 +1,5 @@
 /**
- * The client's datasetRecord (src/workers/client.ts) against real relays over a small devnet whose
+ * The client's datasetRecord (src/client/client.ts) against real relays over a small devnet whose
  * chain D datasets link training records, as `blyan init --genesis` makes them:
  *
  * - a record over 256 KiB (a dag-pb file of several blocks) is fetched block by block, each checked
@@ -18,14 +18,14 @@ import { after, before, describe, test } from 'node:test'
 import { CID } from 'multiformats/cid'
 import WebSocket from 'ws'
 import { CpuBackend } from '../../src/engine/cpu.ts'
-import { blockNames } from '../../src/model/imported.ts'
+import { blockNames } from '../../src/chain/params.ts'
 import { openCaches } from '../../src/store/caches.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
-import type { ClientStatus } from '../../src/workers/api.ts'
-import { Client, type ClientEnvironment } from '../../src/workers/client.ts'
-import { inlinePool } from '../../src/workers/verify.ts'
+import type { ClientStatus } from '../../src/client/api.ts'
+import { Client, type ClientEnvironment } from '../../src/client/client.ts'
+import { inlinePool } from '../../src/net/verify.ts'
 import { STORE_FILE, initDevnet } from '../../relay/devnet.ts'
 import { FullNode } from '../../relay/node.ts'
 import { openChainStore } from '../../relay/store.ts'

@@ -16,7 +16,7 @@ import { idbKV } from '../../src/store/kv.ts'
 import { clearMinerRun, loadMinerRun, minerRunFrom, resumePlan, saveMinerRun, type StoredMinerRun } from '../../src/store/miner.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey, publicKeyHex, secretKeyHex } from '../../src/wallet/keys.ts'
 import { deleteWallet, loadWallet, saveWallet, walletFrom, walletRecord } from '../../src/wallet/store.ts'
-import { Miner, preferJobs } from '../../src/workers/miner.ts'
+import { Miner, preferJobs } from '../../src/client/miner.ts'
 
 /** SEC 2 §2.4.1: the order n of secp256k1's generator G, and G itself (compressed): the public key of secret 1. */
 const N = 'fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141'

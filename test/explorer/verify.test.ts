@@ -16,7 +16,7 @@ import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { verifyBlock, type VerifyInput } from '../../src/explorer/verify.ts'
 import { decodeFileNode } from '../../src/codec/unixfs.ts'
 import { TILE_SIZE } from '../../src/tensor/tiles.ts'
-import type { VerifyReport, VerifyStep } from '../../src/workers/api.ts'
+import type { VerifyReport, VerifyStep } from '../../src/client/api.ts'
 import { Devnet, NOW, reseal, sealUnchecked, type Built } from '../fixtures/devnet.ts'
 import { HUGE_TILES, hugeDevnet, hugeTileBlock, lightNet, wideDevnet, type LightNet } from './_net.ts'
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { importLlama2c } from '../../src/model/llama2c.ts'
-import { createTokenizer } from '../../src/model/tokenizer.ts'
+import { createTokenizer } from '../../src/model/tokenizer/index.ts'
 import { floatModel } from '../../src/model/train.ts'
 import { splitDocuments } from '../../src/pol/sequences.ts'
 import { isValidation, poolText, sampleCorpus, type CorpusOptions } from '../../relay/genesis/corpus.ts'

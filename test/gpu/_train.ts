@@ -4,9 +4,8 @@
  * FloatModel the CPU reference trains (the same values: int8 dequantised as q * scale).
  */
 import type { Architecture } from '../../src/chain/meta.ts'
-import { expectedTensors } from '../../src/chain/params.ts'
+import { blockNames, expectedTensors } from '../../src/chain/params.ts'
 import type { BlockTensors } from '../../src/engine/interface.ts'
-import { blockNames } from '../../src/model/imported.ts'
 import { floatModel, type FloatModel } from '../../src/model/train.ts'
 import { dequantizeAll, readBlockTensors } from '../../src/model/weights.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'

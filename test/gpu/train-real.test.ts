@@ -14,7 +14,7 @@ import { WebGpuTrainer, trainExpertWebGpu, type BlockModel } from '../../src/eng
 import { BackwardState, Gradients, backward } from '../../src/model/backward.ts'
 import type { ExpertRef } from '../../src/model/forward.ts'
 import { importLlama2c } from '../../src/model/llama2c.ts'
-import { createTokenizer } from '../../src/model/tokenizer.ts'
+import { createTokenizer } from '../../src/model/tokenizer/index.ts'
 import { evaluateLoss, floatModel, trainExpert, type FloatModel } from '../../src/model/train.ts'
 import { TrainState, trainForward } from '../../src/model/train-forward.ts'
 import { readBlockTensors, type ExpertWeights } from '../../src/model/weights.ts'

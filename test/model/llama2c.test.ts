@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { ModelFormatError } from '../../src/model/errors.ts'
 import { importLlama2c, parseLlama2c, type Llama2cLayer } from '../../src/model/llama2c.ts'
-import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizer, parseLlama2cTokenizer } from '../../src/model/tokenizer-llama2c.ts'
+import { LLAMA2C_BOS, LLAMA2C_EOS, llama2cTokenizer, parseLlama2cTokenizer } from '../../src/model/tokenizer/llama2c-file.ts'
 import { TINY_LLAMA2C, q80RoundTrip, randomLlama2c, writeLlama2c, writeLlama2cTokenizer } from '../fixtures/llama2c.ts'
 import { SHARED_DATA_MISSING, sharedData } from '../fixtures/shared-data.ts'
 

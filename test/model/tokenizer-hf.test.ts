@@ -1,5 +1,5 @@
 /**
- * Hugging Face tokenizer.json (src/model/tokenizer-hf.ts and its steps / regex files).
+ * Hugging Face tokenizer.json (src/model/tokenizer/hf.ts and its steps / regex files).
  *
  * Expected ids come from running the algorithm by hand over the small files in
  * test/fixtures/tokenizer-json.ts (each derivation is written beside its ids: symbols, then merges
@@ -16,9 +16,9 @@ import fc from 'fast-check'
 import { importModel } from '../../relay/import.ts'
 import { ModelFormatError } from '../../src/model/errors.ts'
 import { hfTokenizer } from '../../src/model/hf.ts'
-import { TextStream, createTokenizer, tokenizerOf, type Tokenizer } from '../../src/model/tokenizer.ts'
-import { onigRegex } from '../../src/model/tokenizer-hf-regex.ts'
-import { JsonAt, buildPreTokenizer } from '../../src/model/tokenizer-hf-steps.ts'
+import { TextStream, createTokenizer, tokenizerOf, type Tokenizer } from '../../src/model/tokenizer/index.ts'
+import { onigRegex } from '../../src/model/tokenizer/hf-regex.ts'
+import { JsonAt, buildPreTokenizer } from '../../src/model/tokenizer/hf-steps.ts'
 import { TOKENIZER_JSON, writeHfCheckpoint } from '../fixtures/hf.ts'
 import { ENDOFTEXT, IM_END, IM_START, QWEN2_PATTERN, bl, blVocab, byteLevelJson, jsonBytes, sentencePieceJson, sp, spByte } from '../fixtures/tokenizer-json.ts'
 

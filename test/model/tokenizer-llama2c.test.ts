@@ -1,5 +1,5 @@
 /**
- * llama2.c BPE (src/model/bpe-llama2c.ts) against three outside truths:
+ * llama2.c BPE (src/model/tokenizer/llama2c.ts) against three outside truths:
  * - the reference facts of ../shared/data/README.md: stories260K's greedy ids from BOS and the text
  *   they print (the 30 ids were produced by a forward pass of run.c's algorithm over
  *   stories260K.bin; the README gives the first 10 and the text, which both check them);
@@ -12,8 +12,8 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { ModelFormatError } from '../../src/model/errors.ts'
-import { TextStream, createTokenizer, type Tokenizer } from '../../src/model/tokenizer.ts'
-import { parseLlama2cTokenizer } from '../../src/model/tokenizer-llama2c.ts'
+import { TextStream, createTokenizer, type Tokenizer } from '../../src/model/tokenizer/index.ts'
+import { parseLlama2cTokenizer } from '../../src/model/tokenizer/llama2c-file.ts'
 import { writeLlama2cTokenizer } from '../fixtures/llama2c.ts'
 import { SHARED_DATA_MISSING, sharedData } from '../fixtures/shared-data.ts'
 
@@ -55,7 +55,7 @@ function runcEncode(bytes: Uint8Array, vocabSize: number, text: string, bos: boo
       const mid = (lo + hi) >> 1
       const e = sorted[mid] as { s: string; id: number }
       if (e.s === s) {
-        let first = mid // the lowest id among equal pieces, as bpe-llama2c.ts documents
+        let first = mid // the lowest id among equal pieces, as tokenizer/llama2c.ts documents
         while (first > 0 && (sorted[first - 1] as { s: string }).s === s) first--
         return (sorted[first] as { id: number }).id
       }
@@ -99,7 +99,7 @@ function runcEncode(bytes: Uint8Array, vocabSize: number, text: string, bos: boo
   return tokens
 }
 
-describe('llama2.c BPE (bpe-llama2c.ts) on tok512.bin', () => {
+describe('llama2.c BPE (tokenizer/llama2c.ts) on tok512.bin', () => {
   test('README reference: the greedy ids decode to the reference text, and encoding it gives them back', (t) => {
     const tok = tok512()
     if (tok === null) return t.skip(SHARED_DATA_MISSING)

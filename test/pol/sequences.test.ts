@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { Tokenizer } from '../../src/model/tokenizer.ts'
+import type { Tokenizer } from '../../src/model/tokenizer/index.ts'
 import { DatasetTooSmallError, SequencePool, splitDocuments, tokenStream } from '../../src/pol/sequences.ts'
 import { trustLevel } from '../../relay/trust.ts'
 

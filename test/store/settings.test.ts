@@ -8,7 +8,7 @@ import { describe, test } from 'node:test'
 import { cidOf, encodeCbor } from '../../src/codec/cbor.ts'
 import { idbKV } from '../../src/store/kv.ts'
 import { defaultSettings, loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import { DEFAULT_CACHE_BUDGET, type Settings } from '../../src/workers/api.ts'
+import { DEFAULT_CACHE_BUDGET, type Settings } from '../../src/client/api.ts'
 
 let dbs = 0
 const freshKV = () => idbKV(`settings-test-${++dbs}`, 'settings')

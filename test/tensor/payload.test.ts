@@ -112,7 +112,7 @@ describe('payload index', () => {
     // Trailing byte after the object.
     assertRule(() => decodePayloadIndex(rawPrefix(null, new Uint8Array([...cbor, 0x00]))), 'E_DECODE', 'index')
     // 1 as a two-byte integer (0x18 0x01) instead of 0x01: @ipld/dag-cbor's strict decoder
-    // already refuses non-minimal integers, so this is E_DECODE (as in src/chain/cbor.ts).
+    // already refuses non-minimal integers, so this is E_DECODE (as in src/codec/cbor.ts).
     const versionAt = cbor.findIndex((_, i) => cbor[i] === 0x67 && new TextDecoder().decode(cbor.subarray(i + 1, i + 8)) === 'version')
     assert.ok(versionAt > 0)
     const longInt = new Uint8Array([...cbor.subarray(0, versionAt + 8), 0x18, 0x01, ...cbor.subarray(versionAt + 9)])

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { DEFAULT_SAMPLING, type ChatResult } from '../../src/workers/api.ts'
+import { DEFAULT_SAMPLING, type ChatResult } from '../../src/client/api.ts'
 import { applyChatEvent, backendLabel, finishTurn, newTurn, samplingSummary } from '../../src/ui/chat.ts'
 
 const backend = { name: 'webgpu', detail: 'WebGPU swiftshader', fallback: null } as const

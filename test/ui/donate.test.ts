@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { ClientStatus, DonateOutcome, DonateState } from '../../src/workers/api.ts'
+import type { ClientStatus, DonateOutcome, DonateState } from '../../src/client/api.ts'
 import { newerVersion } from '../../src/ui/chat.ts'
 import { candidateLine, formatDelta, formatGain, isRunning, lossCurve, minerRelay, outcomeView, phaseText, stageStatuses } from '../../src/ui/donate.ts'
 import { certificateView } from '../../src/ui/explorer.ts'

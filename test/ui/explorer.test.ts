@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { BlockSummary, DagView, VerifyStep } from '../../src/workers/api.ts'
+import type { BlockSummary, DagView, VerifyStep } from '../../src/client/api.ts'
 import { DAG_SIZES, layoutDag } from '../../src/ui/dag-layout.ts'
 import { clampTile, mergeStep, stepCounts } from '../../src/ui/verify-steps.ts'
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { ClientStatus, RelayState, SyncState } from '../../src/workers/api.ts'
+import type { ClientStatus, RelayState, SyncState } from '../../src/client/api.ts'
 import { anyLiar, downText, notices, relaySummary, syncSummary } from '../../src/ui/notices.ts'
 
 function relay(url: string, patch: Partial<RelayState> = {}): RelayState {

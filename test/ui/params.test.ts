@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagCbor from '@ipld/dag-cbor'
-import { DEFAULT_SAMPLING } from '../../src/workers/api.ts'
+import { DEFAULT_SAMPLING } from '../../src/client/api.ts'
 import { normalizeRelayUrl, parseSamplingValue, readUrlOptions, startOverrides, urlParams } from '../../src/ui/params.ts'
 
 test('normalizeRelayUrl accepts http(s) base URLs and says why others are refused', () => {

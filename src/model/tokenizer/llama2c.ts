@@ -1,6 +1,6 @@
 /**
  * llama2.c's BPE tokenizer: encode and decode exactly as run.c's `encode` and `decode` do, over a
- * `tokenizer.bin` checked by parseLlama2cTokenizer (src/model/tokenizer-llama2c.ts).
+ * `tokenizer.bin` checked by parseLlama2cTokenizer (src/model/tokenizer/llama2c-file.ts).
  *
  * encode(text, bos, eos), run.c step by step:
  * 1. BOS (1) first when asked.
@@ -26,10 +26,10 @@
  *
  * @module
  */
-import { mergePairs, type PairMerge } from './_bpe.ts'
-import { formatError } from './errors.ts'
-import type { EncodeOptions, Tokenizer } from './tokenizer.ts'
-import { parseLlama2cTokenizer } from './tokenizer-llama2c.ts'
+import { mergePairs, type PairMerge } from './bpe.ts'
+import { formatError } from '../errors.ts'
+import type { EncodeOptions, Tokenizer } from './interface.ts'
+import { parseLlama2cTokenizer } from './llama2c-file.ts'
 
 /** run.c's `best_score` starts at -1e10 (a C float): only pieces scoring above it merge. */
 const MIN_SCORE = Math.fround(-1e10)

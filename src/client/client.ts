@@ -11,7 +11,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { DAG_CBOR, RAW, cidOf, toHex } from '../codec/cbor.ts'
-import { EMBEDDING_NAME, expertName, routerName, type ChainId } from '../chain/header.ts'
+import type { ChainId } from '../chain/header.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
 import type { LedgerDocument } from '../chain/ledger.ts'
 import { MemoryChain } from '../chain/memory.ts'
@@ -19,14 +19,15 @@ import type { Architecture, MetaDocument } from '../chain/meta.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { complete } from '../engine/complete.ts'
 import { Engine } from '../engine/engine.ts'
-import { DeviceLostError, type Backend, type BlockRef, type ModelSource, type TileSource, type TileStats } from '../engine/interface.ts'
+import { DeviceLostError, type Backend, type TileSource, type TileStats } from '../engine/interface.ts'
+import { chainModel, type ModelSource } from '../model/source.ts'
 import { RULES, isRuleError } from '../errors.ts'
 import { dagView } from '../explorer/dag.ts'
 import { MAX_RECORD_BYTES, RecordError, parseGenesisRecord } from '../explorer/record.ts'
 import { listBlocks, searchBlocks } from '../explorer/search.ts'
 import { detail, summarize, withFinality } from '../explorer/summaries.ts'
 import { verifyBlock } from '../explorer/verify.ts'
-import { createTokenizer, type Tokenizer } from '../model/tokenizer.ts'
+import { createTokenizer, type Tokenizer } from '../model/tokenizer/index.ts'
 import { createLightNode, heliaBlock, type Helia } from '../net/helia.ts'
 import { DEFAULT_BACKOFF, RelayError, openFeed, type Backoff, type WebSocketFactory } from '../net/relay-client.ts'
 import { BlockUnavailableError, RelaySet } from '../net/relays.ts'
@@ -59,7 +60,7 @@ import type {
   VerifyReport,
   VerifyStep
 } from './api.ts'
-import type { VerifyPool } from './verify.ts'
+import type { VerifyPool } from '../net/verify.ts'
 
 /** What the client runs on: the browser worker and Node tests supply different pieces. */
 export interface ClientEnvironment {
@@ -130,16 +131,6 @@ interface Counters {
   fetchedTiles: number
   fetchedBytes: number
   cachedTiles: number
-}
-
-/** Every block the architecture needs: the embedding, each layer's router and experts. */
-function modelNames(arch: Architecture): string[] {
-  const names = [EMBEDDING_NAME]
-  for (let l = 0; l < arch.n_layers; l++) {
-    names.push(routerName(l))
-    for (let e = 0; e < arch.n_experts; e++) names.push(expertName(l, e))
-  }
-  return names
 }
 
 /** The BlockUnavailableError inside Helia's wrapping (LoadBlockFailedError / AggregateError), if any. */
@@ -510,25 +501,9 @@ export class Client implements ClientApi {
 
   /** The model chain A and the page's own param index describe, or why there is none yet. */
   #model(): Model | string {
-    const head = this.#chain.head('A')
-    if (head === undefined) return 'no verified chain A yet'
-    const meta = head.document as MetaDocument
-    const index = this.#chain.paramIndex()
-    const blocks = new Map<string, BlockRef>()
-    const names = new Map<string, string>()
-    const missing: string[] = []
-    for (const name of modelNames(meta.architecture)) {
-      const b = index.get(name)
-      if (b === undefined) {
-        missing.push(name)
-        continue
-      }
-      blocks.set(name, { name, cid: b.cid, payload: b.header.payload, payloadSize: b.header.payload_size })
-      names.set(b.header.payload.toString(), name)
-    }
-    if (missing.length > 0) return `no verified block yet for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}`
-    const key = [head.cid.toString(), ...[...blocks.values()].map((b) => b.cid.toString())].join(',')
-    return { source: { architecture: meta.architecture, blocks }, meta, key, names }
+    const m = chainModel(this.#chain)
+    if ('missing' in m) return m.missing
+    return { source: m, meta: m.meta, key: m.key, names: new Map([...m.blocks.values()].map((b) => [b.payload.toString(), b.name])) }
   }
 
   async #waitModel(signal: AbortSignal): Promise<Model> {

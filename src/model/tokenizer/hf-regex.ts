@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { formatError } from './errors.ts'
+import { formatError } from '../errors.ts'
 
 /** Characters that are syntax in a JS `u` RegExp and need a backslash to be literal. */
 const SYNTAX = new Set(['^', '$', '\\', '.', '*', '+', '?', '(', ')', '[', ']', '{', '}', '|', '/'])

@@ -21,8 +21,8 @@
  *
  * @module
  */
-import { formatError } from './errors.ts'
-import { onigRegex } from './tokenizer-hf-regex.ts'
+import { formatError } from '../errors.ts'
+import { onigRegex } from './hf-regex.ts'
 
 // ---------------------------------------------------------------------------------------------
 // tokenizer.json access, with the JSON path in every error

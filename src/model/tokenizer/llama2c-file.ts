@@ -11,10 +11,10 @@
  *
  * @module
  */
-import { aint } from '../assert.ts'
-import { ByteReader } from './_bytes.ts'
-import { formatError } from './errors.ts'
-import type { ImportedTokenizer } from './imported.ts'
+import { aint } from '../../assert.ts'
+import { ByteReader } from '../_bytes.ts'
+import { formatError } from '../errors.ts'
+import type { ImportedTokenizer } from '../imported.ts'
 
 export const LLAMA2C_BOS = 1
 export const LLAMA2C_EOS = 2

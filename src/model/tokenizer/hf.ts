@@ -14,11 +14,11 @@
  *    first those with `normalized: false` on the raw text, then, in each remaining segment after
  *    the normalizer has run, those with `normalized: true` (matched against their normalized
  *    content). `single_word`, `lstrip` and `rstrip` behave as in added_vocabulary.rs.
- * 2. Each other segment: normalizer, pre-tokenizer (src/model/tokenizer-hf-steps.ts), then the
+ * 2. Each other segment: normalizer, pre-tokenizer (src/model/tokenizer/hf-steps.ts), then the
  *    BPE model on each piece: one symbol per character (with `continuing_subword_prefix` /
  *    `end_of_word_suffix`), a character missing from the vocabulary becomes its `<0xXX>` byte
  *    tokens (`byte_fallback`), else `unk_token` (consecutive ones fused with `fuse_unk`), else
- *    nothing; then merges by rank, the leftmost of equals (src/model/_bpe.ts). With
+ *    nothing; then merges by rank, the leftmost of equals (src/model/tokenizer/bpe.ts). With
  *    `ignore_merges`, a piece that is itself in the vocabulary is one token.
  * 3. BOS / EOS when asked. The `post_processor` is not applied: callers ask for BOS / EOS
  *    explicitly, which is all the published templates (TemplateProcessing with `<s>`, ByteLevel
@@ -31,16 +31,16 @@
  * is none. Ids below the model's vocabulary size that name no token (padding rows) add nothing.
  *
  * Refused with a ModelFormatError naming the feature: a model other than BPE, BPE `dropout`, and
- * every normalizer, pre-tokenizer, decoder and regex construct that tokenizer-hf-steps.ts and
- * tokenizer-hf-regex.ts do not list. A token id at or above the model's vocabulary size is refused
+ * every normalizer, pre-tokenizer, decoder and regex construct that hf-steps.ts and
+ * hf-regex.ts do not list. A token id at or above the model's vocabulary size is refused
  * too: the model could never embed it.
  *
  * @module
  */
-import { mergePairs, type PairMerge } from './_bpe.ts'
-import { formatError } from './errors.ts'
-import type { EncodeOptions, Tokenizer } from './tokenizer.ts'
-import { JsonAt, buildDecoder, buildNormalizer, buildPreTokenizer, type Decoder, type Normalizer, type Piece, type PreTokenizer } from './tokenizer-hf-steps.ts'
+import { mergePairs, type PairMerge } from './bpe.ts'
+import { formatError } from '../errors.ts'
+import type { EncodeOptions, Tokenizer } from './interface.ts'
+import { JsonAt, buildDecoder, buildNormalizer, buildPreTokenizer, type Decoder, type Normalizer, type Piece, type PreTokenizer } from './hf-steps.ts'
 
 /** Pair keys are left * vocabSize + right, exact below 2^53. */
 const MAX_VOCAB = 1 << 26

@@ -9,58 +9,28 @@
  * @module
  */
 import type { ChainId } from '../chain/header.ts'
-import type { Json } from '../chain/json.ts'
-import type { GenesisRecordView } from '../explorer/record.ts'
+import type { Settings } from '../store/settings.ts'
+import type { CacheUsage } from '../store/caches.ts'
+import type { TrainBackend } from '../store/miner.ts'
+import type { RelayState } from '../net/relays.ts'
+import type { PolStatus, BlockSummary, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStep, VerifyReport } from '../explorer/types.ts'
+import type { WalletStatus, WalletResult, WalletActivity, WalletExport } from '../wallet/types.ts'
+
+// The types the client passes on are defined by the layers that make them; the UI finds them all here.
+export type { BackendChoice, Settings } from '../store/settings.ts'
+export { BACKEND_CHOICES, DEFAULT_CACHE_BUDGET } from '../store/settings.ts'
+export type { CacheUsage } from '../store/caches.ts'
+export type { TrainBackend } from '../store/miner.ts'
+export { TRAIN_BACKENDS } from '../store/miner.ts'
+export type { RelayHealth, RelayLie, RelayState } from '../net/relays.ts'
+export type { PolStatus, BlockSummary, BlockDetail, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStepStatus, VerifyStep, VerifyReport } from '../explorer/types.ts'
+export type { WalletInfo, WalletStatus, WalletResult, CandidateStatus, CandidateInfo, WalletActivity, WalletExport } from '../wallet/types.ts'
 
 // ------------------------------------------------------------------------------------ settings
 
-/** Which engine backend to run: `auto` is WebGPU when an adapter exists, else ONNX Runtime WASM. */
-export type BackendChoice = 'auto' | 'webgpu' | 'ort-wasm' | 'cpu'
 export type BackendName = 'webgpu' | 'ort-wasm' | 'cpu'
-export const BACKEND_CHOICES: readonly BackendChoice[] = Object.freeze(['auto', 'webgpu', 'ort-wasm', 'cpu'])
-
-export interface Settings {
-  /** Relay base URLs (e.g. `http://127.0.0.1:8080`), tried in this order for blocks. */
-  readonly relays: readonly string[]
-  /** Most bytes the tile cache keeps before evicting the least recently used tiles. */
-  readonly cacheBudgetBytes: number
-  readonly backend: BackendChoice
-  /**
-   * The trust anchor: chain A's genesis CID. null until pinned; the first sync pins the genesis it
-   * verifies (trust on first use), and later syncs refuse a relay whose chain starts elsewhere.
-   */
-  readonly trustAnchor: string | null
-}
-
-export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024
 
 // ------------------------------------------------------------------------------------ status
-
-export type RelayHealth = 'unknown' | 'up' | 'down' | 'wrong-network'
-
-export interface RelayLie {
-  /** The CID whose bytes did not hash to it. */
-  readonly cid: string
-  /** What the block is, when the client knows (e.g. `tile 0 of layer0.expert1`). */
-  readonly what: string
-  readonly at: number
-}
-
-export interface RelayState {
-  readonly url: string
-  readonly health: RelayHealth
-  /** Why it is down or on the wrong network. */
-  readonly error: string | null
-  /** Blocks it served that did not match their CID (newest first): it lied. Never used while an honest relay has the block. */
-  readonly lies: readonly RelayLie[]
-  /** Verified blocks it served, and their bytes. */
-  readonly blocks: number
-  readonly bytes: number
-  /** ms since the epoch of the last good answer. */
-  readonly lastSeen: number | null
-  /** When the next reconnect is tried (down relays back off exponentially). */
-  readonly retryAt: number | null
-}
 
 export interface HeadInfo {
   readonly height: number
@@ -84,20 +54,6 @@ export interface SyncState {
   readonly finality: { readonly number: number; readonly heads: Readonly<Record<'A' | 'C' | 'D', HeadInfo | null>> } | null
 }
 
-export interface CacheUsage {
-  /** Tile cache (payload blocks): bytes and blocks held, against the budget. */
-  readonly tileBytes: number
-  readonly tileBlocks: number
-  readonly budgetBytes: number
-  /** Header cache (headers, documents, certificates): not evicted. */
-  readonly headerBytes: number
-  readonly headerBlocks: number
-  /** navigator.storage.estimate(), when the browser gives one. */
-  readonly quotaBytes: number | null
-  /** Set after a quota error the client could not recover from by evicting. */
-  readonly error: string | null
-}
-
 export interface BackendInfo {
   readonly name: BackendName
   /** E.g. `WebGPU nvidia ampere` or `ONNX Runtime Web (wasm, 4 threads)`. */
@@ -115,132 +71,6 @@ export interface ClientStatus {
 }
 
 // ------------------------------------------------------------------------------------ explorer
-
-export type PolStatus = 'genesis' | 'certified' | 'none'
-
-/** One accepted block, as lists and search results show it. */
-export interface BlockSummary {
-  readonly cid: string
-  readonly chain: ChainId
-  readonly index: number
-  readonly blockType: string
-  readonly expertName: string | null
-  readonly layer: number | null
-  readonly timestamp: number
-  /** Compressed secp256k1 key, hex. */
-  readonly minerPub: string
-  readonly difficulty: number
-  readonly payload: string
-  readonly payloadSize: number
-  readonly prev: string | null
-  readonly dependsOn: readonly string[]
-  readonly supersedes: string | null
-  /** Chain B: expert version (0 initial). */
-  readonly version: number
-  /** Chain B: how the version is certified; chains A, C, D: `none`. */
-  readonly pol: PolStatus
-  /** Chain B: this block is the param index's current version of its expert. */
-  readonly current: boolean
-  /**
-   * Chains A, C, D: `final` once a validator checkpoint (verified here) holds it, so no branch can
-   * displace it; `pending` until then. null on chain B (its blocks are never displaced) or when not known.
-   */
-  readonly finality: 'final' | 'pending' | null
-}
-
-export interface BlockDetail extends BlockSummary {
-  /** Every header field, as JSON (CIDs as strings, bytes as hex). */
-  readonly header: { readonly [key: string]: Json }
-  readonly headerHex: string
-  /** The chain A block whose rules apply. */
-  readonly meta: string
-  /** Cumulative work (linear chains) or own work (chain B), decimal. */
-  readonly work: string
-  /** Decoded document (chains A, C, D). */
-  readonly document: Json
-  /** Chain B: the payload's tensors. */
-  readonly tensors: readonly { readonly name: string; readonly dtype: string; readonly shape: readonly number[]; readonly offset: number; readonly size: number }[] | null
-  /** PoL certificate, when the block has one. */
-  readonly certificate: { readonly cid: string; readonly body: Json; readonly signers: readonly string[] } | null
-  /** Chain B: tiles in the payload (the Verify action can check any one's Merkle path). */
-  readonly tiles: number
-  /** Blocks that name this one in depends_on or supersedes. */
-  readonly dependents: readonly string[]
-}
-
-/**
- * A block page: the explorer's detail plus the Proof-of-Learning links the client finds in its own
- * chain (a certified version and the chain C reward minted for its certificate).
- */
-export interface BlockPage extends BlockDetail {
-  /** Chain B, PoL certified: the chain C reward whose `pol` names this block's certificate. */
-  readonly reward: { readonly cid: string; readonly amount: number | null; readonly to: string | null } | null
-  /** Chain C reward: the chain B block whose certificate it pays for. */
-  readonly rewardFor: string | null
-}
-
-/** A submission a relay refused (`GET /api/rejections`): reported by the relay, not verified here. */
-export interface RejectionInfo {
-  /** The refused block's CID, when the submission got as far as having one. */
-  readonly cid: string | null
-  readonly code: string
-  /** What the rule code means (src/errors.ts RULES), when it is a rule code. */
-  readonly rule: string | null
-  readonly field: string | null
-  readonly message: string
-  readonly at: number
-  readonly chain: string | null
-  readonly blockType: string | null
-}
-
-export interface RejectionList {
-  /** The relay that answered, null when none did. */
-  readonly relay: string | null
-  readonly rejections: readonly RejectionInfo[]
-  /** Why no relay answered. */
-  readonly error: string | null
-}
-
-/**
- * A chain D dataset's training record (its document's `record`): the file fetched whole through the
- * page's verified path (the cache, else a relay, each block checked against its CID, the UnixFS
- * tree's links and sizes against the root and the document's `record_size`), then parsed as a
- * genesis record (src/explorer/record.ts). The CID and size come from the page's own verified chain,
- * never from a relay's JSON. `code` on failure: `not-found` (no such chain D block here),
- * `no-record` (its document links none), `too-large`, `unavailable` (no relay served bytes that
- * match), `invalid` (the file's tree breaks a rule), `not-a-record` (verified bytes, but not a
- * training record: the message names the field).
- */
-export type DatasetRecordFile =
-  | { readonly ok: true; readonly cid: string; readonly size: number; readonly bytes: Uint8Array; readonly record: GenesisRecordView }
-  | { readonly ok: false; readonly code: 'not-found' | 'no-record' | 'too-large' | 'unavailable' | 'invalid' | 'not-a-record'; readonly message: string }
-
-/** Chain B as a graph: a node per block, edges for depends_on (within B) and supersedes. */
-export interface DagView {
-  readonly nodes: readonly BlockSummary[]
-  readonly edges: readonly { readonly from: string; readonly to: string; readonly kind: 'depends_on' | 'supersedes' }[]
-}
-
-export type VerifyStepStatus = 'pending' | 'passed' | 'failed' | 'skipped'
-
-export interface VerifyStep {
-  /** Stable id: `cid`, `pow`, `signature`, `rules`, `pol`, `anchor`, `tile-root`, `tile-node-1`, ..., `tile-leaf`. */
-  readonly id: string
-  readonly label: string
-  readonly status: VerifyStepStatus
-  /** What was checked, with the numbers (e.g. `20 leading zero bits >= difficulty 8`) or why it failed. */
-  readonly detail: string
-}
-
-export interface VerifyReport {
-  readonly cid: string
-  readonly ok: boolean
-  readonly steps: readonly VerifyStep[]
-  /** The trust anchor the chain was checked against. */
-  readonly anchor: string | null
-  /** The tile whose Merkle path was checked, if any. */
-  readonly tile: number | null
-}
 
 // ------------------------------------------------------------------------------------ chat
 
@@ -366,66 +196,7 @@ export interface ClientApi {
 
 // ------------------------------------------------------------------------------------ wallet
 
-/** The wallet as the UI sees it: never the secret (only exportWallet returns that). */
-export interface WalletInfo {
-  /** Compressed secp256k1 public key, hex: where rewards go, who signs candidates. */
-  readonly publicKey: string
-  readonly createdAt: number
-  readonly source: 'created' | 'imported'
-  /** When the secret was last shown for export, null if never. */
-  readonly exportedAt: number | null
-}
-
-export type WalletStatus =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'ok'; readonly wallet: WalletInfo }
-  /** A stored record that does not hold together (kept, not overwritten, until the user forgets it). */
-  | { readonly kind: 'damaged'; readonly reason: string }
-
-/** A wallet operation's answer: the wallet, or a code (E_KEY_HEX, E_KEY_LENGTH, E_KEY_RANGE, E_WALLET_EXISTS, ...) and a message for the user. */
-export type WalletResult = { readonly ok: true; readonly wallet: WalletInfo } | { readonly ok: false; readonly code: string; readonly message: string }
-
-export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
-
-/** A candidate as the relay's PoL service reports it (`GET /api/candidates/<cid>`, `/api/miners/<key>`). */
-export interface CandidateInfo {
-  readonly cid: string
-  readonly status: CandidateStatus
-  readonly expert: string | null
-  readonly code: string | null
-  readonly message: string | null
-  readonly lossBefore: number | null
-  readonly lossAfter: number | null
-  /** Credits minted for it, and the chain C reward block. */
-  readonly amount: number | null
-  readonly reward: string | null
-  /** Whether the reward block is under a validator checkpoint (final) or not yet (pending); null without a reward, or when the relay did not say. */
-  readonly rewardFinal: boolean | null
-  readonly certificate: string | null
-  readonly receivedAt: number | null
-  readonly decidedAt: number | null
-}
-
-/** What a relay reports about a wallet: balance at the chain C head, trust level and quota, candidates newest first. */
-export interface WalletActivity {
-  readonly relay: string
-  /** null when the relay did not say. */
-  readonly balance: number | null
-  /** The part of `balance` no branch can take away: the balance at the final chain C block. The rest is pending until the validators' next checkpoint. */
-  readonly finalBalance: number | null
-  readonly trust: 'newbie' | 'trusted' | null
-  readonly quota: { readonly perDay: number; readonly pending: number; readonly leases: number } | null
-  readonly candidates: readonly CandidateInfo[]
-  /** Why part of it is missing (relay down, no PoL service there). */
-  readonly error: string | null
-  readonly at: number
-}
-
 // ------------------------------------------------------------------------------------ donating
-
-/** What trains the expert: the CPU reference, or WebGPU once a trainer exists. */
-export type TrainBackend = 'cpu' | 'webgpu'
-export const TRAIN_BACKENDS: readonly TrainBackend[] = Object.freeze(['cpu', 'webgpu'])
 
 export interface TrainBackendInfo {
   readonly name: TrainBackend
@@ -550,8 +321,3 @@ export interface MinerApi {
   stopDonating(): Promise<DonateState>
 }
 
-export interface WalletExport {
-  readonly ok: true
-  readonly secretKey: string
-  readonly warning: string
-}
