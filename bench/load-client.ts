@@ -4,44 +4,11 @@
  * restarted as soon as the node ends the last; the prefixes come as hex on stdin), `flood URL
  * SECONDS CAR_PATH` floods the costliest routes from 50 connections. Prints one JSON line of totals.
  */
-import { request } from 'node:http'
 import autocannon from 'autocannon'
+import { streamUpload } from '../test/fixtures/uploads.ts'
 
-const MB = 1024 * 1024
 const [mode, url, secondsArg, carPath] = process.argv.slice(2) as [string, string, string, string | undefined]
 const seconds = Number(secondsArg)
-
-/** One 200 MB upload of `prefix` then junk, until the node answers or closes; resolves with the bytes handed over. */
-function upload(prefix: Uint8Array): Promise<number> {
-  return new Promise((resolve) => {
-    const u = new URL(`${url}/api/blocks`)
-    const total = 200 * MB
-    let sent = 0
-    let done = false
-    const finish = (): void => {
-      if (done) return
-      done = true
-      req.destroy()
-      resolve(sent)
-    }
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': String(total) } })
-    req.on('response', (res) => {
-      res.resume()
-      finish()
-    })
-    req.on('error', finish)
-    const junk = new Uint8Array(64 * 1024).fill(0x5a)
-    const pump = (): void => {
-      while (!done && sent < total) {
-        const chunk = sent === 0 ? prefix : junk
-        sent += chunk.length
-        if (!req.write(chunk)) return void req.once('drain', pump)
-      }
-      if (!done) req.end()
-    }
-    pump()
-  })
-}
 
 if (mode === 'uploads') {
   let input = ''
@@ -52,7 +19,7 @@ if (mode === 'uploads') {
   let bytes = 0
   await Promise.all(prefixes.map(async (prefix) => {
     while (Date.now() < end) {
-      bytes += await upload(prefix)
+      bytes += (await streamUpload(url, prefix)).sent
       uploads++
     }
   }))

@@ -9,7 +9,7 @@
  * ratio to idle (goal: at most 3x; issue 13 measured 1.6 s p99 under uploads and a 556 ms median
  * under a headers flood before the limits).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { Agent, request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,27 +17,13 @@ import { randomSecretKey } from '../src/chain/keys.ts'
 import { openChainStore } from '../relay/store.ts'
 import { genesisDevnet, nudgedCandidate } from '../test/fixtures/genesis-devnet.ts'
 import { median } from './measure.ts'
+import { startNode } from '../test/fixtures/node-process.ts'
+import { paddedSubmission } from '../test/fixtures/uploads.ts'
 
-const BIN = fileURLToPath(new URL('../bin/blyan.js', import.meta.url))
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '5')
 const MB = 1024 * 1024
 /** The other client's address: its own rate-limit bucket (loopback answers all of 127.0.0.0/8). */
 const READER = '127.0.0.2'
-
-function startNode(dir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString()
-      const m = /Blyan node at (http:\/\/[^\s]+)/.exec(out)
-      if (m !== null) resolve({ child, url: (m[1] as string).replace(/\/$/, '') })
-    }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
-    child.once('exit', (code) => reject(new Error(`node exited with ${code}: ${out}`)))
-  })
-}
 
 /** Reads per second the other client makes: a busy page, well inside its own rate limit. */
 const READS_PER_SECOND = 100
@@ -80,31 +66,6 @@ function loadClient<T>(args: string[], input = ''): Promise<T> {
   return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as T) : reject(new Error(`load client exited ${code}`)))))
 }
 
-/** The CAR up to the end of its first block, then a section claiming 200 MB. */
-function paddedCandidate(car: Uint8Array): Uint8Array {
-  const varint = (at: number): [number, number] => {
-    let n = 0
-    let shift = 0
-    for (let i = at; ; i++) {
-      const b = car[i] as number
-      n += (b & 0x7f) * 2 ** shift
-      shift += 7
-      if (b < 0x80) return [n, i + 1]
-    }
-  }
-  const [h, afterHeader] = varint(0)
-  const [len, afterSection] = varint(afterHeader + h)
-  const head = car.subarray(0, afterSection + len)
-  let n = 200 * MB
-  const v: number[] = []
-  while (n >= 0x80) {
-    v.push((n % 0x80) | 0x80)
-    n = Math.floor(n / 0x80)
-  }
-  v.push(n)
-  return new Uint8Array([...head, ...v])
-}
-
 export async function run(): Promise<void> {
   const dir = await genesisDevnet()
   const store = openChainStore(join(dir, 'chain.sqlite'))
@@ -118,7 +79,7 @@ export async function run(): Promise<void> {
     const idle = await statusLatencies(url, SECONDS)
     phases.push({ name: 'idle', latencies: idle, note: '' })
 
-    const prefixes = [new TextEncoder().encode('garbage'), new Uint8Array(64 * 1024).fill(7), paddedCandidate(car), paddedCandidate(car)].map((p) => Buffer.from(p).toString('hex'))
+    const prefixes = [new TextEncoder().encode('garbage'), new Uint8Array(64 * 1024).fill(7), paddedSubmission(car), paddedSubmission(car)].map((p) => Buffer.from(p).toString('hex'))
     const streaming = loadClient<{ uploads: number; bytes: number }>(['uploads', url, String(SECONDS + 1)], JSON.stringify(prefixes))
     await new Promise((resolve) => setTimeout(resolve, 500))
     const underUploads = await statusLatencies(url, SECONDS)

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { toHex } from '../codec/cbor.ts'
+import { publicKeyOf, signMessage, type SecretKey } from '../chain/keys.ts'
 
 export interface Job {
   /** 16 hex digits: sha256(base CID bytes), first 8 bytes. */
@@ -53,6 +55,21 @@ export const DEFAULT_JOB_SETTINGS: JobSettings = Object.freeze({ steps: 40, batc
  */
 export function leaseMessage(job: string, miner: string, at: number, action: 'lease' | 'release' = 'lease'): Uint8Array {
   return new TextEncoder().encode(`blyan-${action}/1 ${job} ${miner} ${at}`)
+}
+
+/** The JSON body of a lease or release request (POST|DELETE /api/jobs/<job>/lease). */
+export interface LeaseRequest {
+  /** The miner's compressed public key, hex. */
+  readonly miner: string
+  readonly at: number
+  /** 64-byte compact signature over leaseMessage(job, miner, at, action), hex. */
+  readonly signature: string
+}
+
+/** A lease (or release) request for `job`, signed by `key`, at `at` (default: requestTime()). */
+export function signLeaseRequest(job: string, key: SecretKey, action: 'lease' | 'release' = 'lease', at: number = requestTime()): LeaseRequest {
+  const miner = toHex(publicKeyOf(key))
+  return { miner, at, signature: toHex(signMessage(leaseMessage(job, miner, at, action), key)) }
 }
 
 let lastRequestTime = 0

@@ -19,7 +19,7 @@ import { cidMatches, toHex } from '../codec/cbor.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
 import { decodeDataset } from '../chain/dataset.ts'
 import { decodeHeader } from '../chain/header.ts'
-import { publicKeyOf, signMessage, type SecretKey } from '../chain/keys.ts'
+import { publicKeyOf, type SecretKey } from '../chain/keys.ts'
 import { meetsThreshold } from '../chain/pol.ts'
 import { reject } from '../errors.ts'
 import type { ExpertRef } from '../model/forward.ts'
@@ -29,7 +29,7 @@ import { dequantizeAll, expertWeights, readBlockTensors } from '../model/weights
 import { fetchRelayModel, type RelayModel } from '../net/model.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
 import { buildCandidate, expertPayload } from './candidate.ts'
-import { leaseMessage, requestTime, type Job } from './job.ts'
+import { requestTime, signLeaseRequest, type Job } from './job.ts'
 import { loadFloatModel, withExpert } from './model.ts'
 import { SequencePool } from './sequences.ts'
 
@@ -150,12 +150,11 @@ export async function leaseJob(relay: string, key: SecretKey, options: { fetch?:
   for (const job of order) {
     if (job.lease !== null && job.lease.miner !== miner) continue
     if (failed.has(job.base) || options.skip?.has(job.id) === true) continue
-    const at = requestTime(now())
     try {
       await a.json('/api/jobs/' + job.id + '/lease', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job.id, miner, at), key)) })
+        body: JSON.stringify(signLeaseRequest(job.id, key, 'lease', requestTime(now())))
       })
       return job
     } catch (e) {
@@ -169,12 +168,10 @@ export async function leaseJob(relay: string, key: SecretKey, options: { fetch?:
 /** Give a lease back (a job this key will not finish), so others, and this key's next lease, can have it. */
 export async function releaseJob(relay: string, key: SecretKey, job: string, options: { fetch?: typeof fetch; now?: () => number } = {}): Promise<void> {
   const a = api(relay, options.fetch ?? globalThis.fetch.bind(globalThis), undefined)
-  const miner = toHex(publicKeyOf(key))
-  const at = requestTime((options.now ?? Date.now)())
   await a.json(`/api/jobs/${job}/lease`, {
     method: 'DELETE',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job, miner, at, 'release'), key)) })
+    body: JSON.stringify(signLeaseRequest(job, key, 'release', requestTime((options.now ?? Date.now)())))
   })
 }
 

@@ -17,45 +17,18 @@ import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { CID } from 'multiformats/cid'
-import WebSocket from 'ws'
 import { decodeHeader } from '../../src/chain/header.ts'
 import { CpuBackend } from '../../src/engine/cpu.ts'
-import { openCaches } from '../../src/store/caches.ts'
-import { idbKV } from '../../src/store/kv.ts'
-import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import type { ChatFailure, ChatResult, ClientStatus, Sampling } from '../../src/client/api.ts'
-import { Client, type ClientEnvironment } from '../../src/client/client.ts'
-import { inlinePool } from '../../src/net/verify.ts'
+import type { ChatFailure, ChatResult, Sampling } from '../../src/client/api.ts'
+import { Client } from '../../src/client/client.ts'
 import { generate, openRun } from '../../relay/run.ts'
 import { main } from '../../relay/cli.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { DevnetNode, PROMPT, siteDevnet, type RunningRelay } from '../fixtures/site-devnet.ts'
+import { clientEnvironment, untilStatus } from '../fixtures/client.ts'
 
 const GREEDY: Sampling = { temperature: 0, topP: 0.9, maxTokens: 24, seed: 1 }
 let dbCount = 0
-
-function environment(prefix: string): ClientEnvironment {
-  const kv = idbKV(`${prefix}-settings`, 'settings')
-  return {
-    pool: inlinePool(),
-    openCaches: (budgetBytes) => openCaches({ budgetBytes, dbName: prefix, flushDelayMs: 10 }),
-    settings: { load: () => loadSettings(kv), save: (s) => saveSettings(s, kv), loadSync: () => loadSyncState(kv), saveSync: (s) => saveSyncState(s, kv) },
-    createBackend: async (_choice, arch) => ({ backend: new CpuBackend(arch), info: { name: 'cpu', detail: 'CPU', fallback: null } }),
-    defaultRelays: [],
-    WebSocket: WebSocket as unknown as ClientEnvironment['WebSocket'] & object,
-    backoff: { initialMs: 100, maxMs: 400 }
-  }
-}
-
-async function until(client: Client, what: string, ok: (s: ClientStatus) => boolean, timeoutMs = 30_000): Promise<ClientStatus> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const s = await client.status()
-    if (ok(s)) return s
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}: ${JSON.stringify({ sync: s.sync, relays: s.relays })}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 async function answer(client: Client, prompt = PROMPT): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
   return client.chat(prompt, GREEDY, () => undefined)
@@ -69,7 +42,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
   let expected: { tokens: number[]; text: string }
   const clients: Client[] = []
   const open = async (prefix: string, relays: string[], extra: Partial<Parameters<Client['start']>[0]> = {}): Promise<Client> => {
-    const c = new Client(environment(prefix))
+    const c = new Client(clientEnvironment(prefix))
     clients.push(c)
     await c.start({ relays, ...extra })
     return c
@@ -93,7 +66,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
 
   test('sync verifies every header and pins the genesis on first use', async () => {
     const client = await open(`sync-${dbCount++}`, [honest.url])
-    const s = await until(client, 'live', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size)
+    const s = await untilStatus(client, 'live', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size)
     assert.equal(s.sync.anchor, node.store.genesis()?.cid.toString())
     assert.deepEqual(s.sync.rejected, [])
     assert.equal((await client.settings()).trustAnchor, s.sync.anchor)
@@ -144,7 +117,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
   test('prepareChat starts the backend once the model is known, fetching no tile; the answer runs on it', async () => {
     const prefix = `prepare-${dbCount++}`
     const started: CpuBackend[] = []
-    const env = environment(prefix)
+    const env = clientEnvironment(prefix)
     const c = new Client({
       ...env,
       createBackend: async (choice, arch) => {
@@ -157,7 +130,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
     const before = await honest.stats()
     await c.prepareChat()
     await c.start({ relays: [honest.url] })
-    await until(c, 'live', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size)
+    await untilStatus(c, 'live', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size)
     for (let i = 0; i < 100 && started.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
     assert.equal(started.length, 1, 'the backend started before any prompt')
     assert.equal((await honest.stats()).tiles, before.tiles, 'preparing fetches no tile')
@@ -207,15 +180,15 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
   test('a dead relay is reported, and the client recovers when it comes back', async () => {
     const relay = await node.relay()
     const client = await open(`dead-${dbCount++}`, [relay.url])
-    await until(client, 'live', (s) => s.sync.phase === 'live' && s.sync.verified === node.store.size)
+    await untilStatus(client, 'live', (s) => s.sync.phase === 'live' && s.sync.verified === node.store.size)
     await relay.close()
-    const down = await until(client, 'down', (s) => s.relays[0]?.health === 'down')
+    const down = await untilStatus(client, 'down', (s) => s.relays[0]?.health === 'down')
     assert.equal(down.sync.phase, 'offline')
     assert.ok(down.relays[0]?.retryAt !== null)
     assert.ok((down.relays[0]?.error ?? '').length > 0)
     const back = await node.relay({ port: relay.port })
     try {
-      const up = await until(client, 'back up', (s) => s.relays[0]?.health === 'up' && s.sync.phase === 'live')
+      const up = await untilStatus(client, 'back up', (s) => s.relays[0]?.health === 'up' && s.sync.phase === 'live')
       assert.equal(up.relays[0]?.error, null)
       const a = await answer(client)
       assert.ok(a.ok, JSON.stringify(a))
@@ -226,7 +199,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
 
   test('a relay of another network (another genesis) is set aside', async () => {
     const first = await open(`anchor-${dbCount++}`, [honest.url])
-    const anchor = (await until(first, 'live', (s) => s.sync.anchor !== null)).sync.anchor as string
+    const anchor = (await untilStatus(first, 'live', (s) => s.sync.anchor !== null)).sync.anchor as string
     const otherDir = `${await (dirP as Promise<string>)}-other`
     const log = console.log
     console.log = () => undefined
@@ -239,7 +212,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
     const stranger = await other.relay()
     try {
       const client = await open(`anchor-${dbCount++}`, [stranger.url, honest.url], { trustAnchor: anchor })
-      const s = await until(client, 'stranger set aside', (x) => x.relays[0]?.health === 'wrong-network' && x.sync.verified === node.store.size)
+      const s = await untilStatus(client, 'stranger set aside', (x) => x.relays[0]?.health === 'wrong-network' && x.sync.verified === node.store.size)
       assert.match(s.relays[0]?.error ?? '', /trust anchor/)
       assert.equal(s.sync.anchor, anchor)
     } finally {
@@ -250,7 +223,7 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
 
   test('explorer: search finds an expert and Verify passes every step, the tile Merkle path included', async () => {
     const client = await open(`explorer-${dbCount++}`, [honest.url])
-    await until(client, 'live', (s) => s.sync.phase === 'live' && s.sync.verified === node.store.size)
+    await untilStatus(client, 'live', (s) => s.sync.phase === 'live' && s.sync.verified === node.store.size)
     const found = await client.search('layer1.expert2')
     assert.equal(found[0]?.expertName, 'layer1.expert2')
     const cid = found[0]?.cid as string

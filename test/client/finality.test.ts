@@ -13,47 +13,18 @@ import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import WebSocket from 'ws'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import { assembleCheckpoint, encodeCheckpoint, nextCheckpointBody, signCheckpoint } from '../../src/chain/checkpoint.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
 import { randomSecretKey } from '../../src/chain/keys.ts'
 import { encodeSubmission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { CpuBackend } from '../../src/engine/cpu.ts'
-import { openCaches } from '../../src/store/caches.ts'
-import { idbKV } from '../../src/store/kv.ts'
-import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import type { ClientStatus } from '../../src/client/api.ts'
-import { Client, type ClientEnvironment } from '../../src/client/client.ts'
-import { inlinePool } from '../../src/net/verify.ts'
+import { Client } from '../../src/client/client.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import { KEYS_DIR, readKeyFile } from '../../relay/devnet.ts'
 import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
 import { DevnetNode, type RunningRelay } from '../fixtures/site-devnet.ts'
-
-function environment(prefix: string): ClientEnvironment {
-  const kv = idbKV(`${prefix}-settings`, 'settings')
-  return {
-    pool: inlinePool(),
-    openCaches: (budgetBytes) => openCaches({ budgetBytes, dbName: prefix, flushDelayMs: 10 }),
-    settings: { load: () => loadSettings(kv), save: (s) => saveSettings(s, kv), loadSync: () => loadSyncState(kv), saveSync: (s) => saveSyncState(s, kv) },
-    createBackend: async (_choice, arch) => ({ backend: new CpuBackend(arch), info: { name: 'cpu', detail: 'CPU', fallback: null } }),
-    defaultRelays: [],
-    WebSocket: WebSocket as unknown as ClientEnvironment['WebSocket'] & object,
-    backoff: { initialMs: 100, maxMs: 400 }
-  }
-}
-
-async function until(client: Client, what: string, ok: (s: ClientStatus) => boolean, timeoutMs = 30_000): Promise<ClientStatus> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const s = await client.status()
-    if (ok(s)) return s
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}: ${JSON.stringify(s.sync)}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+import { clientEnvironment, untilStatus } from '../fixtures/client.ts'
 
 /** A chain D dataset block by a stranger's key on `prev` (any key may add one): a block the validators have not checkpointed. */
 async function strangerDataset(node: DevnetNode, name: string, prev: AcceptedBlock): Promise<Uint8Array> {
@@ -96,10 +67,10 @@ describe('finality in the site client', () => {
 
   test('pending until a checkpoint signed by 3 of 4 validators, then final; a competing block is refused; a reload keeps finality offline', async () => {
     const prefix = 'finality'
-    const client = new Client(environment(prefix))
+    const client = new Client(clientEnvironment(prefix))
     clients.push(client)
     await client.start({ relays: [relay.url] })
-    let s = await until(client, 'live with checkpoint 0', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size && x.sync.finality?.number === 0)
+    let s = await untilStatus(client, 'live with checkpoint 0', (x) => x.sync.phase === 'live' && x.sync.verified === node.store.size && x.sync.finality?.number === 0)
     assert.deepEqual(s.sync.rejected, [])
     const datasets = await client.listBlocks('D', 10)
     assert.ok(datasets.length >= 2 && datasets.every((b) => b.finality === 'final'), 'the genesis datasets are final')
@@ -110,7 +81,7 @@ describe('finality in the site client', () => {
     const added = await post(`${relay.url}/api/blocks`, 'application/vnd.ipld.car', await strangerDataset(node, 'stranger', finalD))
     assert.equal(added.status, 201, JSON.stringify(added.body))
     const newCid = (added.body['accepted'] as { cid: string }).cid
-    s = await until(client, 'the new block', (x) => x.sync.heads.D?.cid === newCid)
+    s = await untilStatus(client, 'the new block', (x) => x.sync.heads.D?.cid === newCid)
     assert.equal((await client.block(newCid))?.finality, 'pending')
     assert.equal((await client.block(finalD.cid.toString()))?.finality, 'final')
 
@@ -127,7 +98,7 @@ describe('finality in the site client', () => {
     const third = await post(`${relay.url}/api/checkpoints/votes`, dagCbor, vote(3))
     assert.equal(third.status, 201)
     assert.equal((third.body['checkpoint'] as { number: number }).number, 1)
-    await until(client, 'checkpoint 1 over /ws', (x) => x.sync.finality?.number === 1)
+    await untilStatus(client, 'checkpoint 1 over /ws', (x) => x.sync.finality?.number === 1)
     assert.equal((await client.block(newCid))?.finality, 'final')
     const status = (await (await fetch(`${relay.url}/api/status`)).json()) as { finality: { number: number; heads: { D: { cid: string } } } }
     assert.equal(status.finality.number, 1)
@@ -143,10 +114,10 @@ describe('finality in the site client', () => {
     await client.close()
     const port = relay.port
     await relay.close()
-    const offline = new Client(environment(prefix))
+    const offline = new Client(clientEnvironment(prefix))
     clients.push(offline)
     await offline.start({ relays: [`http://127.0.0.1:${port}`] })
-    const again = await until(offline, 'the cached checkpoints', (x) => x.sync.finality?.number === 1)
+    const again = await untilStatus(offline, 'the cached checkpoints', (x) => x.sync.finality?.number === 1)
     assert.equal(again.sync.heads.D?.cid, newCid)
     assert.equal((await offline.block(newCid))?.finality, 'final')
     relay = await node.relay({ port })

@@ -19,13 +19,8 @@ import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { serve, type Served } from '../../relay/cli.ts'
-import WebSocket from 'ws'
-import { CpuBackend } from '../../src/engine/cpu.ts'
-import { openCaches } from '../../src/store/caches.ts'
 import { idbKV, type KV } from '../../src/store/kv.ts'
-import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
-import { Client, type ClientEnvironment } from '../../src/client/client.ts'
-import { inlinePool } from '../../src/net/verify.ts'
+import { Client } from '../../src/client/client.ts'
 import { loadMinerRun } from '../../src/store/miner.ts'
 import type { DonateState } from '../../src/client/api.ts'
 import { Miner, type MinerEnvironment } from '../../src/client/miner.ts'
@@ -33,6 +28,7 @@ import { trainExpert } from '../../src/model/train.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { holdJob } from '../fixtures/site-devnet.ts'
+import { clientEnvironment } from '../fixtures/client.ts'
 
 const dirP = polDevnet()
 let dbs = 0
@@ -73,19 +69,6 @@ function watched(walletKV: KV, minerKV: KV, env: MinerEnvironment = {}): { miner
         check()
       })
     }
-  }
-}
-
-function clientEnvironment(prefix: string): ClientEnvironment {
-  const kv = idbKV(`${prefix}-settings`, 'settings')
-  return {
-    pool: inlinePool(),
-    openCaches: (budgetBytes) => openCaches({ budgetBytes, dbName: prefix, flushDelayMs: 10 }),
-    settings: { load: () => loadSettings(kv), save: (x) => saveSettings(x, kv), loadSync: () => loadSyncState(kv), saveSync: (x) => saveSyncState(x, kv) },
-    createBackend: async (_choice, arch) => ({ backend: new CpuBackend(arch), info: { name: 'cpu', detail: 'CPU', fallback: null } }),
-    defaultRelays: [],
-    WebSocket: WebSocket as unknown as ClientEnvironment['WebSocket'] & object,
-    backoff: { initialMs: 100, maxMs: 400 }
   }
 }
 

@@ -16,37 +16,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CID } from 'multiformats/cid'
-import WebSocket from 'ws'
-import { CpuBackend } from '../../src/engine/cpu.ts'
 import { blockNames } from '../../src/chain/params.ts'
-import { openCaches } from '../../src/store/caches.ts'
-import { idbKV } from '../../src/store/kv.ts'
-import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../../src/store/settings.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import type { ClientStatus } from '../../src/client/api.ts'
-import { Client, type ClientEnvironment } from '../../src/client/client.ts'
-import { inlinePool } from '../../src/net/verify.ts'
+import { Client } from '../../src/client/client.ts'
 import { STORE_FILE, initDevnet } from '../../relay/devnet.ts'
 import { FullNode } from '../../relay/node.ts'
 import { openChainStore } from '../../relay/store.ts'
 import { TINY_ARCH, paramPayload } from '../fixtures/devnet.ts'
 import { recordBytes, sampleRecord } from '../fixtures/record.ts'
 import { DevnetNode, type RunningRelay } from '../fixtures/site-devnet.ts'
+import { clientEnvironment } from '../fixtures/client.ts'
 
 let dbCount = 0
-
-function environment(prefix: string): ClientEnvironment {
-  const kv = idbKV(`${prefix}-settings`, 'settings')
-  return {
-    pool: inlinePool(),
-    openCaches: (budgetBytes) => openCaches({ budgetBytes, dbName: prefix, flushDelayMs: 10 }),
-    settings: { load: () => loadSettings(kv), save: (s) => saveSettings(s, kv), loadSync: () => loadSyncState(kv), saveSync: (s) => saveSyncState(s, kv) },
-    createBackend: async (_choice, arch) => ({ backend: new CpuBackend(arch), info: { name: 'cpu', detail: 'CPU', fallback: null } }),
-    defaultRelays: [],
-    WebSocket: WebSocket as unknown as ClientEnvironment['WebSocket'] & object,
-    backoff: { initialMs: 100, maxMs: 400 }
-  }
-}
 
 async function live(client: Client, blocks: number): Promise<ClientStatus> {
   const deadline = Date.now() + 30_000
@@ -71,7 +53,7 @@ describe('client: a dataset\'s training record', () => {
   const datasets = new Map<string, string>()
   const clients: Client[] = []
   const open = async (relays: string[]): Promise<Client> => {
-    const c = new Client(environment(`record-${dbCount++}`))
+    const c = new Client(clientEnvironment(`record-${dbCount++}`))
     clients.push(c)
     await c.start({ relays })
     await live(c, node.store.size)

@@ -23,10 +23,10 @@ import { CarReader } from '@ipld/car'
 import { documentPayload, type HeaderDraft } from '../../src/chain/build.ts'
 import { cidOf, toHex } from '../../src/codec/cbor.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
-import { publicKeyOf, randomSecretKey, signMessage } from '../../src/chain/keys.ts'
+import { publicKeyOf, randomSecretKey } from '../../src/chain/keys.ts'
 import { encodeLedgerDocument } from '../../src/chain/ledger.ts'
 import { writeCar } from '../../src/chain/submission.ts'
-import { leaseMessage, type Job } from '../../src/pol/job.ts'
+import { signLeaseRequest, type Job } from '../../src/pol/job.ts'
 import { leaseJob } from '../../src/pol/miner.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import { serve, type Served } from '../../relay/cli.ts'
@@ -217,13 +217,7 @@ describe('a node that holds the validator keys (npm start)', () => {
     const { jobs } = (await (await fetch(`${url}/api/jobs`)).json()) as { jobs: Job[] }
     assert.equal(jobs.length, 32)
     await Promise.all(jobs.map(async (job) => {
-      const key = randomSecretKey()
-      const miner = toHex(publicKeyOf(key))
-      const at = Date.now()
-      const res = await fetch(`${url}/api/jobs/${job.id}/lease`, {
-        method: 'POST', headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job.id, miner, at), key)) })
-      })
+      const res = await fetch(`${url}/api/jobs/${job.id}/lease`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(signLeaseRequest(job.id, randomSecretKey())) })
       assert.equal(res.status, 200)
     }))
     const board = (await (await fetch(`${url}/api/jobs`)).json()) as { jobs: Job[] }

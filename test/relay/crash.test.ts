@@ -7,12 +7,10 @@
  * 30 rounds by default; BLYAN_CRASH_ROUNDS sets more.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { CID } from 'multiformats/cid'
 import { decodeSubmission } from '../../src/chain/submission.ts'
 import { verifyStore } from '../../relay/archive.ts'
@@ -23,35 +21,12 @@ import { openChainStore } from '../../relay/store.ts'
 import { Devnet, NOW, submissionCar } from '../fixtures/devnet.ts'
 import { createRandom } from '../fixtures/random.ts'
 import { freshDataset } from '../fixtures/bad-submissions.ts'
+import { startNode } from '../fixtures/node-process.ts'
 
 const ROUNDS = Number(process.env['BLYAN_CRASH_ROUNDS'] ?? '30')
 const BURST = 8
-const BIN = fileURLToPath(new URL('../../bin/blyan.js', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'blyan-crash-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
-
-/** Start `blyan start` on a free port; resolves with its URL once it listens. */
-function startNode(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`node did not start: ${out}`)), 20_000)
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString()
-      const m = /Blyan node at (http:\/\/[^\s]+)/.exec(out)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve({ child, url: (m[1] as string).replace(/\/$/, '') })
-      }
-    }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`node exited with ${code}: ${out}`))
-    })
-  })
-}
 
 test(`SIGKILL during submission bursts, ${ROUNDS} rounds: nothing acknowledged is lost, nothing partial is visible`, { timeout: 900_000 }, async () => {
   // A devnet to build on, written through the node's own path.
@@ -72,7 +47,7 @@ test(`SIGKILL during submission bursts, ${ROUNDS} rounds: nothing acknowledged i
   const acknowledged = new Set<string>()
   let killedMidway = 0
   for (let round = 0; round < ROUNDS; round++) {
-    const { child, url } = await startNode()
+    const { child, url } = await startNode(dir)
     const burst = pending.slice(round * BURST, (round + 1) * BURST)
     const exited = new Promise((resolve) => child.once('exit', resolve))
     const posts = burst.map(async (p) => {

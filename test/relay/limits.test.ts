@@ -11,13 +11,12 @@
  *   `blyan start` with one line (before: it started and answered 500s, or served a corrupt index).
  */
 import assert from 'node:assert/strict'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs'
 import { request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { CarReader } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
@@ -31,37 +30,14 @@ import { PolStore } from '../../relay/pol-store.ts'
 import { createRelay } from '../../relay/server.ts'
 import { openChainStore } from '../../relay/store.ts'
 import { genesisDevnet, nudgedCandidate } from '../fixtures/genesis-devnet.ts'
+import { BLYAN_BIN, plainNode, startNode, type CommandWrap } from '../fixtures/node-process.ts'
+import { carHead, paddedSubmission, streamUpload } from '../fixtures/uploads.ts'
 
-const BIN = fileURLToPath(new URL('../../bin/blyan.js', import.meta.url))
 const MB = 1024 * 1024
 
-/** `blyan start` on a free port, as a child process; resolves once it listens. */
-function startNode(dir: string, wrap: (argv: string[]) => [string, string[]] = (argv) => [process.execPath, argv]): Promise<{ child: ChildProcess; url: string }> {
-  const [command, args] = wrap([BIN, 'start', '--data', dir, '--port', '0'])
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`node did not start: ${out}`)), 60_000)
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString()
-      const m = /Blyan node at (http:\/\/[^\s]+)/.exec(out)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve({ child, url: (m[1] as string).replace(/\/$/, '') })
-      }
-    }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`node exited with ${code}: ${out}`))
-    })
-  })
-}
-
 /** Run `blyan start` expecting it to refuse: its exit code and what it printed. */
-function startRefused(dir: string, wrap: (argv: string[]) => [string, string[]] = (argv) => [process.execPath, argv]): { code: number | null; stdout: string; stderr: string } {
-  const [command, args] = wrap([BIN, 'start', '--data', dir, '--port', '0'])
+function startRefused(dir: string, wrap: CommandWrap = plainNode): { code: number | null; stdout: string; stderr: string } {
+  const [command, args] = wrap([BLYAN_BIN, 'start', '--data', dir, '--port', '0'])
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: 60_000 })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
@@ -79,69 +55,6 @@ function assertOneLine(r: { code: number | null; stdout: string; stderr: string 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m?.[1] ?? 0) * 1024
-}
-
-/** The bytes of a CAR up to the end of its first block (the header block: a submission starts with it). */
-function carHead(car: Uint8Array): Uint8Array {
-  const varint = (at: number): [number, number] => {
-    let n = 0
-    let shift = 0
-    for (let i = at; ; i++) {
-      const b = car[i] as number
-      n += (b & 0x7f) * 2 ** shift
-      shift += 7
-      if (b < 0x80) return [n, i + 1]
-    }
-  }
-  const [headerLength, afterHeader] = varint(0)
-  const [sectionLength, afterSection] = varint(afterHeader + headerLength)
-  return car.subarray(0, afterSection + sectionLength)
-}
-
-/** A varint as CAR sections use it. */
-function encodeVarint(n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80)
-    n = Math.floor(n / 0x80)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-/**
- * Stream `prefix` then junk up to `total` bytes to POST /api/blocks, as fast as the socket takes it,
- * until the node answers or closes. Resolves with the status (null when the connection closed first)
- * and the bytes the client managed to hand the socket.
- */
-function upload(url: string, prefix: Uint8Array, total: number): Promise<{ status: number | null; sent: number }> {
-  return new Promise((resolve) => {
-    const u = new URL(`${url}/api/blocks`)
-    let sent = 0
-    let done = false
-    const finish = (status: number | null): void => {
-      if (done) return
-      done = true
-      resolve({ status, sent })
-      req.destroy()
-    }
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': String(total) } })
-    req.on('response', (res) => {
-      res.resume()
-      finish(res.statusCode ?? null)
-    })
-    req.on('error', () => finish(null))
-    const junk = new Uint8Array(64 * 1024).fill(0x5a)
-    const pump = (): void => {
-      while (!done && sent < total) {
-        const chunk = sent === 0 ? prefix : junk.subarray(0, Math.min(junk.length, total - sent))
-        sent += chunk.length
-        if (!req.write(chunk)) return void req.once('drain', pump)
-      }
-      if (!done) req.end()
-    }
-    pump()
-  })
 }
 
 describe('bounded work per request', () => {
@@ -171,10 +84,9 @@ describe('bounded work per request', () => {
     const before = rssBytes(pid)
     let peak = before
     const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)) }, 20)
-    const head = carHead(candidateCar)
     // A header-first CAR of a real candidate whose next block claims 200 MB: well-formed as far as it goes.
-    const wellFormed = new Uint8Array([...head, ...encodeVarint(200 * MB), ...candidateCar.subarray(head.length + 2, head.length + 38)])
-    const uploads = [upload(node.url, new TextEncoder().encode('garbage'), 200 * MB), upload(node.url, new Uint8Array(64 * 1024).fill(7), 200 * MB), upload(node.url, wellFormed, 200 * MB), upload(node.url, wellFormed, 200 * MB)]
+    const wellFormed = paddedSubmission(candidateCar)
+    const uploads = [streamUpload(node.url, new TextEncoder().encode('garbage')), streamUpload(node.url, new Uint8Array(64 * 1024).fill(7)), streamUpload(node.url, wellFormed), streamUpload(node.url, wellFormed)]
     const status = await fetch(`${node.url}/api/status`)
     assert.equal(status.status, 200, 'another client is answered while the uploads stream')
     const results = await Promise.all(uploads)
@@ -314,7 +226,7 @@ describe('fail loudly at start', () => {
 
   test('a read-only data directory: one line, before it listens', (t) => {
     const dir = copy('readonly')
-    let wrap: ((argv: string[]) => [string, string[]]) | undefined
+    let wrap: CommandWrap | undefined
     if (process.getuid?.() !== 0) {
       for (const f of readdirSync(dir)) if (f.endsWith('.sqlite')) chmodSync(join(dir, f), 0o444)
       chmodSync(dir, 0o555)

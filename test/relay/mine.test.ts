@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { toHex } from '../../src/codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, signMessage } from '../../src/chain/keys.ts'
-import { leaseMessage, type Job } from '../../src/pol/job.ts'
+import { leaseMessage, signLeaseRequest, type Job } from '../../src/pol/job.ts'
 import { main, serve, type Served } from '../../relay/cli.ts'
 import { readKeyFile } from '../../relay/devnet.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
@@ -24,8 +24,8 @@ async function json<T>(url: string, init?: RequestInit): Promise<{ status: numbe
 }
 
 function leaseBody(job: string, key: Uint8Array, at = Date.now(), signer = key): string {
-  const miner = toHex(publicKeyOf(key))
-  return JSON.stringify({ miner, at, signature: toHex(signMessage(leaseMessage(job, miner, at), signer)) })
+  // Signed by `signer` in `key`'s name: a forgery when they differ.
+  return JSON.stringify({ ...signLeaseRequest(job, signer, 'lease', at), miner: toHex(publicKeyOf(key)) })
 }
 
 describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false }, () => {
