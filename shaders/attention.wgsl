@@ -16,12 +16,7 @@ struct Params {
   kv_offset: u32,  // first element of this layer in the caches: layer * max_seq_len * kv_dim
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;          // [T, n_heads * head_dim]
 @group(0) @binding(1) var<storage, read> k_cache: array<f32>;    // [n_layers, max_seq_len, kv_dim]

@@ -18,12 +18,7 @@ struct Params {
   pitch: u32,      // row length of probs / dscores: the most positions a pass has
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;              // [T, n_heads * head_dim] rotated queries
 @group(0) @binding(1) var<storage, read> k_cache: array<f32>;        // [layers, rows, kv_dim] rotated keys

@@ -14,12 +14,7 @@ struct Params {
   target_offset: u32, // the target of position t is tokens[t + target_offset]
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;         // [T, vocab]
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;         // [T + target_offset]

@@ -9,12 +9,7 @@ struct Params {
   stride: u32, // words (int8) or vec4 (f32) per row, ceil(cols / 4)
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 #if INT8
 @group(0) @binding(0) var<storage, read> table: array<u32>;        // [vocab, stride] int8 x 4

@@ -28,12 +28,7 @@ struct Params {
   has_bias: u32, // 1: add bias[r]
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 #if INT8
 @group(0) @binding(0) var<storage, read> w: array<u32>;         // [R, stride] int8 x 4
@@ -56,14 +51,7 @@ var<workgroup> ws: array<vec4<f32>, TILE_R * K4>; // [TILE_R, K4] weights of the
 var<workgroup> xs: array<vec4<f32>, TILE_T * K4>; // [TILE_T, K4] inputs of the tile
 
 #if INT8
-fn unpack(word: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(word));
-#else
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
+#include int8 // unpack(word): four int8 of a u32 as floats
 #endif
 
 /** Weight columns 4j..4j+3 of row r, zero outside the matrix. */

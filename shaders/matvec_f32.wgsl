@@ -22,18 +22,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // [rows], a dummy when has_bias = 0
 @group(0) @binding(4) var<uniform> params: Params;
 
-var<workgroup> partial: array<f32, WG>;
+#include tree_sum // var<workgroup> partial; tree_sum(v, lid, width): Σ v over `width` threads
 
-/** x[c..c+3], zero past cols. */
-fn x4(c: u32) -> vec4<f32> {
-  let o = params.x_offset;
-  let n = params.cols;
-  return vec4<f32>(
-    select(0.0, x[o + c], c < n),
-    select(0.0, x[o + c + 1u], c + 1u < n),
-    select(0.0, x[o + c + 2u], c + 2u < n),
-    select(0.0, x[o + c + 3u], c + 3u < n));
-}
+#include x4 // x4(base, c): x[base + c .. base + c + 3], zero past params.cols
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -44,19 +35,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (r < params.rows) {
     let base = r * params.stride;
     for (var j = lane; j < params.stride; j += TPR) {
-      sum += dot(w[base + j], x4(4u * j));
+      sum += dot(w[base + j], x4(params.x_offset, 4u * j));
     }
   }
-  partial[lid] = sum;
-  workgroupBarrier();
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      partial[lid] += partial[lid + s];
-    }
-    workgroupBarrier();
-  }
+  let total = tree_sum(sum, lid, TPR);
   if (lane == 0u && r < params.rows) {
-    var v = partial[lid];
+    var v = total;
     if (params.has_bias != 0u) {
       v += bias[r];
     }

@@ -42,30 +42,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [rows], a dummy when has_bias = 0
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> partial: array<f32, WG>;
+#include tree_sum // var<workgroup> partial; tree_sum(v, lid, width): Σ v over `width` threads
 
-/** Four signed bytes of a word as floats. */
-fn unpack(word: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(word));
-#else
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
+#include int8 // unpack(word): four int8 of a u32 as floats
 
 #if VEC4
 #else
-/** x[c..c+3], zero past cols (the padding bytes of Q are zero, but x there may be anything). */
-fn x4(c: u32) -> vec4<f32> {
-  let o = params.x_offset;
-  let n = params.cols;
-  return vec4<f32>(
-    select(0.0, x[o + c], c < n),
-    select(0.0, x[o + c + 1u], c + 1u < n),
-    select(0.0, x[o + c + 2u], c + 2u < n),
-    select(0.0, x[o + c + 3u], c + 3u < n));
-}
+#include x4 // x4(base, c): x[base + c .. base + c + 3], zero past params.cols
 #endif
 
 #if VEC4
@@ -88,7 +71,7 @@ fn row4(r: u32, j: u32, xv: vec4<f32>) -> f32 {
 #endif
 
 /** Sum of `v` over the TPR lanes of a row; every lane gets it (lane 0 writes it). */
-fn reduce(v: f32, lid: u32, lane: u32) -> f32 {
+fn reduce(v: f32, lid: u32) -> f32 {
   var sum = v;
 #if SUBGROUP
   for (var m = TPR / 2u; m > 0u; m >>= 1u) {
@@ -96,15 +79,7 @@ fn reduce(v: f32, lid: u32, lane: u32) -> f32 {
   }
 #else
   if (TPR > 1u) {
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-      if (lane < s) {
-        partial[lid] += partial[lid + s];
-      }
-      workgroupBarrier();
-    }
-    sum = partial[lid];
+    sum = tree_sum(sum, lid, TPR);
     workgroupBarrier(); // partial is reused for the next row
   }
 #endif
@@ -147,25 +122,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 #else
   for (var j = lane; j < params.stride; j += TPR) {
-    let xv = x4(4u * j);
+    let xv = x4(params.x_offset, 4u * j);
     s0 += row4(r0, j, xv);
     if (RPT > 1u) { s1 += row4(r0 + 1u, j, xv); }
     if (RPT > 2u) { s2 += row4(r0 + 2u, j, xv); }
     if (RPT > 3u) { s3 += row4(r0 + 3u, j, xv); }
   }
 #endif
-  let t0 = reduce(s0, lid, lane);
+  let t0 = reduce(s0, lid);
   if (lane == 0u) { store(r0, t0); }
   if (RPT > 1u) {
-    let t1 = reduce(s1, lid, lane);
+    let t1 = reduce(s1, lid);
     if (lane == 0u) { store(r0 + 1u, t1); }
   }
   if (RPT > 2u) {
-    let t2 = reduce(s2, lid, lane);
+    let t2 = reduce(s2, lid);
     if (lane == 0u) { store(r0 + 2u, t2); }
   }
   if (RPT > 3u) {
-    let t3 = reduce(s3, lid, lane);
+    let t3 = reduce(s3, lid);
     if (lane == 0u) { store(r0 + 3u, t3); }
   }
 }

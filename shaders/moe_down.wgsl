@@ -1,12 +1,11 @@
 // moe_down: moe[t] = Σ_k weight[t, k] W2_s h[t, k] over the token's routes, s the pool slot the
-// router wrote; NONE slots are skipped. Writes (does not accumulate): the residual add follows.
+// router wrote; NONE slots are skipped. h (moe_gate_up's output) is the input binding `x`. Writes
+// (does not accumulate): the residual add follows.
 // Variants: INT8 (4 int8 per u32 + per-row scales, PACKED for unpack4xI8) or float32 (vec4).
 // Grid: x over row groups of WG / TPR rows, y over tokens.
 
 override WG: u32 = 256u; // threads per workgroup
 override TPR: u32 = 64u; // threads per row: a power of two dividing WG
-
-const NONE: u32 = 0xffffffffu;
 
 struct Params {
   rows: u32,       // model width
@@ -18,11 +17,7 @@ struct Params {
   n_layers: u32,   // route rows per token
 }
 
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
+#include route // const NONE, struct Route { expert, slot, weight }
 
 #if INT8
 @group(0) @binding(0) var<storage, read> w2: array<u32>;          // [slots, rows, stride] int8 x 4
@@ -30,32 +25,18 @@ struct Route {
 #else
 @group(0) @binding(0) var<storage, read> w2: array<vec4<f32>>;    // [slots, rows, stride]
 #endif
-@group(0) @binding(2) var<storage, read> h: array<f32>;           // [T, top_k, cols]
+@group(0) @binding(2) var<storage, read> x: array<f32>;           // [T, top_k, cols] h, from moe_gate_up
 @group(0) @binding(3) var<storage, read> routes: array<Route>;    // [T, n_layers, top_k]
 @group(0) @binding(4) var<storage, read_write> moe: array<f32>;   // [T, rows]
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> partial: array<f32, WG>;
+#include tree_sum // var<workgroup> partial; tree_sum(v, lid, width): Σ v over `width` threads
 
 #if INT8
-fn weights(word: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(word));
-#else
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
+#include int8 // unpack(word): four int8 of a u32 as floats
 #endif
 
-fn h4(base: u32, c: u32) -> vec4<f32> {
-  let n = params.cols;
-  return vec4<f32>(
-    select(0.0, h[base + c], c < n),
-    select(0.0, h[base + c + 1u], c + 1u < n),
-    select(0.0, h[base + c + 2u], c + 2u < n),
-    select(0.0, h[base + c + 3u], c + 3u < n));
-}
+#include x4 // x4(base, c): x[base + c .. base + c + 3], zero past params.cols
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -74,9 +55,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var d = 0.0;
       for (var j = lane; j < params.stride; j += TPR) {
 #if INT8
-        d += dot(weights(w2[base + j]), h4(hb, 4u * j));
+        d += dot(unpack(w2[base + j]), x4(hb, 4u * j));
 #else
-        d += dot(w2[base + j], h4(hb, 4u * j));
+        d += dot(w2[base + j], x4(hb, 4u * j));
 #endif
       }
 #if INT8
@@ -86,15 +67,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
     }
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      partial[lid] += partial[lid + s];
-    }
-    workgroupBarrier();
-  }
+  let total = tree_sum(acc, lid, TPR);
   if (lane == 0u && r < params.rows) {
-    moe[t * params.rows + r] = partial[lid];
+    moe[t * params.rows + r] = total;
   }
 }

@@ -10,8 +10,6 @@
 
 override WG: u32 = 64u; // threads per workgroup
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
   dim: u32,           // model width D: W2 rows
   hidden: u32,        // expert hidden width H: W2 columns
@@ -26,26 +24,10 @@ struct Params {
   target_only: u32,   // 1: only routes to the trained expert, and keep dy
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
-
-#if INT8
-@group(0) @binding(0) var<storage, read> pool: array<u32>;        // [slots, D, stride] W2, int8 x 4
-@group(0) @binding(1) var<storage, read> scales: array<f32>;      // [slots, D]
-#else
-@group(0) @binding(0) var<storage, read> pool: array<vec4<f32>>;  // [slots, D, stride] W2
-#endif
-@group(0) @binding(2) var<storage, read> trained: array<vec4<f32>>; // W1, W3, then W2 [D, stride] at w2_offset
+#include step // struct Step { pos, n_tokens }
+// bindings 0-2, the expert weights: pool = W2 of each slot [slots, D, stride],
+// scales = [slots, D] (INT8), trained = W2 [D, stride] at w2_offset
+#include moe_train // struct Route, NONE, those bindings, pool4(i), is_trained(route)
 @group(0) @binding(3) var<storage, read> dx: array<f32>;            // [T, D] gradient of the layer output
 @group(0) @binding(4) var<storage, read> hs: array<f32>;            // h1, h3, g: each [rows_max, H]
 @group(0) @binding(5) var<storage, read> routes: array<Route>;      // [T, n_layers, top_k]
@@ -76,7 +58,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let j = i % H;
   let t = s / params.top_k;
   let route = routes[(t * params.n_layers + params.layer) * params.top_k + s % params.top_k];
-  let is_target = params.layer == params.target_layer && route.expert == params.target_expert;
+  let is_target = is_trained(route);
   var live = is_target || route.slot != NONE;
   if (params.target_only != 0u) {
     live = is_target;

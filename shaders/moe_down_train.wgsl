@@ -6,8 +6,6 @@
 
 override WG: u32 = 64u; // threads per workgroup
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
   dim: u32,           // model width D: output rows
   hidden: u32,        // expert hidden width H
@@ -21,47 +19,15 @@ struct Params {
   w2_offset: u32,     // first vec4 of W2 in `trained`
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
-
-#if INT8
-@group(0) @binding(0) var<storage, read> pool: array<u32>;        // [slots, D, stride] int8 x 4
-@group(0) @binding(1) var<storage, read> scales: array<f32>;      // [slots, D]
-#else
-@group(0) @binding(0) var<storage, read> pool: array<vec4<f32>>;  // [slots, D, stride]
-#endif
-@group(0) @binding(2) var<storage, read> trained: array<vec4<f32>>; // W1, W3, then W2 [D, stride] at w2_offset
+#include step // struct Step { pos, n_tokens }
+// bindings 0-2, the expert weights: pool = W2 of each slot [slots, D, stride],
+// scales = [slots, D] (INT8), trained = W2 [D, stride] at w2_offset
+#include moe_train // struct Route, NONE, those bindings, pool4(i), is_trained(route)
 @group(0) @binding(3) var<storage, read> hs: array<f32>;           // h1, h3, g: each [rows_max, H]
 @group(0) @binding(4) var<storage, read> routes: array<Route>;     // [T, n_layers, top_k]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;    // [T * top_k, D]
 @group(0) @binding(6) var<uniform> step: Step;
 @group(0) @binding(7) var<uniform> params: Params;
-
-#if INT8
-fn pool4(i: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(pool[i]));
-#else
-  let word = pool[i];
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
-#else
-fn pool4(i: u32) -> vec4<f32> {
-  return pool[i];
-}
-#endif
 
 /** g[s, c..c+3], zero past H. */
 fn g4(base: u32, c: u32) -> vec4<f32> {
@@ -86,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let route = routes[(t * params.n_layers + params.layer) * params.top_k + s % params.top_k];
   let gb = 2u * params.rows_max * params.hidden + s * params.hidden;
   var a = 0.0;
-  if (params.layer == params.target_layer && route.expert == params.target_expert) {
+  if (is_trained(route)) {
     let base = params.w2_offset + r * params.stride;
     for (var j = 0u; j < params.stride; j++) {
       a += dot(trained[base + j], g4(gb, 4u * j));

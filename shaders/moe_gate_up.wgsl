@@ -7,8 +7,6 @@
 override WG: u32 = 256u; // threads per workgroup
 override TPR: u32 = 64u; // threads per row: a power of two dividing WG
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
   rows: u32,       // expert hidden width
   cols: u32,       // model width
@@ -19,11 +17,7 @@ struct Params {
   n_layers: u32,   // route rows per token
 }
 
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
+#include route // const NONE, struct Route { expert, slot, weight }
 
 #if INT8
 @group(0) @binding(0) var<storage, read> w1: array<u32>;          // [slots, rows, stride] int8 x 4
@@ -43,24 +37,10 @@ var<workgroup> part1: array<f32, WG>;
 var<workgroup> part3: array<f32, WG>;
 
 #if INT8
-fn weights(word: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(word));
-#else
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
+#include int8 // unpack(word): four int8 of a u32 as floats
 #endif
 
-fn x4(base: u32, c: u32) -> vec4<f32> {
-  let n = params.cols;
-  return vec4<f32>(
-    select(0.0, x[base + c], c < n),
-    select(0.0, x[base + c + 1u], c + 1u < n),
-    select(0.0, x[base + c + 2u], c + 2u < n),
-    select(0.0, x[base + c + 3u], c + 3u < n));
-}
+#include x4 // x4(base, c): x[base + c .. base + c + 3], zero past params.cols
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -78,8 +58,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = lane; j < params.stride; j += TPR) {
       let xv = x4(xb, 4u * j);
 #if INT8
-      a += dot(weights(w1[base + j]), xv);
-      b += dot(weights(w3[base + j]), xv);
+      a += dot(unpack(w1[base + j]), xv);
+      b += dot(unpack(w3[base + j]), xv);
 #else
       a += dot(w1[base + j], xv);
       b += dot(w3[base + j], xv);

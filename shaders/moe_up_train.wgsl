@@ -9,8 +9,6 @@
 
 override WG: u32 = 64u; // threads per workgroup
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
   hidden: u32,        // expert hidden width H
   dim: u32,           // model width D
@@ -23,47 +21,15 @@ struct Params {
   rows_max: u32,      // rows of each of h1, h3, g in `hs`
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
-
-#if INT8
-@group(0) @binding(0) var<storage, read> pool: array<u32>;        // [slots, 2, H, stride] W1 then W3 of each slot, int8 x 4
-@group(0) @binding(1) var<storage, read> scales: array<f32>;      // [slots, 2, H]
-#else
-@group(0) @binding(0) var<storage, read> pool: array<vec4<f32>>;  // [slots, 2, H, stride] W1 then W3 of each slot
-#endif
-@group(0) @binding(2) var<storage, read> trained: array<vec4<f32>>; // W1 [H, stride], W3 [H, stride], then W2
+#include step // struct Step { pos, n_tokens }
+// bindings 0-2, the expert weights: pool = W1 then W3 of each slot [slots, 2, H, stride],
+// scales = [slots, 2, H] (INT8), trained = W1, W3 [H, stride]
+#include moe_train // struct Route, NONE, those bindings, pool4(i), is_trained(route)
 @group(0) @binding(3) var<storage, read> x: array<f32>;            // [T, D] ffn-normed input
 @group(0) @binding(4) var<storage, read> routes: array<Route>;     // [T, n_layers, top_k]
 @group(0) @binding(5) var<storage, read_write> hs: array<f32>;     // h1, h3, g: each [rows_max, H]
 @group(0) @binding(6) var<uniform> step: Step;
 @group(0) @binding(7) var<uniform> params: Params;
-
-#if INT8
-fn pool4(i: u32) -> vec4<f32> {
-#if PACKED
-  return vec4<f32>(unpack4xI8(pool[i]));
-#else
-  let word = pool[i];
-  let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
-  return vec4<f32>(v >> vec4<u32>(24u));
-#endif
-}
-#else
-fn pool4(i: u32) -> vec4<f32> {
-  return pool[i];
-}
-#endif
 
 fn x4(base: u32, c: u32) -> vec4<f32> {
   let n = params.dim;
@@ -88,7 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let xb = t * params.dim;
   var a = 0.0;
   var b = 0.0;
-  if (params.layer == params.target_layer && route.expert == params.target_expert) {
+  if (is_trained(route)) {
     let b1 = r * params.stride;
     let b3 = (H + r) * params.stride;
     for (var j = 0u; j < params.stride; j++) {

@@ -10,12 +10,7 @@ struct Params {
   last_only: u32, // 1: normalise only the last row, into row 0
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // [T, n]
 @group(0) @binding(1) var<storage, read> w: array<f32>;         // [n]
@@ -23,7 +18,7 @@ struct Step {
 @group(0) @binding(3) var<uniform> step: Step;
 @group(0) @binding(4) var<uniform> params: Params;
 
-var<workgroup> partial: array<f32, WG>;
+#include tree_sum // var<workgroup> partial; tree_sum(v, lid, width): Σ v over `width` threads
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -39,15 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let v = x[src + i];
     ss += v * v;
   }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      partial[lid] += partial[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let scale = 1.0 / sqrt(partial[0] / f32(n) + params.eps);
+  let scale = 1.0 / sqrt(tree_sum(ss, lid, WG) / f32(n) + params.eps);
   for (var i = lid; i < n; i += WG) {
     y[dst + i] = w[i] * (scale * x[src + i]);
   }

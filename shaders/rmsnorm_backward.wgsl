@@ -14,12 +14,7 @@ struct Params {
   accumulate: u32, // 1: out += dx, else out = dx
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;         // [T, n] gradient of the norm's output
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // [T, n] the norm's input

@@ -15,12 +15,7 @@ struct Params {
   sin_offset: u32, // first sin element in `table`: max_seq_len * head_dim / 2
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;       // [T, n_heads * head_dim], rotated in place
 @group(0) @binding(1) var<storage, read> k: array<f32>;             // [T, kv_dim]

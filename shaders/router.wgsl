@@ -9,8 +9,6 @@
 
 override WG: u32 = 64u; // threads (tokens) per workgroup
 
-const NONE: u32 = 0xffffffffu;
-
 struct Params {
   n_experts: u32, // experts in the layer
   top_k: u32,     // experts per token
@@ -20,18 +18,8 @@ struct Params {
   capacity: u32,  // (layer, expert) pairs `missing` can hold
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
+#include step // struct Step { pos, n_tokens }
+#include route // const NONE, struct Route { expert, slot, weight }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;              // [T, n_experts]
 @group(0) @binding(1) var<storage, read> residency: array<u32>;           // [n_layers, n_experts] slot or NONE

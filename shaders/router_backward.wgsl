@@ -17,18 +17,8 @@ struct Params {
   dim: u32,       // model width D
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
-
-struct Route {
-  expert: u32, // expert id
-  slot: u32,   // pool slot, NONE when not resident
-  weight: f32, // router weight
-}
+#include step // struct Step { pos, n_tokens }
+#include route // const NONE, struct Route { expert, slot, weight }
 
 @group(0) @binding(0) var<storage, read> dx: array<f32>;        // [T, D] gradient of the layer output
 @group(0) @binding(1) var<storage, read> e: array<f32>;         // [T, top_k, D] expert outputs before weighting

@@ -8,12 +8,7 @@ struct Params {
   cols: u32, // row length (model width)
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;        // [T, cols] gradient of y
 @group(0) @binding(1) var<storage, read> s: array<f32>;         // [T, cols] the gated term

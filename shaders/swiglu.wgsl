@@ -7,12 +7,7 @@ struct Params {
   cols: u32, // row length (hidden width)
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;        // [T, cols] w1 x
 @group(0) @binding(1) var<storage, read> b: array<f32>;        // [T, cols] w3 x

@@ -10,12 +10,7 @@ struct Params {
   gated: u32, // 1: scale row t by sigmoid(z[t])
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> dg: array<f32>;         // [T, cols] W2ᵀ dy
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // [T, cols] w1 x

@@ -22,12 +22,7 @@ struct Params {
   dw_offset: u32, // first element of dW
 }
 
-struct Step {
-  pos: u32,      // position of the first token
-  n_tokens: u32, // tokens in this pass (T)
-  _pad0: u32,
-  _pad1: u32,
-}
+#include step // struct Step { pos, n_tokens }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;        // [dy_offset + (n / dy_div) * R]
 @group(0) @binding(1) var<storage, read> x: array<f32>;         // [x_offset + (n / x_div) * C]

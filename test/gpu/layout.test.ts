@@ -2,16 +2,18 @@
  * The host side of the kernels, checked against the WGSL text (no GPU needed):
  * - every packer's field list is its shader's `struct Params`, field by field (parsed from the
  *   source), and a packed buffer reads back each field at the WGSL offset with the WGSL size;
- * - the shared `Step` and `Route` structs agree across shaders and with ROUTE_BYTES;
- * - src/gpu/wgsl.ts is what shaders/embed.ts generates from shaders/*.wgsl;
+ * - the shared `Step` and `Route` structs (shaders/common) have one definition, which agrees with
+ *   ROUTE_BYTES and NO_SLOT;
+ * - src/gpu/wgsl.ts is what shaders/embed.ts generates from shaders/*.wgsl and shaders/common;
  * - the define pass and pipeline keys; the tuning profiles' constraints.
+ * (The include pass is tested in shaders.test.ts.)
  */
 import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { WGSL, type KernelName } from '../../src/gpu/wgsl.ts'
+import { WGSL, WGSL_COMMON, type KernelName } from '../../src/gpu/wgsl.ts'
 import { WGSL_MODULE, renderWgslModule } from '../../shaders/embed.ts'
-import { preprocess, serializeKey } from '../../src/gpu/pipelines.ts'
+import { kernelSource, preprocess, serializeKey } from '../../src/gpu/pipelines.ts'
 import { CPU_TUNING, GPU_TUNING, MATMUL_ROWS_PER_THREAD, MATMUL_TOKENS_PER_THREAD, attentionWorkgroup, tuningFor } from '../../src/gpu/tuning.ts'
 import type { ParamFields } from '../../src/gpu/kernels/_params.ts'
 import { ADD_PARAMS, packAddParams } from '../../src/gpu/kernels/add.ts'
@@ -23,7 +25,7 @@ import { MOE_DOWN_PARAMS, packMoeDownParams } from '../../src/gpu/kernels/moe_do
 import { MOE_GATE_UP_PARAMS, packMoeGateUpParams } from '../../src/gpu/kernels/moe_gate_up.ts'
 import { RMSNORM_PARAMS, packRmsnormParams } from '../../src/gpu/kernels/rmsnorm.ts'
 import { ROPE_PARAMS, packRopeParams } from '../../src/gpu/kernels/rope.ts'
-import { ROUTE_BYTES, ROUTER_PARAMS, packRouterParams } from '../../src/gpu/kernels/router.ts'
+import { NO_SLOT, ROUTE_BYTES, ROUTER_PARAMS, packRouterParams } from '../../src/gpu/kernels/router.ts'
 import { SWIGLU_PARAMS, packSwigluParams } from '../../src/gpu/kernels/swiglu.ts'
 // training kernels (src/engine/webgpu-train.ts)
 import { ADAMW_PARAMS, packAdamwParams } from '../../src/gpu/kernels/adamw.ts'
@@ -107,8 +109,8 @@ describe('kernel host layout', () => {
       for (const k of kernels) {
         const wgsl = parseStruct(WGSL[k], 'Params')
         assert.deepEqual(fields.map(([n, t]) => [n, t]), wgsl, `${k}: fields and types in order`)
-        // Params is the last binding of group 0 and a uniform
-        const bindings = [...WGSL[k].matchAll(/@group\(0\) @binding\((\d+)\) var<(\w+)(?:, \w+)?> (\w+)/g)]
+        // Params is the last binding of group 0 and a uniform (bindings may come from included snippets)
+        const bindings = [...kernelSource({ kernel: k }).matchAll(/@group\(0\) @binding\((\d+)\) var<(\w+)(?:, \w+)?> (\w+)/g)]
         const last = bindings.reduce((a, b) => (Number(b[1]) > Number(a[1]) ? b : a))
         assert.deepEqual([last[2], last[3]], ['uniform', 'params'], `${k}: params at the last binding`)
         const { offsets, size } = layoutOf(wgsl)
@@ -131,18 +133,35 @@ describe('kernel host layout', () => {
     assert.throws(() => packRmsnormParams({ n: 1, eps: Number.NaN, last_only: 0 }), TypeError)
   })
 
-  test('Step is the same struct in every shader; Route is 12 bytes', () => {
-    const steps = (Object.keys(WGSL) as KernelName[]).filter((k) => /struct\s+Step\b/.test(WGSL[k]))
-    assert.ok(steps.length >= 8)
-    for (const k of steps) assert.deepEqual(parseStruct(WGSL[k], 'Step'), [['pos', 'u32'], ['n_tokens', 'u32'], ['_pad0', 'u32'], ['_pad1', 'u32']], k)
-    for (const k of ['router', 'moe_gate_up', 'moe_down'] as const) {
-      const route = parseStruct(WGSL[k], 'Route')
-      assert.deepEqual(route, [['expert', 'u32'], ['slot', 'u32'], ['weight', 'f32']], k)
-      assert.equal(route.length * 4, ROUTE_BYTES)
+  test('Step and Route: one definition each (shaders/common), 16 and 12 bytes, NONE = NO_SLOT', () => {
+    // no kernel declares its own: they #include step / route
+    for (const k of Object.keys(WGSL) as KernelName[]) {
+      assert.ok(!/^\s*(struct\s+(Step|Route)\b|const\s+NONE\b)/m.test(WGSL[k]), `${k} declares Step, Route or NONE itself`)
     }
+    const step = parseStruct(WGSL_COMMON.step, 'Step')
+    assert.deepEqual(step, [['pos', 'u32'], ['n_tokens', 'u32'], ['_pad0', 'u32'], ['_pad1', 'u32']])
+    assert.equal(layoutOf(step).size, 16)
+    const route = parseStruct(WGSL_COMMON.route, 'Route')
+    assert.deepEqual(route, [['expert', 'u32'], ['slot', 'u32'], ['weight', 'f32']])
+    // a storage array<Route> has a stride of 12: three 4-byte scalars, 4-byte aligned, no padding
+    assert.equal(route.length * 4, ROUTE_BYTES)
+    const none = /^const NONE: u32 = (0x[0-9a-f]+)u;$/m.exec(WGSL_COMMON.route)
+    assert.ok(none !== null, 'const NONE in common/route.wgsl')
+    assert.equal(Number(none[1]), NO_SLOT)
+    // and every kernel that binds them gets them
+    let uses = 0
+    for (const k of Object.keys(WGSL) as KernelName[]) {
+      const src = kernelSource({ kernel: k, defines: ['INT8'] })
+      if (/var<uniform> step: Step;/.test(src)) {
+        uses++
+        assert.equal(src.match(/struct\s+Step\b/g)?.length, 1, k)
+      }
+      if (/array<Route>/.test(src)) assert.equal(src.match(/struct\s+Route\b/g)?.length, 1, k)
+    }
+    assert.ok(uses >= 8)
   })
 
-  test('src/gpu/wgsl.ts is regenerated from shaders/*.wgsl (npm run shaders)', () => {
+  test('src/gpu/wgsl.ts is regenerated from shaders/*.wgsl and shaders/common/*.wgsl (npm run shaders)', () => {
     assert.equal(readFileSync(WGSL_MODULE, 'utf8'), renderWgslModule(), 'run `npm run shaders` and commit src/gpu/wgsl.ts')
   })
 
@@ -155,8 +174,13 @@ describe('kernel host layout', () => {
     assert.throws(() => preprocess('#if X\na', new Set()), SyntaxError)
     assert.throws(() => preprocess('#endif', new Set()), SyntaxError)
     assert.throws(() => preprocess('#define X', new Set()), SyntaxError)
+    // every kernel, every combination of the defines the keys use: no directive is left
+    const names = ['INT8', 'PACKED', 'SUBGROUP', 'VEC4']
     for (const k of Object.keys(WGSL) as KernelName[]) {
-      for (const defs of [[], ['INT8'], ['INT8', 'PACKED'], ['PACKED']]) assert.ok(!/^\s*#/m.test(preprocess(WGSL[k], new Set(defs))), k)
+      for (let mask = 0; mask < 1 << names.length; mask++) {
+        const defines = names.filter((_, i) => (mask >> i) & 1)
+        assert.ok(!/^\s*#/m.test(kernelSource({ kernel: k, defines })), `${k} ${defines.join(',')}`)
+      }
     }
   })
 
