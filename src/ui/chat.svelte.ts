@@ -4,12 +4,10 @@
  *
  * @module
  */
-import { getContext, setContext } from 'svelte'
 import type { ClientApi, Sampling } from '../client/api.ts'
 import { applyChatEvent, finishTurn, newTurn, type EditableSampling, type Turn } from './chat.ts'
+import { pageContext } from './context.ts'
 import { plain } from './state.svelte.ts'
-
-const KEY = Symbol('blyan.chat')
 
 export class ChatSession {
   readonly client: ClientApi
@@ -75,12 +73,6 @@ export class ChatSession {
   }
 }
 
-export function setChat(chat: ChatSession): ChatSession {
-  return setContext(KEY, chat)
-}
-
-export function getChat(): ChatSession {
-  const chat = getContext<ChatSession | undefined>(KEY)
-  if (chat === undefined) throw new Error('getChat: no chat session in context; mount the component inside App')
-  return chat
-}
+const context = pageContext<ChatSession>('chat session', 'getChat')
+export const setChat = context.set
+export const getChat = context.get

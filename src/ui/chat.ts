@@ -5,6 +5,7 @@
  * @module
  */
 import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../client/api.ts'
+import { errorMessage } from './format.ts'
 
 /** Sampling settings being edited (the API's type is read-only). */
 export type EditableSampling = { -readonly [K in keyof Sampling]: Sampling[K] }
@@ -55,8 +56,7 @@ export type ChatOutcome = { ok: true; result: ChatResult } | { ok: false; failur
 export function finishTurn(turn: Turn, outcome: ChatOutcome | { error: unknown }): void {
   if ('error' in outcome) {
     turn.status = 'error'
-    const e = outcome.error
-    turn.error = e instanceof Error ? e.message : String(e)
+    turn.error = errorMessage(outcome.error)
   } else if (outcome.ok) {
     turn.status = 'done'
     turn.result = outcome.result

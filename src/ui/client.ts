@@ -5,19 +5,13 @@
  *
  * @module
  */
-import { getContext, setContext } from 'svelte'
 import type { ClientApi } from '../client/api.ts'
+import { pageContext } from './context.ts'
 
-const KEY = Symbol('blyan.client')
+const context = pageContext<ClientApi>('client', 'getClient')
 
 /** Make `client` available to this component's descendants. Call during component init. */
-export function setClient(client: ClientApi): ClientApi {
-  return setContext(KEY, client)
-}
+export const setClient = context.set
 
 /** The client set by an ancestor; throws when none was (a component mounted outside App). */
-export function getClient(): ClientApi {
-  const client = getContext<ClientApi | undefined>(KEY)
-  if (client === undefined) throw new Error('getClient: no client in context; mount the component inside App (src/ui/App.svelte)')
-  return client
-}
+export const getClient = context.get

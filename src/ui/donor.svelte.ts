@@ -5,10 +5,9 @@
  *
  * @module
  */
-import { getContext, setContext } from 'svelte'
 import type { DeviceInfo, DonateState, MinerApi, TrainBackend, WalletActivity, WalletResult, WalletStatus } from '../client/api.ts'
-
-const KEY = Symbol('blyan.donor')
+import { pageContext } from './context.ts'
+import { errorMessage } from './format.ts'
 
 export class Donor {
   readonly miner: MinerApi
@@ -35,7 +34,7 @@ export class Donor {
       this.wallet = await this.miner.wallet()
       this.state = await this.miner.resume()
     } catch (e) {
-      this.error = e instanceof Error ? e.message : String(e)
+      this.error = errorMessage(e)
     }
   }
 
@@ -105,12 +104,6 @@ export class Donor {
   }
 }
 
-export function setDonor(donor: Donor): Donor {
-  return setContext(KEY, donor)
-}
-
-export function getDonor(): Donor {
-  const donor = getContext<Donor | undefined>(KEY)
-  if (donor === undefined) throw new Error('getDonor: no donor in context; mount the component inside App')
-  return donor
-}
+const context = pageContext<Donor>('donor', 'getDonor')
+export const setDonor = context.set
+export const getDonor = context.get

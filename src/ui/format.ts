@@ -82,3 +82,8 @@ export function formatMs(ms: number): string {
 export function looksLikeCid(value: string): boolean {
   return /^b[a-z2-7]{50,}$/.test(value) || /^Qm[1-9A-HJ-NP-Za-km-z]{44}$/.test(value)
 }
+
+/** What a thrown value says: an Error's message, anything else as a string. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}

@@ -8,11 +8,10 @@
  *
  * @module
  */
-import { getContext, setContext } from 'svelte'
 import type { BlockSummary, CacheUsage, ClientApi, ClientStatus, Settings } from '../client/api.ts'
+import { pageContext } from './context.ts'
+import { errorMessage } from './format.ts'
 import { startOverrides, type UrlOptions } from './params.ts'
-
-const KEY = Symbol('blyan.state')
 
 /**
  * Values crossing to the worker are structured-cloned, and Svelte's state proxies cannot be: pass
@@ -54,7 +53,7 @@ export class ClientState {
       if (this.status === null) this.status = first
       this.settings = await this.client.settings()
     } catch (e) {
-      this.startError = e instanceof Error ? e.message : String(e)
+      this.startError = errorMessage(e)
     }
   }
 
@@ -92,12 +91,35 @@ export class ClientState {
   }
 }
 
-export function setClientState(state: ClientState): ClientState {
-  return setContext(KEY, state)
+/**
+ * One settings form's saving: `saving` while its change is on its way (controls wait), `error`
+ * saying why the last change was not saved. Anchor, backend and relay settings use one each.
+ */
+export class SettingsSaver {
+  saving: boolean = $state(false)
+  error: string | null = $state(null)
+  readonly #app: ClientState
+
+  constructor(app: ClientState) {
+    this.#app = app
+  }
+
+  /** Save `patch` (ClientState.updateSettings); true when it was saved, else `error` says why. */
+  async save(patch: Partial<Settings>): Promise<boolean> {
+    this.saving = true
+    this.error = null
+    try {
+      await this.#app.updateSettings(patch)
+      return true
+    } catch (e) {
+      this.error = errorMessage(e)
+      return false
+    } finally {
+      this.saving = false
+    }
+  }
 }
 
-export function getClientState(): ClientState {
-  const state = getContext<ClientState | undefined>(KEY)
-  if (state === undefined) throw new Error('getClientState: no client state in context; mount the component inside App')
-  return state
-}
+const context = pageContext<ClientState>('client state', 'getClientState')
+export const setClientState = context.set
+export const getClientState = context.get
