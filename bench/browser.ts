@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Browser, Page } from 'playwright-core'
-import { createStaticHandler } from '../relay/static.ts'
+import { createStaticHandler } from '../relay/http/static.ts'
 import { CHROMIUM, buildPage, hasChromium, launchChromium, newPage } from '../test/fixtures/browser.ts'
 
 export interface BenchPage {

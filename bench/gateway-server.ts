@@ -12,9 +12,9 @@ import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FullNode } from '../relay/node.ts'
-import { createRelay } from '../relay/server.ts'
-import { openChainStore } from '../relay/store.ts'
+import { FullNode } from '../relay/node/full-node.ts'
+import { createRelay } from '../relay/http/server.ts'
+import { openChainStore } from '../relay/node/chain-store.ts'
 
 const storePath = process.argv[2] as string
 const store = openChainStore(storePath)

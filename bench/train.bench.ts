@@ -1,6 +1,6 @@
 /**
  * Proof-of-Learning training speed: training tokens/s of one expert on WebGPU (Node, Dawn;
- * src/engine/webgpu-train.ts) against the CPU reference trainExpert (src/model/train.ts), measured
+ * src/train/webgpu-trainer.ts) against the CPU reference trainExpert (src/train/train.ts), measured
  * in the same run on the same model, sequences and settings (target, batch, learning rate, seed:
  * the same batches). A training token is one predicted position of a batch sequence (forward,
  * target-only backward, AdamW share).
@@ -17,14 +17,14 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Architecture } from '../src/chain/meta.ts'
-import { WebGpuTrainer, trainExpertWebGpu, type TrainModel } from '../src/engine/webgpu-train.ts'
+import { WebGpuTrainer, trainExpertWebGpu, type TrainModel } from '../src/train/webgpu-trainer.ts'
 import type { BlockTensors } from '../src/engine/interface.ts'
 import { requestModelDevice } from '../src/gpu/device.ts'
 import { nodeGpu } from '../src/gpu/node.ts'
 import { tuningFor } from '../src/gpu/tuning.ts'
 import { importLlama2c } from '../src/model/llama2c.ts'
 import { createTokenizer } from '../src/model/tokenizer/index.ts'
-import { floatModel, trainExpert, type FloatModel } from '../src/model/train.ts'
+import { floatModel, trainExpert, type FloatModel } from '../src/train/train.ts'
 import { dequantizeAll } from '../src/model/weights.ts'
 import { sharedData, sharedPath } from '../test/fixtures/shared-data.ts'
 import { median } from './measure.ts'

@@ -10,38 +10,32 @@
  *   blyan import-car --data DIR --car FILE
  *   blyan generate --data DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--backend cpu|webgpu|ort] [--json]
  *   blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
- *   blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--json]
+ *   blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--anchor CID] [--json]
  *
  * Every failure is one line on stderr naming the argument, the file or the damaged item, and a
  * non-zero exit: 2 for usage errors, 1 for everything else.
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { toHex } from '../src/codec/cbor.ts'
-import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
-import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
+import { CID } from 'multiformats/cid'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
-import { exportCar, importCar, verifyStore } from './archive.ts'
-import { JOBS_FILE, KEYS_DIR, STORE_FILE, initDevnet, readKeyFile, type DatasetFile } from './devnet.ts'
+import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, storePath, type DatasetFile } from './devnet.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
-import { CheckpointSigner } from './finality.ts'
-import { StoreDamagedError, type ChainStore } from './interface.ts'
-import { FullNode } from './node.ts'
-import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner } from './mine.ts'
-import type { Trainer } from '../src/pol/miner.ts'
-import type { JobSettings } from '../src/pol/job.ts'
-import { PolService } from './pol.ts'
-import { PolStore, PolStoreError } from './pol-store.ts'
-import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './run.ts'
-import { createRelay } from './server.ts'
-import { openChainStore } from './store.ts'
-
-export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+import { exportCar, importCar, verifyStore } from './node/archive.ts'
+import { openChainStore } from './node/chain-store.ts'
+import { FullNode } from './node/full-node.ts'
+import { StoreDamagedError } from './node/interface.ts'
+import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './node/run.ts'
+import { checkJobSettings } from './pol/jobs.ts'
+import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner, webgpuTrainer } from './pol/mine.ts'
+import { PolStoreError } from './pol/pol-store.ts'
+import { progressLine } from './progress.ts'
+import { VERSION, serve, stopOnSignals } from './serve.ts'
 
 /** A problem with the command line itself: exit code 2, with the command's usage. */
 export class UsageError extends Error {
@@ -90,13 +84,15 @@ const USAGE: Record<string, string> = {
   eval: `blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
   Mean next-token cross-entropy (nats) of FILE, tokenized as one sequence from BOS, over its first N
   tokens (default 1024), in windows of the model's max_seq_len.`,
-  mine: `blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--json]
-  Donate compute: lease a job from the relay's job board, fetch and verify the weights and the
-  training shard, train the job's expert, check the gain on the public validation pool, then submit
-  the new version (signed, PoW solved) and wait for the validators' verdict and reward.
+  mine: `blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--anchor CID] [--json]
+  Donate compute: sync and verify the relay's chain headers (every rule, as the site does), lease a
+  job whose base is the current version there, fetch and verify the weights and the training shard,
+  train the job's expert, check the gain on the public validation pool, then submit the new version
+  (signed, PoW solved) and wait for the validators' verdict and reward.
     --key FILE            the miner's secp256k1 key (created if missing; default ${DEFAULT_KEY_FILE})
     --jobs N              jobs to do one after another (default 1)
     --backend B           cpu (the reference trainer, default) or webgpu
+    --anchor CID          the chain A genesis to trust (default: the relay's, on first use)
     --json                one JSON object per job instead of progress lines`
 }
 
@@ -139,17 +135,6 @@ function readFile(path: string, what: string): Uint8Array {
   }
 }
 
-function storePath(dataDir: string): string {
-  return join(dataDir, STORE_FILE)
-}
-
-/** Open the store of a data directory that must already hold one. */
-export function openExistingStore(dataDir: string): ChainStore {
-  const path = storePath(dataDir)
-  if (!existsSync(path)) throw new Error(`${dataDir}: no devnet here (no ${STORE_FILE}); create one with blyan init`)
-  return openChainStore(path)
-}
-
 /** `--dataset NAME=FILE` to a dataset: NAME starting with "validation" is the validation pool. */
 export function parseDataset(spec: string, license: string): DatasetFile {
   const eq = spec.indexOf('=')
@@ -162,22 +147,6 @@ export function parseDataset(spec: string, license: string): DatasetFile {
     bytes: readFile(path, 'the dataset'),
     license,
     description: `${basename(path)}, imported by blyan init`
-  }
-}
-
-/** Progress on stderr: one rewritten line on a terminal, a line per quarter (and the last) in logs. */
-function progressLine(label: string): (done: number, total: number, what?: string) => void {
-  const tty = process.stderr.isTTY === true
-  let shown = -1
-  return (done, total, what) => {
-    const pct = Math.floor((100 * done) / total)
-    const text = `${label} [${done}/${total}] ${pct}%${what === undefined ? '' : ' ' + what}`
-    if (tty) {
-      process.stderr.write(`\r${text}\x1b[K${done === total ? '\n' : ''}`)
-    } else if (Math.floor(pct / 25) > shown || done === total) {
-      shown = Math.floor(pct / 25)
-      process.stderr.write(text + '\n')
-    }
   }
 }
 
@@ -253,131 +222,6 @@ async function initFromGenesis(dataDir: string, dir: string, v: Values): Promise
   } finally {
     store.close()
   }
-}
-
-export interface Served {
-  readonly url: string
-  readonly node: FullNode
-  readonly pol: PolService
-  close(): Promise<void>
-}
-
-/**
- * Check a store and serve it: full node + relay. Refuses, with one line, to start on a store it
- * cannot write or that is damaged (chain.sqlite or pol.sqlite), or with validator keys that are
- * missing, unreadable or not validators of the network.
- */
-export async function serve(options: { dataDir: string; port: number; host: string; siteRoot?: string; log?: (line: string) => void }): Promise<Served> {
-  const log = options.log ?? ((line: string) => console.log(line))
-  const store = openExistingStore(options.dataDir)
-  let polStore: PolStore | undefined
-  let node: FullNode
-  let pol: PolService
-  try {
-    const show = progressLine('checking store')
-    store.check({ onProgress: (done, total) => total > 0 && show(done, total) })
-    polStore = PolStore.open(join(options.dataDir, 'pol.sqlite'))
-    const validators = validatorKeys(options.dataDir, store)
-    if (validators.length > 0) log(`validator keys: ${validators.length} (Proof-of-Learning rounds, finality votes)`)
-    node = new FullNode(store, validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) })
-    pol = polService(options.dataDir, node, polStore, validators, log)
-  } catch (e) {
-    polStore?.close()
-    store.close()
-    throw e
-  }
-  const relay = createRelay({ node, version: VERSION, pol, ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
-  await new Promise<void>((resolvePromise, rejectPromise) => {
-    relay.server.once('error', (e: NodeJS.ErrnoException) => {
-      const where = `${options.host}:${options.port}`
-      if (e.code === 'EADDRINUSE') rejectPromise(new Error(`port ${options.port} on ${options.host} is already in use; choose another port`))
-      else if (e.code === 'EACCES') rejectPromise(new Error(`no permission to listen on ${where}; use a port above 1023`))
-      else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') rejectPromise(new Error(`host ${options.host} is not an address of this machine`))
-      else rejectPromise(e)
-    })
-    relay.server.listen(options.port, options.host, () => resolvePromise())
-  })
-  const address = relay.server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : options.port
-  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}/`
-  const genesis = store.genesis()
-  log(`Blyan node at ${url}  (genesis ${genesis?.cid.toString() ?? 'none'}, ${store.size} blocks)`)
-  // Heads accepted while no key voted (a store from before finality, a crash) are finalized now.
-  await node.vote()
-  const final = store.checkpoint()
-  if (final !== null) log(`finality: checkpoint ${final.number}`)
-  pol.start()
-  return {
-    url,
-    node,
-    pol,
-    close: async () => {
-      await pol.stop()
-      await relay.close()
-      pol.polStore.close()
-      store.close()
-    }
-  }
-}
-
-/**
- * The validator keys in `<data>/keys/` (a devnet made by `blyan init` has them all; a node without
- * keys relays, queues candidates and pools others' votes). Every key `keys/validators.json` lists
- * must be there and match, and every key must be a validator of chain A's head: a node that
- * silently judged with fewer keys than its operator thinks would never reach a quorum.
- */
-function validatorKeys(dataDir: string, store: ChainStore): SecretKey[] {
-  const keysDir = join(dataDir, KEYS_DIR)
-  if (!existsSync(keysDir)) return []
-  const files = readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort()
-  const keys = files.map((f) => readKeyFile(join(keysDir, f)))
-  const listed = join(keysDir, 'validators.json')
-  if (existsSync(listed)) {
-    const pubs = JSON.parse(readFileSync(listed, 'utf8')) as unknown
-    if (!Array.isArray(pubs) || !pubs.every((p) => typeof p === 'string')) throw new Error(`${listed}: expected a JSON list of public keys (hex)`)
-    pubs.forEach((pub: string, i) => {
-      const file = join(keysDir, `validator-${i}.key`)
-      if (!existsSync(file)) throw new Error(`${file} is missing: ${listed} lists ${pubs.length} validator keys`)
-      if (toHex(publicKeyOf(readKeyFile(file))) !== pub) throw new Error(`${file} is not the key ${listed} lists as validator ${i} (${pub.slice(0, 12)}…)`)
-    })
-  }
-  const meta = store.head('A')?.document as MetaDocument | undefined
-  for (const [i, key] of keys.entries()) {
-    if (meta !== undefined && !isValidator(meta, publicKeyOf(key))) throw new Error(`${join(keysDir, files[i] as string)} is not a validator of this network (chain A head A:${store.head('A')?.header.index})`)
-  }
-  return keys
-}
-
-/** The node's PoL service over `<data>/pol.sqlite`, judging with the node's validator keys. */
-function polService(dataDir: string, node: FullNode, polStore: PolStore, validators: SecretKey[], log: (line: string) => void): PolService {
-  const jobsFile = join(dataDir, JOBS_FILE)
-  const jobSettings = existsSync(jobsFile) ? checkJobSettings(JSON.parse(readFileSync(jobsFile, 'utf8')) as unknown, jobsFile) : undefined
-  return new PolService({ node, polStore, validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
-}
-
-/** JobSettings from JSON (a genesis manifest, `<data>/jobs.json`), every field checked. */
-export function checkJobSettings(value: unknown, where: string): JobSettings {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${where}: expected an object {steps, batchSize, learningRate, shardSequences}`)
-  const o = value as Record<string, unknown>
-  const int = (key: string, max: number): number => {
-    const v = o[key]
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new Error(`${where}: ${key} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`)
-    return v
-  }
-  const lr = o['learningRate']
-  if (typeof lr !== 'number' || !(lr > 0 && lr < 1)) throw new Error(`${where}: learningRate must be a number in (0, 1), got ${JSON.stringify(lr)}`)
-  return Object.freeze({ steps: int('steps', 100_000), batchSize: int('batchSize', 1024), learningRate: lr, shardSequences: int('shardSequences', 1_000_000) })
-}
-
-/** Close the node cleanly on Ctrl+C or SIGTERM. */
-export function stopOnSignals(served: Served): void {
-  const stop = (signal: NodeJS.Signals): void => {
-    console.log(`${signal}: stopping`)
-    served.close().then(() => process.exit(0), () => process.exit(1))
-    setTimeout(() => process.exit(0), 3000).unref()
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
 }
 
 async function start(args: string[]): Promise<void> {
@@ -502,11 +346,19 @@ async function evalCommand(args: string[]): Promise<void> {
 }
 
 async function mineCommand(args: string[]): Promise<void> {
-  const v = parse('mine', args, { relay: { type: 'string' }, key: { type: 'string' }, jobs: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } })
+  const v = parse('mine', args, { relay: { type: 'string' }, key: { type: 'string' }, jobs: { type: 'string' }, backend: { type: 'string' }, anchor: { type: 'string' }, json: { type: 'boolean' } })
   if (v['help'] === true) return void console.log(USAGE['mine'])
   const relay = required('mine', v, 'relay')
   if (!/^https?:\/\//.test(relay)) throw new UsageError(`mine: --relay must be an http(s) URL, got "${relay}"`)
   const jobs = positiveInt('mine', v, 'jobs', 1, 1000) as number
+  const anchor = v['anchor'] as string | undefined
+  if (anchor !== undefined) {
+    try {
+      CID.parse(anchor)
+    } catch {
+      throw new UsageError(`mine: --anchor must be a CID, got "${anchor}"`)
+    }
+  }
   const backend = (v['backend'] as string | undefined) ?? 'cpu'
   if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`mine: --backend must be cpu or webgpu, got "${backend}"`)
   const gpu = backend === 'webgpu' ? await webgpuTrainer() : undefined
@@ -518,22 +370,7 @@ async function mineCommand(args: string[]): Promise<void> {
   if (!json) console.log(gpu === undefined ? 'training on the CPU reference' : `training on WebGPU: ${gpu.device}`)
   const controller = new AbortController()
   process.once('SIGINT', () => controller.abort(new Error('interrupted')))
-  await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }) })
-}
-
-/** Training on WebGPU in Node: Dawn through the `webgpu` package (a real GPU, or SwiftShader). */
-async function webgpuTrainer(): Promise<{ train: Trainer; device: string }> {
-  const { nodeGpu } = await import('../src/gpu/node.ts')
-  const gpu = await nodeGpu()
-  if (gpu === null) throw new Error('mine: no WebGPU adapter: install a GPU driver with Vulkan, or Debian\'s chromium (SwiftShader) and libvulkan1; or use --backend cpu')
-  const { requestTrainingDevice } = await import('../src/gpu/device.ts')
-  const { trainExpertWebGpu } = await import('../src/engine/webgpu-train.ts')
-  const device = await requestTrainingDevice(gpu.adapter)
-  const info = gpu.adapter.info
-  return {
-    train: (model, options) => trainExpertWebGpu(device, model, { ...options, wgslLanguageFeatures: gpu.wgslLanguageFeatures }),
-    device: [info.vendor, info.architecture, info.description].filter((x) => x !== '').join(' ')
-  }
+  await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }), ...(anchor === undefined ? {} : { anchor }) })
 }
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {

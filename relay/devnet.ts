@@ -8,6 +8,9 @@
  * then checkpoint 0, signed by every validator key, so the genesis is final before anyone else can
  * submit a competing block.
  *
+ * Also the layout of a data directory (the chain store, validator keys, jobs.json) and opening the
+ * store of one that exists, for the other commands and `serve`.
+ *
  * @module
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
@@ -25,8 +28,10 @@ import { blockNames } from '../src/chain/params.ts'
 import { buildPayload } from '../src/tensor/payload.ts'
 import { importPayload } from '../src/tensor/tiles.ts'
 import { encodeCheckpoint } from '../src/chain/checkpoint.ts'
-import { CheckpointSigner, memoryVoteLog } from './finality.ts'
-import type { FullNode } from './node.ts'
+import { openChainStore } from './node/chain-store.ts'
+import { CheckpointSigner, memoryVoteLog } from './node/finality.ts'
+import type { FullNode } from './node/full-node.ts'
+import type { ChainStore } from './node/interface.ts'
 
 /** Where a devnet keeps its files inside the data directory. */
 export const STORE_FILE = 'chain.sqlite'
@@ -73,6 +78,18 @@ export interface InitResult {
   readonly genesis: AcceptedBlock
   readonly blocks: number
   readonly validatorKeys: readonly string[]
+}
+
+/** The chain store file of a data directory. */
+export function storePath(dataDir: string): string {
+  return join(dataDir, STORE_FILE)
+}
+
+/** Open the store of a data directory that must already hold one. */
+export function openExistingStore(dataDir: string): ChainStore {
+  const path = storePath(dataDir)
+  if (!existsSync(path)) throw new Error(`${dataDir}: no devnet here (no ${STORE_FILE}); create one with blyan init`)
+  return openChainStore(path)
 }
 
 /** Secret key files: one hex line each, readable by the owner only. */

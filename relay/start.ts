@@ -11,8 +11,9 @@
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ensureBuilt } from './build.ts'
-import { describe, main, serve, stopOnSignals } from './cli.ts'
+import { ensureBuilt } from './site-build.ts'
+import { describe, main } from './cli.ts'
+import { serve, stopOnSignals } from './serve.ts'
 import { STORE_FILE } from './devnet.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))

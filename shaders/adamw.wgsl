@@ -1,4 +1,4 @@
-// adamw: one AdamW step (Loshchilov & Hutter 2019, as torch.optim.AdamW and src/model/adamw.ts
+// adamw: one AdamW step (Loshchilov & Hutter 2019, as torch.optim.AdamW and src/train/adamw.ts
 // compute it) on n float32 parameters, in place:
 //   p ← p (1 − lr wd);  m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;  p ← p − lr (m / c1) / (sqrt(v / c2) + eps)
 // with the bias corrections c1 = 1 − β1^t, c2 = 1 − β2^t of step t computed on the host (float64)

@@ -13,7 +13,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const CORE = ['src/codec', 'src/chain', 'src/tensor', 'src/model', 'src/errors.ts', 'src/assert.ts']
+const CORE = ['src/codec', 'src/chain', 'src/tensor', 'src/model', 'src/train', 'src/errors.ts', 'src/assert.ts', 'src/time.ts']
 
 function* sources(path: string, extensions: readonly string[] = ['.ts']): Generator<string> {
   const full = join(root, path)
@@ -33,12 +33,12 @@ function* sources(path: string, extensions: readonly string[] = ['.ts']): Genera
  * from one above. Modules of one layer may import each other as long as no circle forms.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'assert.ts'],
+  ['errors.ts', 'assert.ts', 'time.ts'],
   ['codec'],
   ['tensor'],
   ['chain'],
   ['model', 'gpu', 'store', 'net'],
-  ['engine', 'pol', 'explorer', 'wallet'],
+  ['engine', 'train', 'pol', 'explorer', 'wallet'],
   ['client'],
   ['workers'],
   ['ui'],

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Architecture, PolParams } from '../../src/chain/meta.ts'
+import { PLAIN_MOE, type Architecture, type PolParams } from '../../src/chain/meta.ts'
 import type { JobSettings } from '../../src/pol/job.ts'
 import type { StudentConfig } from './student.ts'
 
@@ -44,13 +44,7 @@ export const STUDENT_ARCHITECTURE: Architecture = Object.freeze({
   n_experts: 8,
   top_k: 2,
   router_weighting: 'softmax_topk',
-  shared_expert_hidden_dim: 0,
-  shared_expert_gate: false,
-  qk_norm: false,
-  attention_bias: false,
-  tie_embeddings: true,
-  norm_eps: 1e-5,
-  rope_theta: 10000
+  ...PLAIN_MOE
 })
 
 export const GENESIS_RECIPE: GenesisRecipe = Object.freeze({

@@ -1,7 +1,7 @@
 /**
  * `npm run genesis`, step 4a: measure the student against the teacher, and its routers.
  *
- * Losses are evaluateLoss (src/model/train.ts: mean next-token cross-entropy, bit-reproducible)
+ * Losses are evaluateLoss (src/train/train.ts: mean next-token cross-entropy, bit-reproducible)
  * over the same sequences for every model. Expert usage counts, per layer, the routing slots each
  * expert got (top_k per token) over the same sequences.
  *
@@ -10,8 +10,8 @@
 import { parseExpertName } from '../../src/chain/header.ts'
 import type { NamedTensor } from '../../src/model/imported.ts'
 import { blockNames, expectedTensors } from '../../src/chain/params.ts'
-import { evaluateLoss, floatModel, type FloatModel } from '../../src/model/train.ts'
-import { TrainState, trainForward } from '../../src/model/train-forward.ts'
+import { evaluateLoss, floatModel, type FloatModel } from '../../src/train/train.ts'
+import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import { dequantizeAll, readBlockTensors } from '../../src/model/weights.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
 import type { LossPair } from './genesis.ts'

@@ -21,10 +21,9 @@ import { join } from 'node:path'
 import { CarReader, CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
 import { cidMatches } from '../../src/codec/cbor.ts'
-import type { DatasetSplit } from '../../src/chain/dataset.ts'
 import type { Architecture, PolParams } from '../../src/chain/meta.ts'
 import type { JobSettings } from '../../src/pol/job.ts'
-import { RECORD_KIND, RecordError, parseGenesisRecord, type RecordLossPair } from '../../src/explorer/record.ts'
+import { RecordError, parseGenesisRecord, type GenesisRecordView, type RecordDataset, type RecordLossPair } from '../../src/explorer/record.ts'
 import { blockNames } from '../../src/chain/params.ts'
 import { importPayload, readUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { DatasetFile, PrebuiltModel } from '../devnet.ts'
@@ -36,45 +35,14 @@ export const GENESIS_KIND = 'blyan/genesis'
 /** A loss measurement (nats per predicted token); the explorer's parser defines it. */
 export type LossPair = RecordLossPair
 
-export interface DatasetEntry {
-  readonly name: string
-  readonly split: DatasetSplit
-  readonly license: string
-  readonly description: string
-  readonly cid: string
-  readonly size: number
-  readonly stories: number
-}
+/** A dataset of the genesis: its file, split and count (the record lists them, the manifest too). */
+export type DatasetEntry = RecordDataset
 
-/** The proof-of-data-learning record of the genesis model (a JSON file in the CAR). */
-export interface GenesisRecord {
-  readonly kind: typeof RECORD_KIND
-  readonly version: 1
-  readonly network: string
-  /** The code that trained it: git commit, and whether the tree had uncommitted changes. */
-  readonly code: { readonly commit: string; readonly dirty: boolean }
-  readonly teacher: { readonly file: string; readonly sha256: string; readonly architecture: Architecture }
-  /** Everything the pipeline was given (config.ts GenesisRecipe). */
-  readonly recipe: unknown
-  readonly datasets: readonly DatasetEntry[]
-  readonly model: { readonly architecture: Architecture; readonly parameters: number; readonly blocks: readonly { readonly name: string; readonly cid: string }[] }
-  readonly training: {
-    readonly steps: number
-    readonly tokens: number
-    /** [step, batch next-token loss, batch objective] every `every` steps and at the last. */
-    readonly loss_curve: readonly (readonly [number, number, number])[]
-  }
-  readonly evaluation: {
-    /** The held-out generated pool (the validation dataset). */
-    readonly heldout: LossPair
-    /** ../shared/data/tinystories_val_slice.txt when the pipeline had it, else null. */
-    readonly tinystories: LossPair | null
-    /** [layer][expert]: share of the layer's routing slots on the held-out pool (uniform = 1 / n_experts). */
-    readonly expert_usage: readonly (readonly number[])[]
-    /** min over layers and experts of share · n_experts: 1 is perfectly even; the issue asks >= 0.25. */
-    readonly min_usage_vs_uniform: number
-  }
-}
+/**
+ * The proof-of-data-learning record of the genesis model (a JSON file in the CAR): one definition,
+ * the explorer's (src/explorer/record.ts), whose parser checks every record read back.
+ */
+export type GenesisRecord = GenesisRecordView
 
 export interface GenesisManifest {
   readonly kind: typeof GENESIS_KIND

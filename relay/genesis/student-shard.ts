@@ -6,8 +6,8 @@
  * @module
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { BackwardState, backward, objective } from '../../src/model/backward.ts'
-import { TrainState, trainForward } from '../../src/model/train-forward.ts'
+import { BackwardState, backward, objective } from '../../src/train/backward.ts'
+import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import { parameterSet, weightsOf, type ShardData, type ShardJob, type ShardReply } from './student.ts'
 
 const d = workerData as ShardData

@@ -1,6 +1,6 @@
 /**
  * `npm run genesis`, step 2: train a student MoE from scratch by distillation from a teacher, on the
- * CPU reference (src/model/train-forward.ts, backward.ts, adamw.ts), data-parallel over worker
+ * CPU reference (src/train/train-forward.ts, backward.ts, adamw.ts), data-parallel over worker
  * threads.
  *
  * Per step: the batch is the next `batchSize` sequences of a seeded shuffle (sequenceDraw, as
@@ -20,11 +20,11 @@
  */
 import type { Worker } from 'node:worker_threads'
 import type { Architecture } from '../../src/chain/meta.ts'
-import { Gradients } from '../../src/model/backward.ts'
-import { AdamW } from '../../src/model/adamw.ts'
+import { Gradients } from '../../src/train/backward.ts'
+import { AdamW } from '../../src/train/adamw.ts'
 import type { ReferenceWeights } from '../../src/model/forward.ts'
 import { mulberry32, sequenceDraw } from '../../src/model/random.ts'
-import type { FloatModel } from '../../src/model/train.ts'
+import type { FloatModel } from '../../src/train/train.ts'
 import { startTsWorker } from './worker.ts'
 
 export interface StudentConfig {

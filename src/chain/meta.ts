@@ -67,6 +67,21 @@ export interface Architecture {
   readonly rope_theta: number
 }
 
+/**
+ * The architecture fields a plain llama-style MoE leaves at their defaults: no shared expert, no
+ * qk-norm, no attention biases, tied embeddings, eps 1e-5, RoPE theta 10000 (spread last, so keys
+ * keep the interface's order).
+ */
+export const PLAIN_MOE = Object.freeze({
+  shared_expert_hidden_dim: 0,
+  shared_expert_gate: false,
+  qk_norm: false,
+  attention_bias: false,
+  tie_embeddings: true,
+  norm_eps: 1e-5,
+  rope_theta: 10000
+} as const)
+
 export interface Tokenizer {
   readonly format: 'llama2c' | 'hf_tokenizer_json'
   /** UnixFS file holding the tokenizer. */

@@ -2,9 +2,9 @@
  * The browser miner: the wallet and donation runs behind the MinerApi (api.ts), what the miner
  * worker (miner.worker.ts) exposes to the Donate and Wallet views.
  *
- * A run is src/pol/miner.ts `mineOnce` (lease, fetch and verify, train, self-check, submit, follow)
+ * A run is src/pol/mining.ts `mineOnce` (lease, fetch and verify, train, self-check, submit, follow)
  * with the wallet's key against the client's relay, its events folded into one DonateState the
- * page draws. The run is written to IndexedDB as it goes (src/store/miner.ts): the job once leased,
+ * page draws. The run is written to IndexedDB as it goes (src/store/miner-run.ts): the job once leased,
  * the candidate once submitted. After a reload `resume()` follows a submitted candidate to its
  * verdict (training it again would only be refused as a copy) or restarts an interrupted job.
  * Stop aborts through the AbortSignal mineOnce passes to the trainer, which checks it between steps.
@@ -20,15 +20,14 @@
  *
  * @module
  */
-import { CID } from 'multiformats/cid'
-import { cidMatches } from '../codec/cbor.ts'
-import { decodeHeader } from '../chain/header.ts'
 import type { SecretKey } from '../chain/keys.ts'
-import { decodeMeta } from '../chain/meta.ts'
+import type { MetaDocument } from '../chain/meta.ts'
+import { createRelayClient } from '../net/relay-client.ts'
+import { MinerChain } from '../pol/chain.ts'
 import type { Job } from '../pol/job.ts'
-import { MinerError, NoJobError, mineOnce, type CandidateOutcome, type MinerEvent, type MineResult, type Trainer } from '../pol/miner.ts'
-import { trainExpert } from '../model/train.ts'
-import { clearMinerRun, loadMinerRun, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner.ts'
+import { mineOnce, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
+import { trainExpert } from '../train/train.ts'
+import { clearMinerRun, loadMinerRun, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
 import type { KV } from '../store/kv.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey } from '../wallet/keys.ts'
 import { fetchActivity, followCandidate } from '../wallet/relay.ts'
@@ -49,6 +48,7 @@ import type {
   WalletResult,
   WalletStatus
 } from './api.ts'
+import { sleep } from '../time.ts'
 
 export interface MinerEnvironment {
   /** Where the wallet and the run are kept (default: IndexedDB `blyan-wallet`, `blyan-miner`). */
@@ -56,7 +56,7 @@ export interface MinerEnvironment {
   readonly minerKV?: KV
   readonly fetch?: typeof fetch
   /**
-   * Trainers by backend. `cpu` defaults to the reference (src/model/train.ts `trainExpert`); a
+   * Trainers by backend. `cpu` defaults to the reference (src/train/train.ts `trainExpert`); a
    * backend without one is listed as unavailable (a WebGPU trainer plugs in here).
    */
   readonly trainers?: Partial<Record<TrainBackend, Trainer>>
@@ -99,62 +99,35 @@ const improvementOf = (before: number | null, after: number | null): number | nu
   before === null || after === null || !(before > 0) ? null : (before - after) / before
 
 /** The outcome the page shows for a verdict. */
-export function outcomeOf(c: CandidateInfo | CandidateOutcome, expert: string, delta: number | null, at: number): DonateOutcome {
-  const lossBefore = 'lossBefore' in c ? c.lossBefore : c.loss_before
-  const lossAfter = 'lossAfter' in c ? c.lossAfter : c.loss_after
+export function outcomeOf(c: CandidateInfo, expert: string, delta: number | null, at: number): DonateOutcome {
   return Object.freeze({
     status: c.status === 'accepted' ? 'accepted' : 'rejected',
     cid: c.cid,
     expert,
     code: c.status === 'pending' ? 'PENDING' : c.code,
     message: c.status === 'pending' ? 'the validators had not decided when the wait ended' : c.message,
-    lossBefore,
-    lossAfter,
-    improvement: improvementOf(lossBefore, lossAfter),
+    lossBefore: c.lossBefore,
+    lossAfter: c.lossAfter,
+    improvement: improvementOf(c.lossBefore, c.lossAfter),
     delta,
     amount: c.amount,
     reward: c.reward,
-    rewardFinal: 'rewardFinal' in c ? c.rewardFinal : c.reward_final ?? null,
+    rewardFinal: c.rewardFinal,
     certificate: c.certificate,
     at
   })
 }
 
-/**
- * The job board as this miner reads it: the job a reload restarts first, then jobs already leased
- * to this key, then the rest. mineOnce leases the first job it may; a newbie holds one lease at a
- * time, so asking for a free job listed before its own would be refused (E_QUOTA).
- */
-export function preferJobs(fetchImpl: typeof fetch, miner: string, prefer: () => string | null): typeof fetch {
-  return async (input, init) => {
-    const res = await fetchImpl(input, init)
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
-    if ((init?.method ?? 'GET') !== 'GET' || !res.ok || !/\/api\/jobs$/.test(new URL(url).pathname)) return res
-    const body = (await res.json()) as { jobs?: Job[] }
-    if (!Array.isArray(body.jobs)) return new Response(JSON.stringify(body), { status: res.status, headers: res.headers })
-    const first = prefer()
-    const rank = (j: Job): number => (j.id === first ? 0 : j.lease?.miner === miner || (j.sharedBy ?? []).some((l) => l.miner === miner) ? 1 : 2)
-    const jobs = body.jobs.map((j, i) => ({ j, i })).sort((a, b) => rank(a.j) - rank(b.j) || a.i - b.i).map((x) => x.j)
-    return new Response(JSON.stringify({ ...body, jobs }), { status: res.status, headers: { 'content-type': 'application/json' } })
-  }
+/** The run's backend has no trainer here. */
+class NoTrainerError extends Error {
+  override readonly name = 'NoTrainerError'
+  readonly code = 'E_BACKEND'
 }
 
-/** The chain's PoL threshold, from the relay's chain A head (header and document checked against their CIDs). */
-export async function fetchDelta(relay: string, fetchImpl: typeof fetch, signal?: AbortSignal): Promise<number> {
-  const base = relay.replace(/\/+$/, '')
-  const init = signal === undefined ? {} : { signal }
-  const block = async (cid: CID): Promise<Uint8Array> => {
-    const res = await fetchImpl(`${base}/ipfs/${cid}?format=raw`, { headers: { Accept: 'application/vnd.ipld.raw' }, ...init })
-    if (!res.ok) throw new Error(`${base}: block ${cid}: HTTP ${res.status}`)
-    const bytes = new Uint8Array(await res.arrayBuffer())
-    if (!cidMatches(cid, bytes)) throw new Error(`${base} served bytes for ${cid} that do not hash to it`)
-    return bytes
-  }
-  const res = await fetchImpl(`${base}/api/status`, init)
-  const s = (await res.json()) as { heads?: { A?: { cid?: string } | null } }
-  const head = s.heads?.A?.cid
-  if (typeof head !== 'string') throw new Error(`${base} has no chain A`)
-  return decodeMeta(await block(decodeHeader(await block(CID.parse(head))).payload)).pol.delta
+/** An error's code for the page: the API's or the rule's (RelayError, RuleError, NoJobError ...), else ERROR. */
+function codeOf(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : 'ERROR'
 }
 
 export class Miner implements MinerApi {
@@ -379,15 +352,18 @@ export class Miner implements MinerApi {
     let prefer = resumed === 'restart' ? (run.job?.id ?? null) : null
     // Jobs given up on in this run (no gain worth submitting): the same job trains the same weights again.
     const skip = new Set<string>()
-    const fetchImpl = this.#fetch()
+    // The run's own verified chain (the chat's header sync), synced before each job: delta, the
+    // model, the job's base and data all come from it.
+    const chain = new MinerChain(createRelayClient(run.relay, this.#fetch()))
     for (;;) {
       let delta: number | null = this.#state.delta
       try {
-        delta = await fetchDelta(run.relay, fetchImpl, signal)
+        await chain.sync(signal)
+        delta = (chain.chain.head('A')?.document as MetaDocument | undefined)?.pol.delta ?? null
         this.#set({ delta })
         const outcome = follow !== null
           ? await this.#follow(run, follow, delta, signal)
-          : await this.#mine(run, key, delta, signal, () => prefer, (next) => (run = next), skip)
+          : await this.#mine(run, chain, key, delta, signal, prefer, (next) => (run = next), skip)
         await this.#saving
         this.#settle(outcome)
         run = { ...run, job: null, candidate: null }
@@ -409,7 +385,7 @@ export class Miner implements MinerApi {
           await sleep(this.#env.pollMs ?? 1000, signal).catch(() => undefined)
           continue
         }
-        const code = e instanceof MinerError ? e.code : e instanceof NoJobError ? 'NO_JOB' : typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'ERROR'
+        const code = codeOf(e)
         const message = e instanceof Error ? e.message : String(e)
         if (!run.keepGoing) {
           await clearMinerRun(this.#env.minerKV)
@@ -439,9 +415,9 @@ export class Miner implements MinerApi {
     return outcomeOf(c, c.expert ?? run.job?.expert ?? 'an expert', delta, this.#now())
   }
 
-  async #mine(run: StoredMinerRun, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: () => string | null, saved: (r: StoredMinerRun) => void, skip: Set<string>): Promise<DonateOutcome> {
+  async #mine(run: StoredMinerRun, chain: MinerChain, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: string | null, saved: (r: StoredMinerRun) => void, skip: Set<string>): Promise<DonateOutcome> {
     const train = this.#env.trainers?.[run.backend] ?? (run.backend === 'cpu' ? trainExpert : undefined)
-    if (train === undefined) throw new MinerError(0, 'E_BACKEND', `no ${run.backend} trainer`)
+    if (train === undefined) throw new NoTrainerError(`no ${run.backend} trainer`)
     let current = run
     const save = (next: StoredMinerRun): void => {
       current = next
@@ -479,7 +455,7 @@ export class Miner implements MinerApi {
       }
     }
     const result: MineResult = await mineOnce({
-      relay: run.relay, key, fetch: preferJobs(this.#fetch(), run.miner, prefer), train, signal, onEvent, skip,
+      relay: run.relay, chain, key, train, signal, onEvent, skip, ...(prefer === null ? {} : { prefer }),
       ...(this.#env.pollMs === undefined ? {} : { pollMs: this.#env.pollMs }),
       ...(this.#env.selfCheckWindows === undefined ? {} : { selfCheckWindows: this.#env.selfCheckWindows })
     })
@@ -502,15 +478,4 @@ export class Miner implements MinerApi {
     const earned = this.#state.earned + (outcome.status === 'accepted' ? (outcome.amount ?? 0) : 0)
     this.#set({ phase: 'done', outcome, history: [outcome, ...this.#state.history].slice(0, 50), earned, fetching: null }, true)
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, rejectPromise) => {
-    signal.throwIfAborted()
-    const t = setTimeout(resolve, Math.max(0, ms))
-    signal.addEventListener('abort', () => {
-      clearTimeout(t)
-      rejectPromise(signal.reason)
-    }, { once: true })
-  })
 }

@@ -87,6 +87,26 @@ export function compareCids(a: CID, b: CID): number {
   return compareBytes(a.bytes, b.bytes)
 }
 
+/** Byte arrays joined end to end (the one array itself when there is one). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/** One byte array from a block as stores stream it (interface-blockstore's `get` and `put`). */
+export async function collectBytes(input: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  if (input instanceof Uint8Array) return input
+  const parts: Uint8Array[] = []
+  for await (const part of input) parts.push(part)
+  return concatBytes(parts)
+}
+
 export function toHex(bytes: Uint8Array): string {
   let s = ''
   for (const b of bytes) s += b.toString(16).padStart(2, '0')

@@ -3,7 +3,7 @@
  * of at most 1024 links and no inline data, every CID v1 sha2-256. Decoding one node and walking a
  * whole file over a synchronous block source are here, once, for everything that reads files: the
  * light client's tile paths (src/tensor/tiles.ts), submissions, the explorer's level-by-level
- * Verify, and the full node's store (relay/store.ts).
+ * Verify, and the full node's store (relay/node/chain-store.ts).
  *
  * Untrusted input gets RuleErrors: E_MERKLE for a node, link or size that is not what the layout
  * allows, E_INCOMPLETE for a block the source lacks, E_TOO_LARGE for a file over a caller's limit.

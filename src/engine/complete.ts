@@ -1,13 +1,13 @@
 /**
  * One answer to a text prompt: encode (BOS first), generate, stream text. Shared by `blyan generate`
- * (relay/run.ts) and the site's chat (src/client/client.ts), so a prompt at temperature 0 gives the
+ * (relay/node/run.ts) and the site's chat (src/client/client.ts), so a prompt at temperature 0 gives the
  * same tokens in both.
  *
  * @module
  */
 import { Sampler } from '../model/sampler.ts'
 import { TextStream, type Tokenizer } from '../model/tokenizer/index.ts'
-import type { Engine, Generation } from './engine.ts'
+import type { Engine, Generation, LoadEvent } from './engine.ts'
 
 export interface CompleteOptions {
   readonly prompt: string
@@ -18,8 +18,10 @@ export interface CompleteOptions {
   readonly seed: number
   /** Each generated token with the text it adds (may be '' while a UTF-8 character is incomplete). */
   readonly onToken?: (id: number, text: string) => void
-  /** Stops between tokens; what was generated is returned with finish `stopped`. */
+  /** Stops between tokens (what was generated is returned with finish `stopped`) and aborts loads. */
   readonly signal?: AbortSignal
+  /** The blocks the answer loads, as they load (Engine's LoadEvent). */
+  readonly onLoad?: (event: LoadEvent) => void
 }
 
 export interface Completion extends Generation {
@@ -43,7 +45,8 @@ export async function complete(engine: Engine, tokenizer: Tokenizer, options: Co
       text += piece
       options.onToken?.(id, piece)
     },
-    ...(options.signal === undefined ? {} : { signal: options.signal })
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.onLoad === undefined ? {} : { onLoad: options.onLoad })
   })
   const tail = stream.flush()
   text += tail

@@ -7,19 +7,34 @@
  * LRU of bounded size. Every byte comes from the TileSource, which verifies it; every payload is then
  * decoded and checked (finite values, shapes of chain A) before any backend sees it.
  *
+ * Loads report themselves (LoadEvent: each block as it arrives and where from, then the upload) to
+ * whoever asked for the work: `create`'s options for the shared blocks, `generate`'s for the experts
+ * a generation needs; both abort through their signal.
+ *
  * @module
  */
 import { EMBEDDING_NAME, expertName, routerName } from '../chain/header.ts'
 import { readBlockTensors } from '../model/weights.ts'
 import type { Sampler } from '../model/sampler.ts'
-import type { Backend, BlockRef, BlockTensors, ExpertRef, ForwardResult, ModelSource, TileSource } from './interface.ts'
+import type { Backend, BlockArrival, BlockRef, BlockTensors, ExpertRef, ForwardResult, ModelSource, TileSource } from './interface.ts'
 
-export interface EngineOptions {
+/**
+ * A parameter block loading, for progress bars: its fetch starting (`arrival` null), each of its
+ * blocks as it arrives verified, then (`load`) its upload to the backend.
+ */
+export type LoadEvent =
+  | { readonly type: 'fetch'; readonly block: BlockRef; readonly arrival: BlockArrival | null }
+  | { readonly type: 'load'; readonly block: BlockRef; readonly bytes: number }
+
+/** Who a load is for: its abort signal and progress listener. */
+export interface LoadOptions {
+  readonly signal?: AbortSignal
+  readonly onLoad?: (event: LoadEvent) => void
+}
+
+export interface EngineOptions extends LoadOptions {
   /** Most experts resident at once; beyond it the least recently used is unloaded. Default: every expert. */
   readonly maxResidentExperts?: number
-  /** Called as blocks load (for progress bars). */
-  readonly onLoad?: (event: { readonly block: BlockRef; readonly bytes: number }) => void
-  readonly signal?: AbortSignal
 }
 
 export interface EngineStats {
@@ -43,7 +58,7 @@ export interface UsedExpert {
   readonly cid: string
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends LoadOptions {
   readonly maxTokens: number
   readonly sampler: Sampler
   /** Stop at this token (default: none; pass the tokenizer's EOS, or BOS for llama2.c stories). */
@@ -52,7 +67,7 @@ export interface GenerateOptions {
   readonly onToken?: (token: number) => void
   /** The logits each generated token was sampled from (for tests and audits). */
   readonly onLogits?: (logits: Float32Array) => void
-  /** Stops generating between tokens: the generation so far is returned with finish `stopped`. */
+  /** Stops generating between tokens (the generation so far is returned with finish `stopped`) and aborts loads. */
   readonly signal?: AbortSignal
 }
 
@@ -96,26 +111,30 @@ export class Engine {
     const engine = new Engine(model, backend, tiles, options)
     const names = [EMBEDDING_NAME, ...Array.from({ length: model.architecture.n_layers }, (_, l) => routerName(l))]
     // Fetched together: each block is verified on its own, so none waits for another's round trips.
-    const shared = new Map(await allOrFirstError(names.map(async (name) => [name, await engine.#read(name)] as const)))
+    const shared = new Map(await allOrFirstError(names.map(async (name) => [name, await engine.#read(name, options)] as const)))
     await backend.loadShared(shared)
     return engine
   }
 
   /** Fetch a block's payload through the TileSource and check it; throws RuleError for bad weights. */
-  async #read(name: string): Promise<BlockTensors> {
+  async #read(name: string, load: LoadOptions): Promise<BlockTensors> {
     const block = this.model.blocks.get(name)
     if (block === undefined) throw new Error(`the model has no block ${name}`)
-    const signal = this.#options.signal
-    const payload = await this.tiles.payload(block.payload, block.payloadSize, signal === undefined ? {} : { signal })
-    const tensors = readBlockTensors(name, this.model.architecture, payload)
-    this.#options.onLoad?.({ block, bytes: payload.length })
-    return tensors
+    const { signal, onLoad } = load
+    onLoad?.({ type: 'fetch', block, arrival: null })
+    const payload = await this.tiles.payload(block.payload, block.payloadSize, {
+      name,
+      ...(signal === undefined ? {} : { signal }),
+      ...(onLoad === undefined ? {} : { onBlock: (arrival: BlockArrival) => onLoad({ type: 'fetch', block, arrival }) })
+    })
+    onLoad?.({ type: 'load', block, bytes: payload.length })
+    return readBlockTensors(name, this.model.architecture, payload)
   }
 
-  async #load(needed: readonly ExpertRef[], keep: ReadonlySet<string>): Promise<void> {
+  async #load(needed: readonly ExpertRef[], keep: ReadonlySet<string>, load: LoadOptions): Promise<void> {
     // Fetch and verify every missing expert at once, then upload them one by one (evicting as needed).
     const missing = needed.filter((ref) => !this.#resident.has(`${ref.layer}.${ref.expert}`))
-    const tensors = await allOrFirstError(missing.map((ref) => this.#read(expertName(ref.layer, ref.expert))))
+    const tensors = await allOrFirstError(missing.map((ref) => this.#read(expertName(ref.layer, ref.expert), load)))
     for (const [i, ref] of missing.entries()) {
       const key = `${ref.layer}.${ref.expert}`
       if (this.#resident.has(key)) continue
@@ -146,16 +165,17 @@ export class Engine {
     return Array.from({ length: arch.n_layers * arch.n_experts }, (_, i) => ({ layer: Math.floor(i / arch.n_experts), expert: i % arch.n_experts }))
   }
 
-  /** Logits for `token` at `pos`, loading whatever experts the router picks. */
-  step(token: number, pos: number): Promise<Float32Array> {
-    return this.#run(() => this.backend.forward(token, pos), 1)
+  /** Logits for `token` at `pos`, loading whatever experts the router picks (for `load`: the engine's options by default). */
+  step(token: number, pos: number, load: LoadOptions = this.#options): Promise<Float32Array> {
+    return this.#run(() => this.backend.forward(token, pos), 1, load)
   }
 
   /** Run a backend pass until every expert it picks is resident; returns the logits. */
-  async #run(pass: () => Promise<ForwardResult>, tokens: number): Promise<Float32Array> {
+  async #run(pass: () => Promise<ForwardResult>, tokens: number, load: LoadOptions): Promise<Float32Array> {
     const started = performance.now()
     const keep = new Set<string>()
     for (;;) {
+      // The engine's own signal ends every pass; a generation's stops it between tokens, and its loads.
       this.#options.signal?.throwIfAborted()
       const r = await pass()
       if ('logits' in r) {
@@ -175,7 +195,7 @@ export class Engine {
         return r.logits
       }
       for (const m of [...r.missing, ...r.selected]) keep.add(`${m.layer}.${m.expert}`)
-      await this.#load(this.#everyExpertUsed() ? this.#allExperts() : r.missing, keep)
+      await this.#load(this.#everyExpertUsed() ? this.#allExperts() : r.missing, keep, load)
       this.stats.retries++
     }
   }
@@ -193,7 +213,7 @@ export class Engine {
     let pos = 0
     if (promptTokens.length > 1 && this.backend.prefill !== undefined) {
       try {
-        logits = await this.#run(() => (this.backend.prefill as NonNullable<Backend['prefill']>)(promptTokens, 0), promptTokens.length)
+        logits = await this.#run(() => (this.backend.prefill as NonNullable<Backend['prefill']>)(promptTokens, 0), promptTokens.length, options)
         pos = promptTokens.length
       } catch (e) {
         // The prompt's experts together exceed the LRU: run it token by token instead.
@@ -201,7 +221,7 @@ export class Engine {
         this.backend.reset()
       }
     }
-    while (pos < promptTokens.length) logits = await this.step(promptTokens[pos] as number, pos++)
+    while (pos < promptTokens.length) logits = await this.step(promptTokens[pos] as number, pos++, options)
     let finish: Generation['finish'] = 'length'
     while (logits !== null && tokens.length < options.maxTokens && pos < maxSeq) {
       if (options.signal?.aborted === true) {
@@ -217,7 +237,7 @@ export class Engine {
       tokens.push(next)
       options.onToken?.(next)
       if (tokens.length === options.maxTokens || pos >= maxSeq) break
-      logits = await this.step(next, pos++)
+      logits = await this.step(next, pos++, options)
     }
     const seconds = (performance.now() - started) / 1000
     return {

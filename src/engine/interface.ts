@@ -27,8 +27,23 @@ export interface TileStats {
  * (and so against the payload CID in a signed header): the engine never sees unverified bytes.
  */
 export interface TileSource {
-  payload(root: CID, size: number, options?: { signal?: AbortSignal }): Promise<Uint8Array>
+  payload(root: CID, size: number, options?: PayloadOptions): Promise<Uint8Array>
   readonly stats: TileStats
+}
+
+export interface PayloadOptions {
+  readonly signal?: AbortSignal
+  /** What the payload is (`layer0.expert1`): names its blocks in errors and in a lying relay's record. */
+  readonly name?: string
+  /** Each block of the payload as it arrives, verified. */
+  readonly onBlock?: (arrival: BlockArrival) => void
+}
+
+/** One block of a payload as it arrived: its CID, size, and where from (`cache`, or a relay's URL). */
+export interface BlockArrival {
+  readonly cid: CID
+  readonly bytes: number
+  readonly from: string
 }
 
 /** A parameter block's tensors, decoded and checked (shapes against chain A, values finite). */

@@ -8,7 +8,10 @@
  */
 import type { ChainId } from '../chain/header.ts'
 import type { Json } from '../chain/json.ts'
+import type { RejectionInfo } from '../net/relay-api.ts'
 import type { GenesisRecordView } from './record.ts'
+
+export type { RejectionInfo } from '../net/relay-api.ts'
 
 export type PolStatus = 'genesis' | 'certified' | 'none'
 
@@ -71,20 +74,6 @@ export interface BlockPage extends BlockDetail {
   readonly reward: { readonly cid: string; readonly amount: number | null; readonly to: string | null } | null
   /** Chain C reward: the chain B block whose certificate it pays for. */
   readonly rewardFor: string | null
-}
-
-/** A submission a relay refused (`GET /api/rejections`): reported by the relay, not verified here. */
-export interface RejectionInfo {
-  /** The refused block's CID, when the submission got as far as having one. */
-  readonly cid: string | null
-  readonly code: string
-  /** What the rule code means (src/errors.ts RULES), when it is a rule code. */
-  readonly rule: string | null
-  readonly field: string | null
-  readonly message: string
-  readonly at: number
-  readonly chain: string | null
-  readonly blockType: string | null
 }
 
 export interface RejectionList {

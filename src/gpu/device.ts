@@ -52,7 +52,7 @@ export async function requestModelDevice(adapter: GPUAdapter, arch: Architecture
 }
 
 /**
- * A device for training (src/engine/webgpu-train.ts): the adapter's largest storage binding and
+ * A device for training (src/train/webgpu-trainer.ts): the adapter's largest storage binding and
  * buffer sizes (every frozen expert sits in one pool buffer per matrix kind), subgroups when offered.
  */
 export async function requestTrainingDevice(adapter: GPUAdapter): Promise<GPUDevice> {

@@ -15,7 +15,7 @@ import type { CID } from 'multiformats/cid'
 import { from as hasherFrom } from 'multiformats/hashes/hasher'
 import type { MultihashHasher } from 'multiformats/hashes/interface'
 import * as dagCbor from '@ipld/dag-cbor'
-import { SHA2_256 } from '../codec/cbor.ts'
+import { SHA2_256, collectBytes } from '../codec/cbor.ts'
 import type { RelaySet } from './relays.ts'
 
 export type Helia = ReturnType<(typeof import('helia'))['createHeliaLight']>
@@ -27,15 +27,15 @@ export function sha256Hasher(sha256: (bytes: Uint8Array) => Promise<Uint8Array>)
 
 /**
  * A Helia block broker over a RelaySet. `labelOf` names what a CID is (for the lie record), when
- * the caller knows.
+ * the caller knows; `onServed` is told which relay's bytes passed the check.
  */
-export function relayBroker(relays: RelaySet, labelOf: (cid: CID) => string | undefined = () => undefined): BlockBroker {
+export function relayBroker(relays: RelaySet, labelOf: (cid: CID) => string | undefined = () => undefined, onServed?: (cid: CID, relay: string) => void): BlockBroker {
   return {
     name: 'blyan-relays',
     async retrieve(cid: CID, options: BlockRetrievalOptions = {}): Promise<Uint8Array> {
       const validateFn = options.validateFn
       const label = labelOf(cid)
-      const { bytes } = await relays.fetchBlock(cid, {
+      const { bytes, relay } = await relays.fetchBlock(cid, {
         verify: async (bytes) => {
           if (validateFn === undefined) return false
           try {
@@ -50,13 +50,14 @@ export function relayBroker(relays: RelaySet, labelOf: (cid: CID) => string | un
         ...(label === undefined ? {} : { what: label }),
         ...(options.signal === undefined ? {} : { signal: options.signal })
       })
+      onServed?.(cid, relay)
       return bytes
     }
   }
 }
 
-/** Node 20 lacks Promise.withResolvers, which Helia uses (browsers have it). */
-function polyfillWithResolvers(): void {
+/** Node 20 lacks Promise.withResolvers, which Helia uses (browsers have it): added where missing. */
+export function polyfillWithResolvers(): void {
   const P = Promise as unknown as { withResolvers?: unknown }
   if (typeof P.withResolvers === 'function') return
   P.withResolvers = function withResolvers<T>() {
@@ -76,6 +77,7 @@ export interface LightNodeOptions {
   /** SHA-256 used to check fetched blocks (default: Helia's own). */
   readonly sha256?: (bytes: Uint8Array) => Promise<Uint8Array>
   readonly labelOf?: (cid: CID) => string | undefined
+  readonly onServed?: (cid: CID, relay: string) => void
 }
 
 export async function createLightNode(options: LightNodeOptions): Promise<Helia> {
@@ -87,7 +89,7 @@ export async function createLightNode(options: LightNodeOptions): Promise<Helia>
     blockstore: options.blockstore,
     codecs: [dagCbor],
     ...(options.sha256 === undefined ? {} : { hashers: [sha256Hasher(options.sha256)] }),
-    blockBrokers: [() => relayBroker(relays, labelOf)],
+    blockBrokers: [() => relayBroker(relays, labelOf, options.onServed)],
     // Helia asks routers for providers; ours has none to offer and ends at once.
     routers: [{ name: 'none', async *findProviders() {} } as never]
   })
@@ -97,14 +99,5 @@ export async function createLightNode(options: LightNodeOptions): Promise<Helia>
 
 /** One block through Helia (the cache, else a relay, verified), as one byte array. */
 export async function heliaBlock(helia: Helia, cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of helia.blockstore.get(cid, signal === undefined ? {} : { signal })) chunks.push(chunk)
-  if (chunks.length === 1) return chunks[0] as Uint8Array
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
+  return collectBytes(helia.blockstore.get(cid, signal === undefined ? {} : { signal }))
 }

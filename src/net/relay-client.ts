@@ -1,26 +1,39 @@
 /**
- * Talking to one relay: its JSON API over HTTP (docs/api.md) and its `/ws` feed of accepted headers
- * and finality checkpoints, kept open with reconnects and exponential backoff.
+ * Talking to one relay: every route of its HTTP API (docs/api.md), typed, and its `/ws` feed of
+ * accepted headers and finality checkpoints, kept open with reconnects and exponential backoff.
+ * The site, both miners and the wallet use this one client.
  *
  * Nothing a relay answers is trusted here: header bytes are checked by sync.ts against their CIDs
- * and the rules, blocks by the CIDs that name them. This module only moves bytes and reports
- * failures as typed errors naming the relay.
+ * and the rules, blocks by the CIDs that name them, and reports (jobs, balances, verdicts) are
+ * reports. This module only moves bytes and reports failures as typed errors naming the relay.
  *
  * @module
  */
+import type { CID } from 'multiformats/cid'
 import type { ChainId } from '../chain/header.ts'
+import {
+  candidateFrom, minerReportFrom, rejectionFrom,
+  type BalanceReport, type CandidateInfo, type Job, type LeaseRequest, type MinerReport, type RejectionInfo, type SubmitResult
+} from './relay-api.ts'
 
-/** Why a relay could not be used: unreachable (network), an HTTP error status, or an answer that is not what the API documents. */
+/**
+ * Why a relay could not be used: unreachable (network), an HTTP error status (with the API's error
+ * `code`: E_QUOTA, LEASED, E_STALE_RULES, NOT_FOUND, ...), or an answer that is not what the API
+ * documents.
+ */
 export class RelayError extends Error {
   override readonly name = 'RelayError'
   readonly relay: string
   readonly kind: 'unreachable' | 'http' | 'protocol'
   readonly status: number | null
-  constructor(relay: string, kind: RelayError['kind'], message: string, status: number | null = null) {
+  /** The API's error code for an HTTP error; `UNREACHABLE` or `PROTOCOL` otherwise. */
+  readonly code: string
+  constructor(relay: string, kind: RelayError['kind'], message: string, status: number | null = null, code?: string) {
     super(`${relay}: ${message}`)
     this.relay = relay
     this.kind = kind
     this.status = status
+    this.code = code ?? (kind === 'http' ? `HTTP_${status}` : kind === 'unreachable' ? 'UNREACHABLE' : 'PROTOCOL')
   }
 }
 
@@ -78,10 +91,24 @@ export interface RelayClient {
   status(signal?: AbortSignal): Promise<RelayStatus>
   /** Every accepted header of a chain with index >= from, page by page. */
   headers(chain: ChainId, from: number, signal?: AbortSignal): Promise<HeaderEntry[]>
-  /** A block's raw bytes from the trustless gateway, or null when the relay does not have it (404). */
+  /** A block's raw bytes from the trustless gateway, or null when the relay does not have it (404). Unverified. */
   block(cid: string, signal?: AbortSignal): Promise<Uint8Array | null>
   /** Finality checkpoints with number >= from, in sequence (none from a relay that predates finality). */
   checkpoints(from: number, signal?: AbortSignal): Promise<CheckpointEntry[]>
+  /** Submit a block as a submission CAR; a refusal throws RelayError with the rule code. */
+  submit(car: Uint8Array, signal?: AbortSignal): Promise<SubmitResult>
+  /** What the relay refused lately, newest first. */
+  rejections(limit: number, signal?: AbortSignal): Promise<RejectionInfo[]>
+  /** The relay's refusal of a block CID, or null when it has none (accepted or unknown). */
+  rejectionOf(cid: string, signal?: AbortSignal): Promise<RejectionInfo | null>
+  /** The job board (a node with a PoL service). */
+  jobs(signal?: AbortSignal): Promise<Job[]>
+  lease(job: string, request: LeaseRequest, signal?: AbortSignal): Promise<void>
+  release(job: string, request: LeaseRequest, signal?: AbortSignal): Promise<void>
+  /** A candidate's record (RelayError 404 for one the node never admitted). */
+  candidate(cid: string, signal?: AbortSignal): Promise<CandidateInfo>
+  miner(publicKey: string, signal?: AbortSignal): Promise<MinerReport>
+  balance(publicKey: string, signal?: AbortSignal): Promise<BalanceReport>
 }
 
 export function createRelayClient(url: string, fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis)): RelayClient {
@@ -98,14 +125,23 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
     return res
   }
 
-  const json = async (path: string, signal?: AbortSignal): Promise<unknown> => {
-    const res = await request(path, signal === undefined ? {} : { signal })
-    if (!res.ok) throw new RelayError(base, 'http', `GET ${path}: HTTP ${res.status}`, res.status)
-    try {
-      return await res.json()
-    } catch {
-      throw new RelayError(base, 'protocol', `GET ${path}: not JSON`)
+  /** A JSON answer; an HTTP error throws RelayError with the API's code and message. */
+  const call = async (path: string, init: RequestInit = {}): Promise<unknown> => {
+    const res = await request(path, init)
+    const method = init.method ?? 'GET'
+    const body = (await res.json().catch(() => undefined)) as { error?: { code?: unknown; message?: unknown } } | undefined
+    if (!res.ok) {
+      const code = typeof body?.error?.code === 'string' ? body.error.code : undefined
+      const message = typeof body?.error?.message === 'string' ? body.error.message : `HTTP ${res.status}`
+      throw new RelayError(base, 'http', `${method} ${path}: ${message}`, res.status, code)
     }
+    if (typeof body !== 'object' || body === null) throw new RelayError(base, 'protocol', `${method} ${path}: not JSON`)
+    return body
+  }
+  const json = (path: string, signal?: AbortSignal): Promise<unknown> => call(path, signal === undefined ? {} : { signal })
+  const withSignal = (init: RequestInit, signal: AbortSignal | undefined): RequestInit => (signal === undefined ? init : { ...init, signal })
+  const leaseCall = async (method: 'POST' | 'DELETE', job: string, body: LeaseRequest, signal: AbortSignal | undefined): Promise<void> => {
+    await call(`/api/jobs/${encodeURIComponent(job)}/lease`, withSignal({ method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }, signal))
   }
 
   return {
@@ -164,7 +200,71 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
         }
         if (page.checkpoints.length < HEADERS_PAGE) return out
       }
+    },
+
+    async submit(car, signal) {
+      const body = (await call('/api/blocks', withSignal({ method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> }, signal))) as { accepted?: { cid?: unknown }; candidate?: unknown }
+      if (typeof body.accepted?.cid === 'string') return { accepted: { cid: body.accepted.cid } }
+      const candidate = candidateFrom(body.candidate)
+      if (candidate === null) throw new RelayError(base, 'protocol', 'POST /api/blocks: neither an accepted block nor a candidate')
+      return { candidate }
+    },
+
+    async rejections(limit, signal) {
+      const n = Math.max(1, Math.min(Math.trunc(limit) || 100, 1000))
+      const body = (await json(`/api/rejections?limit=${n}`, signal)) as { rejections?: unknown }
+      if (!Array.isArray(body.rejections)) throw new RelayError(base, 'protocol', '/api/rejections has no rejections list')
+      return body.rejections.map(rejectionFrom).filter((r): r is RejectionInfo => r !== null)
+    },
+
+    async rejectionOf(cid, signal) {
+      let body: { status?: unknown; rejection?: unknown }
+      try {
+        body = (await json(`/api/blocks/${encodeURIComponent(cid)}`, signal)) as typeof body
+      } catch (e) {
+        if (e instanceof RelayError && e.status === 404) return null
+        throw e
+      }
+      return body.status === 'rejected' ? rejectionFrom(body.rejection) : null
+    },
+
+    async jobs(signal) {
+      const body = (await json('/api/jobs', signal)) as { jobs?: unknown }
+      if (!Array.isArray(body.jobs)) throw new RelayError(base, 'protocol', '/api/jobs has no jobs list')
+      return body.jobs as Job[]
+    },
+
+    lease: (job, body, signal) => leaseCall('POST', job, body, signal),
+    release: (job, body, signal) => leaseCall('DELETE', job, body, signal),
+
+    async candidate(cid, signal) {
+      const body = (await json(`/api/candidates/${encodeURIComponent(cid)}`, signal)) as { candidate?: unknown }
+      const c = candidateFrom(body.candidate)
+      if (c === null || c.cid !== cid) throw new RelayError(base, 'protocol', `the answer for candidate ${cid} is not one`)
+      return c
+    },
+
+    async miner(publicKey, signal) {
+      return minerReportFrom(await json(`/api/miners/${encodeURIComponent(publicKey)}`, signal))
+    },
+
+    async balance(publicKey, signal) {
+      const body = (await json(`/api/balance/${encodeURIComponent(publicKey)}`, signal)) as { balance?: unknown; final_balance?: unknown }
+      if (typeof body.balance !== 'number') throw new RelayError(base, 'protocol', 'the balance answer has no balance')
+      return { balance: body.balance, finalBalance: typeof body.final_balance === 'number' ? body.final_balance : null }
     }
+  }
+}
+
+/**
+ * A relay's trustless gateway as a block getter: the bytes it serves for a CID, unverified (check
+ * them against the CID, as tile sources do), or RelayError `NOT_FOUND` when it lacks the block.
+ */
+export function relayBlockGetter(relay: RelayClient): (cid: CID, signal?: AbortSignal) => Promise<Uint8Array> {
+  return async (cid, signal) => {
+    const bytes = await relay.block(cid.toString(), signal)
+    if (bytes === null) throw new RelayError(relay.url, 'http', `block ${cid}: not found`, 404, 'NOT_FOUND')
+    return bytes
   }
 }
 

@@ -34,7 +34,7 @@ import type { MemoryChain } from '../chain/memory.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { isRuleError, RuleError } from '../errors.ts'
 import { validateBlock } from '../chain/validate.ts'
-import type { VerifyPool } from './verify.ts'
+import type { VerifyPool } from './verify-pool.ts'
 import { RelayError, type CheckpointEntry, type HeaderEntry, type RelayClient } from './relay-client.ts'
 
 /** A header offered by a relay that failed a check here. */

@@ -35,6 +35,7 @@ import type { Blockstore, InputPair, Pair } from 'interface-blockstore'
 import { NotFoundError } from 'interface-store'
 import { CID } from 'multiformats/cid'
 import { aint } from '../assert.ts'
+import { collectBytes } from '../codec/cbor.ts'
 import { CacheQuotaError, isQuotaError } from './errors.ts'
 import type { KV } from './kv.ts'
 
@@ -151,7 +152,7 @@ export class BlockCache implements Blockstore {
    */
   async put(cid: CID, bytes: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, options: Options = {}): Promise<CID> {
     options.signal?.throwIfAborted()
-    const block = await concat(bytes)
+    const block = await collectBytes(bytes)
     await this.#exclusive(() => this.#store(blockKey(cid), block))
     return cid
   }
@@ -350,20 +351,6 @@ export class BlockCache implements Blockstore {
   }
 }
 
-/** One byte array from whatever interface-blockstore accepts as a block. */
-async function concat(input: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  if (input instanceof Uint8Array) return input
-  const chunks: Uint8Array[] = []
-  for await (const chunk of input) chunks.push(chunk)
-  if (chunks.length === 1) return chunks[0] as Uint8Array
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
 
 /**
  * The bytes as a view of their own ArrayBuffer. IndexedDB structured-clones a typed array's whole

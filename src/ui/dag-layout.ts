@@ -5,7 +5,7 @@
  * edge is a short arrow along the row; versions that compete (two improvements of one base) stack
  * downwards, the current one on top. Column widths and row heights fit their largest cell.
  *
- * (src/explorer/dag.ts has a layout of the same shape for other callers; this one keeps the page's
+ * (src/explorer/dag-view.ts has a layout of the same shape for other callers; this one keeps the page's
  * main bundle free of chain code.)
  *
  * @module

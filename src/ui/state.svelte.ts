@@ -11,7 +11,7 @@
 import type { BlockSummary, CacheUsage, ClientApi, ClientStatus, Settings } from '../client/api.ts'
 import { pageContext } from './context.ts'
 import { errorMessage } from './format.ts'
-import { startOverrides, type UrlOptions } from './params.ts'
+import { startOverrides, type UrlOptions } from './url-params.ts'
 
 /**
  * Values crossing to the worker are structured-cloned, and Svelte's state proxies cannot be: pass

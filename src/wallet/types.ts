@@ -4,6 +4,9 @@
  *
  * @module
  */
+import type { CandidateInfo } from '../net/relay-api.ts'
+
+export type { CandidateInfo, CandidateStatus } from '../net/relay-api.ts'
 
 /** The wallet as the UI sees it: never the secret (only exportWallet returns that). */
 export interface WalletInfo {
@@ -23,27 +26,6 @@ export type WalletStatus =
 
 /** A wallet operation's answer: the wallet, or a code (E_KEY_HEX, E_KEY_LENGTH, E_KEY_RANGE, E_WALLET_EXISTS, ...) and a message for the user. */
 export type WalletResult = { readonly ok: true; readonly wallet: WalletInfo } | { readonly ok: false; readonly code: string; readonly message: string }
-
-export type CandidateStatus = 'pending' | 'accepted' | 'rejected'
-
-/** A candidate as the relay's PoL service reports it (`GET /api/candidates/<cid>`, `/api/miners/<key>`). */
-export interface CandidateInfo {
-  readonly cid: string
-  readonly status: CandidateStatus
-  readonly expert: string | null
-  readonly code: string | null
-  readonly message: string | null
-  readonly lossBefore: number | null
-  readonly lossAfter: number | null
-  /** Credits minted for it, and the chain C reward block. */
-  readonly amount: number | null
-  readonly reward: string | null
-  /** Whether the reward block is under a validator checkpoint (final) or not yet (pending); null without a reward, or when the relay did not say. */
-  readonly rewardFinal: boolean | null
-  readonly certificate: string | null
-  readonly receivedAt: number | null
-  readonly decidedAt: number | null
-}
 
 /** What a relay reports about a wallet: balance at the chain C head, trust level and quota, candidates newest first. */
 export interface WalletActivity {

@@ -1,5 +1,5 @@
 /**
- * The client worker: the Client (client.ts) with the browser's pieces — a verify pool of Web
+ * The client worker: the Client (src/client/client.ts) with the browser's pieces — a verify pool of Web
  * Workers sized from navigator.hardwareConcurrency, IndexedDB caches and settings, WebGPU or ONNX
  * Runtime Web — exposed to the page over comlink. It owns the WebGPU device, so the engine runs off
  * the main thread.
@@ -12,7 +12,7 @@ import { loadSettings, loadSyncState, saveSettings, saveSyncState } from '../sto
 import { createBrowserBackend } from './backends.ts'
 import { Client } from '../client/client.ts'
 import { workerPool } from './verify-pool.ts'
-import { poolSize } from '../net/verify.ts'
+import { poolSize } from '../net/verify-pool.ts'
 
 const pool = workerPool(poolSize(navigator.hardwareConcurrency), () => new Worker(new URL('./verify.worker.ts', import.meta.url), { type: 'module', name: 'blyan-verify' }))
 

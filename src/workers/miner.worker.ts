@@ -8,7 +8,7 @@
 import { expose } from 'comlink'
 import { Miner } from '../client/miner.ts'
 import { requestTrainingDevice } from '../gpu/device.ts'
-import type { Trainer } from '../pol/miner.ts'
+import type { Trainer } from '../pol/mining.ts'
 
 /** Cores, memory and the WebGPU adapter, as far as this browser tells. */
 async function device(): Promise<{ cores: number | null; memoryGiB: number | null; gpu: string | null }> {
@@ -31,7 +31,7 @@ const webgpu: Trainer = async (model, options) => {
     if (adapter === null || adapter === undefined) throw new Error('no WebGPU adapter in this browser')
     return requestTrainingDevice(adapter)
   })()
-  const { trainExpertWebGpu } = await import('../engine/webgpu-train.ts')
+  const { trainExpertWebGpu } = await import('../train/webgpu-trainer.ts')
   return trainExpertWebGpu(await trainingDevice, model, options)
 }
 

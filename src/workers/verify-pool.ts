@@ -6,7 +6,7 @@
  * @module
  */
 import { wrap, type Remote } from 'comlink'
-import type { HeaderCheck, VerifyApi, VerifyPool } from '../net/verify.ts'
+import type { HeaderCheck, VerifyApi, VerifyPool } from '../net/verify-pool.ts'
 
 export function workerPool(size: number, createWorker: () => Worker): VerifyPool {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`pool size: a positive integer, got ${size}`)

@@ -1,9 +1,9 @@
 /**
- * A verify-pool worker: hashing and header proofs off the client worker's thread (verify.ts).
+ * A verify-pool worker: hashing and header proofs off the client worker's thread (src/net/verify-pool.ts).
  *
  * @module
  */
 import { expose } from 'comlink'
-import { verifyApi } from '../net/verify.ts'
+import { verifyApi } from '../net/verify-pool.ts'
 
 expose(verifyApi)

@@ -18,14 +18,13 @@
 import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { serve, type Served } from '../../relay/cli.ts'
 import { idbKV, type KV } from '../../src/store/kv.ts'
 import { Client } from '../../src/client/client.ts'
-import { loadMinerRun } from '../../src/store/miner.ts'
+import { loadMinerRun } from '../../src/store/miner-run.ts'
 import type { DonateState } from '../../src/client/api.ts'
 import { Miner, type MinerEnvironment } from '../../src/client/miner.ts'
-import { trainExpert } from '../../src/model/train.ts'
-import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
+import { trainExpert } from '../../src/train/train.ts'
+import { polDevnet, servePolDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { holdJob } from '../fixtures/site-devnet.ts'
 import { clientEnvironment } from '../fixtures/client.ts'
@@ -84,17 +83,11 @@ async function eventually<T>(what: () => Promise<string>, f: () => Promise<T | u
 }
 
 describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : false }, () => {
-  let served: Served
   let relay: string
 
-  before(async () => {
-    served = await serve({ dataDir: await copyPolDevnet(), port: 0, host: '127.0.0.1', log: () => undefined })
-    relay = served.url.replace(/\/$/, '')
+  servePolDevnet(async (_, url) => {
+    relay = url
     await holdJob(relay, 'layer0.expert0')
-  })
-
-  after(async () => {
-    await served?.close()
   })
 
   test('reload while training restarts the job; reload while pending follows the same candidate to acceptance', async () => {

@@ -13,10 +13,12 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { cidOf, encodeCbor } from '../../src/codec/cbor.ts'
 import { idbKV } from '../../src/store/kv.ts'
-import { clearMinerRun, loadMinerRun, minerRunFrom, resumePlan, saveMinerRun, type StoredMinerRun } from '../../src/store/miner.ts'
+import { clearMinerRun, loadMinerRun, minerRunFrom, resumePlan, saveMinerRun, type StoredMinerRun } from '../../src/store/miner-run.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey, publicKeyHex, secretKeyHex } from '../../src/wallet/keys.ts'
 import { deleteWallet, loadWallet, saveWallet, walletFrom, walletRecord } from '../../src/wallet/store.ts'
-import { Miner, preferJobs } from '../../src/client/miner.ts'
+import { Miner } from '../../src/client/miner.ts'
+import { jobOrder } from '../../src/pol/mining.ts'
+import type { Job } from '../../src/net/relay-api.ts'
 
 /** SEC 2 §2.4.1: the order n of secp256k1's generator G, and G itself (compressed): the public key of secret 1. */
 const N = 'fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141'
@@ -200,13 +202,14 @@ describe('Miner wallet operations', () => {
     assert.equal(g.cores, 8)
   })
 
-  test('the job board as the miner reads it: the job to restart first, then jobs leased to this key', async () => {
-    const jobs = [{ id: 'a', lease: null }, { id: 'b', lease: { miner: 'other' } }, { id: 'c', lease: { miner: G } }, { id: 'd', lease: null }]
-    const fake = (async () => new Response(JSON.stringify({ jobs }), { status: 200 })) as typeof fetch
-    const ids = async (prefer: string | null) => ((await (await preferJobs(fake, G, () => prefer)('http://r/api/jobs')).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id)
-    assert.deepEqual(await ids(null), ['c', 'a', 'b', 'd'])
-    assert.deepEqual(await ids('d'), ['d', 'c', 'a', 'b'])
-    const other = await preferJobs(fake, G, () => 'd')('http://r/api/status')
-    assert.deepEqual(((await other.json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id), ['a', 'b', 'c', 'd'], 'other routes untouched')
+  test('the job board as the miner reads it: the job to restart first, then jobs leased to this key, then the least shared', () => {
+    const job = (id: string, lease: string | null, sharedBy: string[] = []): Job => ({
+      id, lease: lease === null ? null : { miner: lease, expiresAt: 0 }, sharedBy: sharedBy.map((miner) => ({ miner, expiresAt: 0 }))
+    }) as unknown as Job
+    const jobs = [job('a', null, ['x', 'y']), job('b', 'other'), job('c', G), job('d', null, ['x']), job('e', null, [G])]
+    const ids = (prefer?: string) => jobOrder(jobs, G, prefer).map((j) => j.id)
+    assert.deepEqual(ids(), ['c', 'e', 'b', 'd', 'a'])
+    assert.deepEqual(ids('a'), ['a', 'c', 'e', 'b', 'd'])
+    assert.deepEqual(jobs.map((j) => j.id), ['a', 'b', 'c', 'd', 'e'], 'the board is not reordered in place')
   })
 })

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { EMBEDDING_NAME, expertName, routerName } from '../../src/chain/header.ts'
 import { CpuBackend } from '../../src/engine/cpu.ts'
-import { Engine } from '../../src/engine/engine.ts'
+import { Engine, type LoadEvent } from '../../src/engine/engine.ts'
 import type { Backend, BlockTensors } from '../../src/engine/interface.ts'
 import { Sampler } from '../../src/model/sampler.ts'
 import { RuleError } from '../../src/errors.ts'
@@ -54,6 +54,42 @@ describe('engine on the CPU reference', () => {
       assert.deepEqual(g.tokens.slice(0, REFERENCE.length), REFERENCE, dtype)
       assert.equal(g.experts.length, 5 * 4)
     }
+  })
+
+  test('loads report themselves to whoever asked: each block as it arrives and where from, then the upload; a generation\'s signal aborts its loads', async () => {
+    const { model, tiles, dagBytes } = await memoryModel(TINY_ARCH, tinyPayloads())
+    const shared: LoadEvent[] = []
+    const engine = await Engine.create(model, new CpuBackend(TINY_ARCH), tiles, { onLoad: (e) => shared.push(e) })
+    const sharedNames = [EMBEDDING_NAME, ...Array.from({ length: TINY_ARCH.n_layers }, (_, l) => routerName(l))]
+    /** Per block: that its fetch started before anything arrived, the bytes that arrived (all from the store), and its upload. */
+    const perBlock = (events: readonly LoadEvent[]): Map<string, { started: boolean; arrived: number; loaded: number | null }> => {
+      const out = new Map<string, { started: boolean; arrived: number; loaded: number | null }>()
+      for (const e of events) {
+        const b = out.get(e.block.name) ?? { started: false, arrived: 0, loaded: null }
+        if (e.type === 'fetch' && e.arrival === null) b.started = b.arrived === 0
+        else if (e.type === 'fetch' && e.arrival !== null) {
+          assert.equal(e.arrival.from, 'a test store')
+          assert.equal(b.loaded, null, 'nothing arrives after the upload')
+          b.arrived += e.arrival.bytes
+        } else if (e.type === 'load') b.loaded = e.bytes
+        out.set(e.block.name, b)
+      }
+      return out
+    }
+    const s = perBlock(shared)
+    assert.deepEqual([...s.keys()].sort(), [...sharedNames].sort(), 'create loads the shared blocks, and reports them to its own listener')
+    for (const [name, b] of s) assert.deepEqual(b, { started: true, arrived: dagBytes.get(name), loaded: model.blocks.get(name)?.payloadSize }, name)
+
+    const used: LoadEvent[] = []
+    const g = await engine.generate([1], { maxTokens: 4, sampler: new Sampler(TINY_ARCH.vocab_size), onLoad: (e) => used.push(e) })
+    const u = perBlock(used)
+    assert.deepEqual([...u.keys()].sort(), g.experts.map((e) => e.name).sort(), 'a generation hears of exactly the experts it loaded')
+    for (const [name, b] of u) assert.deepEqual(b, { started: true, arrived: dagBytes.get(name), loaded: model.blocks.get(name)?.payloadSize }, name)
+
+    const fresh = await Engine.create(model, new CpuBackend(TINY_ARCH), tiles)
+    const controller = new AbortController()
+    const aborted = fresh.generate([1], { maxTokens: 4, sampler: new Sampler(TINY_ARCH.vocab_size), signal: controller.signal, onLoad: (e) => { if (e.type === 'fetch') controller.abort(new Error('stopped while loading')) } })
+    await assert.rejects(aborted, /stopped while loading/)
   })
 
   test('with top_k < n_experts, bytes fetched = shared blocks + exactly the experts used, less than the whole model', async (t) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { expertName } from '../../src/chain/header.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { dagView, layoutDag, type DagLayout, type LayoutNode } from '../../src/explorer/dag.ts'
+import { dagView, layoutDag, type DagLayout, type LayoutNode } from '../../src/explorer/dag-view.ts'
 import { Devnet } from '../fixtures/devnet.ts'
 import { lightNet, type LightNet } from './_net.ts'
 

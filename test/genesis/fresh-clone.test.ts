@@ -19,9 +19,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { readGenesis } from '../../relay/genesis/genesis.ts'
-import { CHROMIUM_MISSING, hasChromium, launchChromium } from '../fixtures/browser.ts'
+import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SHOTS = join(ROOT, 'test-results')
@@ -70,17 +70,10 @@ describe('a fresh clone without ../shared: npm start gives chat, explorer and do
   let work: string
   let clone: string
   let server: { url: string; child: ChildProcess }
-  let browser: Browser
+  let profiles: FreshProfiles | undefined
   const log: string[] = []
-  const contexts: BrowserContext[] = []
 
-  async function freshPage(width = 1280, height = 900): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width, height } })
-    contexts.push(context)
-    const page = await context.newPage()
-    page.on('pageerror', (e) => console.log(`page error: ${e.message}`))
-    return page
-  }
+  const freshPage = (width?: number, height?: number): Promise<Page> => (profiles as FreshProfiles).page(width, height)
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'blyan-fresh-'))
@@ -88,13 +81,12 @@ describe('a fresh clone without ../shared: npm start gives chat, explorer and do
     checkout(clone)
     assert.ok(!existsSync(join(clone, '..', 'shared')), 'no ../shared beside the clone')
     server = await npmStart(clone, log)
-    browser = await launchChromium()
+    profiles = await FreshProfiles.launch()
     mkdirSync(SHOTS, { recursive: true })
   })
 
   after(async () => {
-    for (const c of contexts) await c.close().catch(() => undefined)
-    await browser?.close()
+    await profiles?.close()
     if (server?.child.pid !== undefined) {
       try {
         process.kill(-server.child.pid, 'SIGTERM')

@@ -16,7 +16,7 @@ import { GENESIS_CAR, GENESIS_MANIFEST, GenesisError, devnetParts, readGenesis }
 import { corpusStage, loadTeacher, poolSequences, studentStage, writeStage } from '../../relay/genesis/pipeline.ts'
 import { main } from '../../relay/cli.ts'
 import { createTokenizer } from '../../src/model/tokenizer/index.ts'
-import { evaluateLoss, floatModel } from '../../src/model/train.ts'
+import { evaluateLoss, floatModel } from '../../src/train/train.ts'
 import { dequantizeAll, readBlockTensors } from '../../src/model/weights.ts'
 import { splitDocuments } from '../../src/pol/sequences.ts'
 import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../fixtures/shared-data.ts'

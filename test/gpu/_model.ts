@@ -10,7 +10,7 @@ import { readBlockTensors } from '../../src/model/weights.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import type { DType } from '../../src/tensor/tblock.ts'
-import { createTileSource } from '../../src/engine/tile-source.ts'
+import { createTileSource, sourcedFrom } from '../../src/engine/tile-source.ts'
 import type { Backend, BlockRef, BlockTensors, ModelSource, TileSource } from '../../src/engine/interface.ts'
 import { createRandom } from '../fixtures/random.ts'
 
@@ -57,10 +57,10 @@ export async function memoryModel(arch: Architecture, payloads: ReadonlyMap<stri
     for (const [k, v] of dag) store.set(k, v.slice())
     blocks.set(name, { name, cid, payload: cid, payloadSize: bytes.length })
   }
-  const tiles = createTileSource(async (cid: CID) => {
+  const tiles = createTileSource(sourcedFrom(async (cid: CID) => {
     const b = store.get(cid.toString())
     if (b === undefined) throw new Error(`no block ${cid.toString()}`)
     return b
-  })
+  }, 'a test store'))
   return { model: { architecture: arch, blocks }, tiles }
 }

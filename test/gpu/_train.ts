@@ -6,7 +6,7 @@
 import type { Architecture } from '../../src/chain/meta.ts'
 import { blockNames, expectedTensors } from '../../src/chain/params.ts'
 import type { BlockTensors } from '../../src/engine/interface.ts'
-import { floatModel, type FloatModel } from '../../src/model/train.ts'
+import { floatModel, type FloatModel } from '../../src/train/train.ts'
 import { dequantizeAll, readBlockTensors } from '../../src/model/weights.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
 import type { DType } from '../../src/tensor/tblock.ts'

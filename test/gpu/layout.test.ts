@@ -27,7 +27,7 @@ import { RMSNORM_PARAMS, packRmsnormParams } from '../../src/gpu/kernels/rmsnorm
 import { ROPE_PARAMS, packRopeParams } from '../../src/gpu/kernels/rope.ts'
 import { NO_SLOT, ROUTE_BYTES, ROUTER_PARAMS, packRouterParams } from '../../src/gpu/kernels/router.ts'
 import { SWIGLU_PARAMS, packSwigluParams } from '../../src/gpu/kernels/swiglu.ts'
-// training kernels (src/engine/webgpu-train.ts)
+// training kernels (src/train/webgpu-trainer.ts)
 import { ADAMW_PARAMS, packAdamwParams } from '../../src/gpu/kernels/adamw.ts'
 import { ATTENTION_BACKWARD_KV_PARAMS, packAttentionBackwardKvParams } from '../../src/gpu/kernels/attention_backward_kv.ts'
 import { ATTENTION_BACKWARD_Q_PARAMS, packAttentionBackwardQParams } from '../../src/gpu/kernels/attention_backward_q.ts'

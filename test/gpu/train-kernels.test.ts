@@ -1,6 +1,6 @@
 /**
  * Training kernels against plain CPU loops (float64) of what they compute, the formulas of
- * src/model/backward.ts and src/model/adamw.ts: dense backward GEMMs (input gradients for int8 and
+ * src/train/backward.ts and src/train/adamw.ts: dense backward GEMMs (input gradients for int8 and
  * float32 weights, weight gradients), RMSNorm, RoPE and attention backward (causal, GQA, a layer
  * offset into the caches), cross-entropy, the MoE route kernels (forward and backward, int8 and
  * float32 pools, the trained expert read from its own buffer), router backward for both softmax
@@ -14,7 +14,7 @@
  */
 import { before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AdamW } from '../../src/model/adamw.ts'
+import { AdamW } from '../../src/train/adamw.ts'
 import { ropeTable, routerWeights, silu, topK } from '../../src/model/forward.ts'
 import type { Architecture } from '../../src/chain/meta.ts'
 import { GpuContext } from '../../src/gpu/context.ts'
@@ -629,7 +629,7 @@ for (const profile of [CPU_TUNING, GPU_TUNING]) describe(`training kernels vs CP
     }
   })
 
-  test('adamw: three steps equal src/model/adamw.ts', async () => {
+  test('adamw: three steps equal src/train/adamw.ts', async () => {
     const ctx = ctxFor()
     const rnd = createRandom(11)
     try {

@@ -6,20 +6,18 @@
  * steps (losses, weights, held-out loss). Tolerances and their reasons: test/gpu/train.test.ts.
  * Skipped without ../shared/data or without a WebGPU adapter.
  */
-import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { BlockTensors } from '../../src/engine/interface.ts'
-import { WebGpuTrainer, trainExpertWebGpu, type BlockModel } from '../../src/engine/webgpu-train.ts'
-import { BackwardState, Gradients, backward } from '../../src/model/backward.ts'
+import { WebGpuTrainer, trainExpertWebGpu, type BlockModel } from '../../src/train/webgpu-trainer.ts'
+import { BackwardState, Gradients, backward } from '../../src/train/backward.ts'
 import type { ExpertRef } from '../../src/model/forward.ts'
-import { importLlama2c } from '../../src/model/llama2c.ts'
-import { createTokenizer } from '../../src/model/tokenizer/index.ts'
-import { evaluateLoss, floatModel, trainExpert, type FloatModel } from '../../src/model/train.ts'
-import { TrainState, trainForward } from '../../src/model/train-forward.ts'
+import { evaluateLoss, trainExpert, type FloatModel } from '../../src/train/train.ts'
+import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import { readBlockTensors, type ExpertWeights } from '../../src/model/weights.ts'
 import { buildPayload } from '../../src/tensor/payload.ts'
-import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../fixtures/shared-data.ts'
+import { routedStories } from '../fixtures/routed-stories.ts'
+import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { cpuModel, maxRelative } from './_train.ts'
 import { NO_GPU, testGpu } from './_setup.ts'
 
@@ -42,23 +40,12 @@ let real: Real | null | undefined
 
 function loadReal(): Real | null {
   if (real !== undefined) return real
-  const bytes = sharedData('stories260K.bin')
-  const tokBytes = sharedData('tok512.bin')
-  if (bytes === null || tokBytes === null || sharedData('tinystories_train_slice.txt') === null || sharedData('tinystories_val_slice.txt') === null) return (real = null)
-  const imported = importLlama2c(bytes, { experts: 4, topK: 2 })
+  const stories = routedStories()
+  if (stories === null) return (real = null)
+  const { imported, model: f32 } = stories
   const arch = imported.architecture
-  const f32 = floatModel(arch, new Map([...imported.blocks].map(([name, tensors]) => [name, new Map(tensors.map((t) => [t.name, t.values]))])))
   const blocks = new Map<string, BlockTensors>([...imported.blocks].map(([name, tensors]) => [name, readBlockTensors(name, arch, buildPayload(tensors.map((t) => ({ name: t.name, values: t.values, shape: t.shape, dtype: t.shape.length === 1 ? 'fp32' : 'int8' }))))]))
-  const tokenizer = createTokenizer('llama2c', tokBytes, 512, 1, 2)
-  const windows = (file: string, count: number): number[][] => {
-    const stream: number[] = []
-    for (const doc of readFileSync(sharedPath(file), 'utf8').split(/\n[ \t]*\n/)) {
-      if (doc.trim() !== '') stream.push(...tokenizer.encode(doc.trim(), { bos: true }))
-      if (stream.length > count * SEQ_LEN) break
-    }
-    return Array.from({ length: count }, (_, j) => stream.slice(j * SEQ_LEN, j * SEQ_LEN + SEQ_LEN + 1))
-  }
-  real = { f32, int8: { architecture: arch, blocks }, int8Cpu: cpuModel(arch, blocks), train: windows('tinystories_train_slice.txt', 8), validation: windows('tinystories_val_slice.txt', 4) }
+  real = { f32, int8: { architecture: arch, blocks }, int8Cpu: cpuModel(arch, blocks), train: stories.windows('tinystories_train_slice.txt', 8, SEQ_LEN), validation: stories.windows('tinystories_val_slice.txt', 4, SEQ_LEN) }
   return real
 }
 

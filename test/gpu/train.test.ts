@@ -1,5 +1,5 @@
 /**
- * WebGPU training (src/engine/webgpu-train.ts) against the CPU reference on tiny random models of
+ * WebGPU training (src/train/webgpu-trainer.ts) against the CPU reference on tiny random models of
  * every architecture variant (router_weighting softmax / softmax_topk / unit, shared expert
  * absent / ungated / gated, qk_norm, q/k/v biases, MHA and GQA, tied and untied classifier,
  * frozen matrices fp32 / int8 / mixed int8-fp16-fp32):
@@ -24,11 +24,11 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Architecture } from '../../src/chain/meta.ts'
-import { WebGpuTrainer, trainExpertWebGpu } from '../../src/engine/webgpu-train.ts'
-import { BackwardState, Gradients, backward } from '../../src/model/backward.ts'
+import { WebGpuTrainer, trainExpertWebGpu } from '../../src/train/webgpu-trainer.ts'
+import { BackwardState, Gradients, backward } from '../../src/train/backward.ts'
 import type { ExpertRef } from '../../src/model/forward.ts'
-import { evaluateLoss, trainExpert, type FloatModel } from '../../src/model/train.ts'
-import { TrainState, trainForward } from '../../src/model/train-forward.ts'
+import { evaluateLoss, trainExpert, type FloatModel } from '../../src/train/train.ts'
+import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import type { ExpertWeights } from '../../src/model/weights.ts'
 import { GPU_TRAIN_VARIANTS, cpuModel, maxRelative, randomTokens, trainBlocks, type TrainVariant } from './_train.ts'
 import { NO_GPU, testGpu } from './_setup.ts'

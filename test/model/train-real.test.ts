@@ -6,16 +6,14 @@
  * (no thresholds). Skipped without ../shared/data.
  */
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
-import { BackwardState, Gradients, backward } from '../../src/model/backward.ts'
+import { BackwardState, Gradients, backward } from '../../src/train/backward.ts'
 import { RunState, forward, ropeTable } from '../../src/model/forward.ts'
-import { importLlama2c } from '../../src/model/llama2c.ts'
-import { createTokenizer } from '../../src/model/tokenizer/index.ts'
-import { evaluateLoss, floatModel, trainExpert, type FloatModel } from '../../src/model/train.ts'
-import { TrainState, trainForward } from '../../src/model/train-forward.ts'
+import { evaluateLoss, trainExpert, type FloatModel } from '../../src/train/train.ts'
+import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import type { ExpertWeights } from '../../src/model/weights.ts'
-import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../fixtures/shared-data.ts'
+import { routedStories } from '../fixtures/routed-stories.ts'
+import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 
 const SEQ_LEN = 64 // predicted tokens per window
 const TARGET = { layer: 2, expert: 0 }
@@ -31,24 +29,9 @@ let real: Real | null | undefined
 /** The model (float32, 4 experts, top 2) and windows of seqLen + 1 tokens from the train and validation slices. */
 function loadReal(): Real | null {
   if (real !== undefined) return real
-  const bytes = sharedData('stories260K.bin')
-  const tokBytes = sharedData('tok512.bin')
-  if (bytes === null || tokBytes === null || sharedData('tinystories_train_slice.txt') === null || sharedData('tinystories_val_slice.txt') === null) return (real = null)
-  const imported = importLlama2c(bytes, { experts: 4, topK: 2 })
-  const blocks = new Map([...imported.blocks].map(([name, tensors]) => [name, new Map(tensors.map((t) => [t.name, t.values]))]))
-  const model = floatModel(imported.architecture, blocks)
-  const tokenizer = createTokenizer('llama2c', tokBytes, 512, 1, 2)
-  // documents are blank-line separated; each is encoded with BOS first, the encodings concatenated,
-  // and window j is tokens [j·64, j·64 + 64] (65 tokens, 64 predictions)
-  const windows = (file: string, count: number): number[][] => {
-    const stream: number[] = []
-    for (const doc of readFileSync(sharedPath(file), 'utf8').split(/\n[ \t]*\n/)) {
-      if (doc.trim() !== '') stream.push(...tokenizer.encode(doc.trim(), { bos: true }))
-      if (stream.length > count * SEQ_LEN) break
-    }
-    return Array.from({ length: count }, (_, j) => stream.slice(j * SEQ_LEN, j * SEQ_LEN + SEQ_LEN + 1))
-  }
-  real = { model, train: windows('tinystories_train_slice.txt', 120), validation: windows('tinystories_val_slice.txt', 16) }
+  const stories = routedStories()
+  if (stories === null) return (real = null)
+  real = { model: stories.model, train: stories.windows('tinystories_train_slice.txt', 120, SEQ_LEN), validation: stories.windows('tinystories_val_slice.txt', 16, SEQ_LEN) }
   return real
 }
 

@@ -1,12 +1,12 @@
 /**
- * PoL windows (src/pol/sequences.ts, protocol.md §6.1) and trust levels (relay/trust.ts): the pure
+ * PoL windows (src/pol/sequences.ts, protocol.md §6.1) and trust levels (relay/pol/trust.ts): the pure
  * rules every validator and miner must apply identically.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { Tokenizer } from '../../src/model/tokenizer/index.ts'
 import { DatasetTooSmallError, SequencePool, splitDocuments, tokenStream } from '../../src/pol/sequences.ts'
-import { trustLevel } from '../../relay/trust.ts'
+import { trustLevel } from '../../relay/pol/trust.ts'
 
 /** A tokenizer whose ids are char codes + 10 (BOS = 1): enough to see what the windows hold. */
 const chars: Tokenizer = {

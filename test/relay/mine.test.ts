@@ -7,13 +7,14 @@ import assert from 'node:assert/strict'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { toHex } from '../../src/codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, signMessage } from '../../src/chain/keys.ts'
 import { leaseMessage, signLeaseRequest, type Job } from '../../src/pol/job.ts'
-import { main, serve, type Served } from '../../relay/cli.ts'
+import { main } from '../../relay/cli.ts'
+import type { Served } from '../../relay/serve.ts'
 import { readKeyFile } from '../../relay/devnet.ts'
-import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
+import { polDevnet, servePolDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 
 const dirP = polDevnet()
@@ -32,13 +33,9 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
   let served: Served
   let url: string
 
-  before(async () => {
-    served = await serve({ dataDir: await copyPolDevnet(), port: 0, host: '127.0.0.1', log: () => undefined })
-    url = served.url.replace(/\/$/, '')
-  })
-
-  after(async () => {
-    await served.close()
+  servePolDevnet((s, u) => {
+    served = s
+    url = u
   })
 
   test('the job board: a job per expert, leases signed by the miner, newbie leases shared, a trusted key\'s exclusive, quotas, no replays, signed release', async () => {

@@ -5,8 +5,8 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CACHE_IMMUTABLE, createStaticHandler } from '../../relay/static.ts'
-import { checkStaleness } from '../../relay/build.ts'
+import { CACHE_IMMUTABLE, createStaticHandler } from '../../relay/http/static.ts'
+import { checkStaleness } from '../../relay/site-build.ts'
 
 interface Reply {
   status: number

@@ -1,5 +1,5 @@
 /**
- * The full node's SQLite chain store (relay/store.ts) against the in-memory reference (MemoryChain):
+ * The full node's SQLite chain store (relay/node/chain-store.ts) against the in-memory reference (MemoryChain):
  * the same blocks, validated through either, give the same answers (blocks, fork choice, balances,
  * rewards, param index, header ranges). The store persists, hashes its content independently of
  * order, names the first damaged item, and survives SIGKILL at any instant with every reported
@@ -14,8 +14,8 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
-import { StoreDamagedError, type ChainStore, type Rejection } from '../../relay/interface.ts'
-import { openChainStore } from '../../relay/store.ts'
+import { StoreDamagedError, type ChainStore, type Rejection } from '../../relay/node/interface.ts'
+import { openChainStore } from '../../relay/node/chain-store.ts'
 import { documentPayload, type HeaderDraft } from '../../src/chain/build.ts'
 import { DAG_CBOR, cidOf, compareCids } from '../../src/codec/cbor.ts'
 import { orderBlocks } from '../../src/chain/dag.ts'

@@ -20,9 +20,9 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { serve, type Served } from '../../relay/cli.ts'
-import { CHROMIUM_MISSING, hasChromium, launchChromium } from '../fixtures/browser.ts'
+import type { Page } from 'playwright-core'
+import { serve, type Served } from '../../relay/serve.ts'
+import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { PROMPT, buildSiteDist, holdJob, submitStaleCandidate } from '../fixtures/site-devnet.ts'
@@ -57,16 +57,9 @@ describe('donating in Chromium', { skip }, () => {
   let served: Served
   let url: string
   let site: { dir: string; cleanup(): void }
-  let browser: Browser
-  const contexts: BrowserContext[] = []
+  let profiles: FreshProfiles | undefined
 
-  async function freshPage(width = 1280, height = 900): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width, height } })
-    contexts.push(context)
-    const page = await context.newPage()
-    page.on('pageerror', (e) => console.log(`page error: ${e.message}`))
-    return page
-  }
+  const freshPage = (width?: number, height?: number): Promise<Page> => (profiles as FreshProfiles).page(width, height)
 
   before(async () => {
     const [dir, built] = await Promise.all([copyPolDevnet(), buildSiteDist()])
@@ -75,13 +68,12 @@ describe('donating in Chromium', { skip }, () => {
     url = served.url.replace(/\/$/, '')
     // Another miner holds the first job (layer0.expert0 gains at most about delta on this devnet): see holdJob.
     await holdJob(url, 'layer0.expert0')
-    browser = await launchChromium()
+    profiles = await FreshProfiles.launch()
     mkdirSync(SHOTS, { recursive: true })
   })
 
   after(async () => {
-    for (const c of contexts) await c.close().catch(() => undefined)
-    await browser?.close()
+    await profiles?.close()
     await served?.close()
     site?.cleanup()
   })

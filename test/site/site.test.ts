@@ -21,10 +21,10 @@ import type { AddressInfo } from 'node:net'
 import { extname, join, normalize } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { CID } from 'multiformats/cid'
 import { decodeHeader } from '../../src/chain/header.ts'
-import { CHROMIUM_MISSING, hasChromium, launchChromium } from '../fixtures/browser.ts'
+import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { DevnetNode, PROMPT, buildSiteDist, siteDevnet, type RunningRelay } from '../fixtures/site-devnet.ts'
 
@@ -62,31 +62,22 @@ describe('site in Chromium', { skip }, () => {
   let node: DevnetNode
   let honest: RunningRelay
   let site: { dir: string; cleanup(): void }
-  let browser: Browser
+  let profiles: FreshProfiles | undefined
   let devnetDir: string
-  const contexts: BrowserContext[] = []
 
-  /** A fresh browser profile (empty IndexedDB) with a phone- or desktop-sized window. */
-  async function freshPage(width = 1280, height = 900): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width, height } })
-    contexts.push(context)
-    const page = await context.newPage()
-    page.on('pageerror', (e) => console.log(`page error: ${e.message}`))
-    return page
-  }
+  const freshPage = (width?: number, height?: number): Promise<Page> => (profiles as FreshProfiles).page(width, height)
 
   before(async () => {
     devnetDir = await (dirP as Promise<string>)
     site = await buildSiteDist()
     node = new DevnetNode(devnetDir)
     honest = await node.relay({ siteRoot: site.dir })
-    browser = await launchChromium()
+    profiles = await FreshProfiles.launch()
     mkdirSync(SHOTS, { recursive: true })
   })
 
   after(async () => {
-    for (const c of contexts) await c.close().catch(() => undefined)
-    await browser?.close()
+    await profiles?.close()
     await honest?.close()
     node?.close()
     site?.cleanup()

@@ -20,11 +20,12 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { cidOf, encodeCbor } from '../../src/codec/cbor.ts'
+import { polyfillWithResolvers } from '../../src/net/helia.ts'
 import { openCaches } from '../../src/store/caches.ts'
-import { linksOf } from '../../relay/ipld.ts'
-import { FullNode } from '../../relay/node.ts'
-import { createRelay } from '../../relay/server.ts'
-import { openChainStore } from '../../relay/store.ts'
+import { linksOf } from '../../relay/node/ipld.ts'
+import { FullNode } from '../../relay/node/full-node.ts'
+import { createRelay } from '../../relay/http/server.ts'
+import { openChainStore } from '../../relay/node/chain-store.ts'
 import { Devnet, NOW, submissionCar } from '../fixtures/devnet.ts'
 import { quotaKV, type Quota } from './quota-kv.ts'
 
@@ -113,20 +114,6 @@ describe('the client caches', () => {
 
 // ------------------------------------------------------------------------------------ Helia
 
-/** Node 20 lacks Promise.withResolvers, which Helia uses (as in test/fixtures/helia.ts). */
-function polyfillWithResolvers(): void {
-  const P = Promise as unknown as { withResolvers?: unknown }
-  if (typeof P.withResolvers === 'function') return
-  P.withResolvers = function withResolvers<T>() {
-    let resolve!: (value: T) => void
-    let reject!: (reason?: unknown) => void
-    const promise = new Promise<T>((res, rej) => {
-      resolve = res
-      reject = rej
-    })
-    return { promise, resolve, reject }
-  }
-}
 
 async function heliaOver(blockstore: Blockstore, gateway: string) {
   polyfillWithResolvers()

@@ -75,11 +75,11 @@ test('outcomes are told with their losses, the threshold and the reason', () => 
   assert.equal(bad.title, 'Rejected · E_POL_THRESHOLD')
   assert.ok(bad.detail.startsWith('loss 4 -> 3.99'))
   assert.equal(outcomeView(outcome({ status: 'no-gain', message: 'no gain' })).tone, 'warn')
-  assert.equal(candidateLine({ cid: CID_A, status: 'rejected', expert: null, code: 'E_COPY', message: 'copied', lossBefore: null, lossAfter: null, amount: null, reward: null, rewardFinal: null, certificate: null, receivedAt: null, decidedAt: null }).detail, 'E_COPY: copied')
+  assert.equal(candidateLine({ cid: CID_A, status: 'rejected', expert: null, code: 'E_COPY', message: 'copied', lossBefore: null, lossAfter: null, amount: null, reward: null, rewardFinal: null, certificate: null, receivedAt: null, decidedAt: null, base: null, miner: null, attempts: null, lastError: null }).detail, 'E_COPY: copied')
   // A reward is told final or pending, as the relay's checkpoint says.
   assert.match(outcomeView(outcome({})).detail, /final: a validator checkpoint holds it/)
   assert.match(outcomeView(outcome({ rewardFinal: false })).detail, /pending until the validators' next checkpoint/)
-  const accepted = { cid: CID_A, status: 'accepted' as const, expert: null, code: null, message: null, lossBefore: 4, lossAfter: 3, amount: 1250, reward: CID_B, rewardFinal: false, certificate: CID_B, receivedAt: 1, decidedAt: 2 }
+  const accepted = { cid: CID_A, status: 'accepted' as const, expert: null, code: null, message: null, lossBefore: 4, lossAfter: 3, amount: 1250, reward: CID_B, rewardFinal: false, certificate: CID_B, receivedAt: 1, decidedAt: 2, base: null, miner: null, attempts: null, lastError: null }
   assert.match(candidateLine(accepted).detail, /1,250 credits, pending$/)
   assert.match(candidateLine({ ...accepted, rewardFinal: true }).detail, /1,250 credits, final$/)
 })

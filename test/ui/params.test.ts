@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as dagCbor from '@ipld/dag-cbor'
 import { DEFAULT_SAMPLING } from '../../src/client/api.ts'
-import { normalizeRelayUrl, parseSamplingValue, readUrlOptions, startOverrides, urlParams } from '../../src/ui/params.ts'
+import { normalizeRelayUrl, parseSamplingValue, readUrlOptions, startOverrides, urlParams } from '../../src/ui/url-params.ts'
 
 test('normalizeRelayUrl accepts http(s) base URLs and says why others are refused', () => {
   assert.deepEqual(normalizeRelayUrl('http://127.0.0.1:8080/'), { ok: true, url: 'http://127.0.0.1:8080' })

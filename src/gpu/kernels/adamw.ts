@@ -1,5 +1,5 @@
 /**
- * adamw: one AdamW step on float32 parameters (src/model/adamw.ts on the GPU). The step-dependent
+ * adamw: one AdamW step on float32 parameters (src/train/adamw.ts on the GPU). The step-dependent
  * bias corrections live in Params, so the trainer rewrites its uniform before each step (`write`).
  *
  * @module

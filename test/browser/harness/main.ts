@@ -7,12 +7,12 @@ import { CpuBackend } from '../../../src/engine/cpu.ts'
 import { Engine } from '../../../src/engine/engine.ts'
 import type { Backend } from '../../../src/engine/interface.ts'
 import { OrtBackend } from '../../../src/engine/ort.ts'
-import { createTileSource } from '../../../src/engine/tile-source.ts'
+import { createTileSource, sourcedFrom } from '../../../src/engine/tile-source.ts'
 import { WebGpuBackend } from '../../../src/engine/webgpu.ts'
 import { requestModelDevice } from '../../../src/gpu/device.ts'
 import { Sampler } from '../../../src/model/sampler.ts'
-import { gatewayBlockGetter } from '../../../src/net/gateway.ts'
-import { fetchRelayModel } from '../../../src/net/model.ts'
+import { createRelayClient, relayBlockGetter } from '../../../src/net/relay-client.ts'
+import { MinerChain } from '../../../src/pol/chain.ts'
 import type { Architecture } from '../../../src/chain/meta.ts'
 
 export type HarnessBackend = 'cpu' | 'webgpu' | 'ort-wasm' | 'ort-webgpu'
@@ -42,9 +42,11 @@ export interface GenerateRequest {
 }
 
 async function generate(request: GenerateRequest): Promise<{ tokens: number[]; logits: number[][]; experts: string[]; info: string; bytes: number; seconds: number; pipelines: { warm: number; run: number } | null }> {
-  const get = gatewayBlockGetter(location.origin)
-  const model = await fetchRelayModel(location.origin, get)
-  const tiles = createTileSource(get)
+  const relay = createRelayClient(location.origin)
+  const chain = new MinerChain(relay)
+  await chain.sync()
+  const model = chain.model()
+  const tiles = createTileSource(sourcedFrom(relayBlockGetter(relay), relay.url))
   const { backend, info } = await createBackend(request.backend, model.architecture)
   let warm = 0
   if (request.warmUp !== undefined && backend instanceof WebGpuBackend) {
