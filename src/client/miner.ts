@@ -29,6 +29,7 @@ import { mineOnce, type MinerEvent, type MineResult, type Trainer } from '../pol
 import { trainExpert } from '../train/train.ts'
 import { clearMinerRun, loadMinerRun, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
 import type { KV } from '../store/kv.ts'
+import { loadSettings } from '../store/settings.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey } from '../wallet/keys.ts'
 import { fetchActivity, followCandidate } from '../wallet/relay.ts'
 import { deleteWallet, loadWallet, saveWallet, walletKV, walletRecord, type LoadedWallet, type WalletRecord } from '../wallet/store.ts'
@@ -67,6 +68,11 @@ export interface MinerEnvironment {
   readonly pollMs?: number
   /** How long a keep-going run waits when no job is free. @default 30000 */
   readonly retryMs?: number
+  /**
+   * The chain A genesis the run trusts: the anchor the site pinned (its settings in IndexedDB) by
+   * default, so the miner and the chat judge one chain; null trusts the relay's on first use.
+   */
+  readonly anchor?: () => Promise<string | null>
   /** Validation windows of the self-check (mineOnce's default when absent). */
   readonly selfCheckWindows?: number
 }
@@ -354,7 +360,8 @@ export class Miner implements MinerApi {
     const skip = new Set<string>()
     // The run's own verified chain (the chat's header sync), synced before each job: delta, the
     // model, the job's base and data all come from it.
-    const chain = new MinerChain(createRelayClient(run.relay, this.#fetch()))
+    const anchor = await (this.#env.anchor ?? (async () => (await loadSettings()).trustAnchor))()
+    const chain = new MinerChain(createRelayClient(run.relay, this.#fetch()), { anchor })
     for (;;) {
       let delta: number | null = this.#state.delta
       try {

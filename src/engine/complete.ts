@@ -1,6 +1,6 @@
 /**
  * One answer to a text prompt: encode (BOS first), generate, stream text. Shared by `blyan generate`
- * (relay/node/run.ts) and the site's chat (src/client/client.ts), so a prompt at temperature 0 gives the
+ * (relay/node/run.ts) and the site's chat (src/client/chat-runner.ts), so a prompt at temperature 0 gives the
  * same tokens in both.
  *
  * @module

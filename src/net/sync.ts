@@ -348,6 +348,7 @@ function certificateHints(candidates: readonly { header: Header; offered: Offere
 /** A relay serves a chain that does not start at the pinned anchor. */
 export class WrongNetworkError extends Error {
   override readonly name = 'WrongNetworkError'
+  readonly code = 'E_ANCHOR'
   readonly relay: string
   readonly genesis: string
   readonly anchor: string

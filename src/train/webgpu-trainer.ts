@@ -34,7 +34,7 @@
  * the batch's tokens, the loss scale (1 / positions) and AdamW's Params.
  *
  * Numerics: float32 throughout (the CPU reference accumulates in float64), so gradients agree with
- * backward.ts to float32 rounding, which test/gpu/train.test.ts bounds; losses are summed in float64
+ * backward.ts to float32 rounding, which test/train/webgpu-trainer.test.ts bounds; losses are summed in float64
  * on the host in position order, as trainExpert sums them.
  *
  * @module

@@ -1,7 +1,7 @@
 /**
  * The client worker's API, handed to every component through Svelte context: App sets it once
  * (main.ts connects to the worker), views read it with `getClient()`. Components never import the
- * worker or its implementation, only the `ClientApi` type (docs/design.md §3: ui -> workers).
+ * worker or its implementation, only the `ClientApi` type (src/client/api.ts; layers: docs/design.md §3).
  *
  * @module
  */

@@ -18,6 +18,7 @@
 import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { DAG_CBOR, cidOf } from '../../src/codec/cbor.ts'
 import { idbKV, type KV } from '../../src/store/kv.ts'
 import { Client } from '../../src/client/client.ts'
 import { loadMinerRun } from '../../src/store/miner-run.ts'
@@ -206,6 +207,17 @@ describe('browser miner in Node', { skip: dirP === null ? SHARED_DATA_MISSING : 
     assert.equal(await loadMinerRun(minerKV), null)
     const again = watched(walletKV, minerKV)
     assert.equal((await again.miner.resume()).phase, 'idle')
+  })
+
+  test('a run judges the chain the site pinned: a relay serving another genesis is refused (E_ANCHOR) before any lease', async () => {
+    const elsewhere = cidOf(new TextEncoder().encode('another network'), DAG_CBOR).toString()
+    const w = watched(idbKV(`miner-wallet-${++dbs}`, 'wallet'), idbKV(`miner-run-${dbs}`, 'miner'), { anchor: async () => elsewhere })
+    assert.ok((await w.miner.createWallet()).ok)
+    await w.miner.startDonating({ relay, backend: 'cpu', keepGoing: false })
+    const ended = await eventually(async () => `an error; states ${JSON.stringify(w.states.map((s) => s.phase))}`, async () => w.states.find((s) => s.phase === 'error'), 60_000)
+    assert.equal(ended.error?.code, 'E_ANCHOR', ended.error?.message)
+    assert.match(ended.error?.message ?? '', new RegExp(elsewhere))
+    assert.ok(w.states.every((s) => s.job === null), 'no job was leased')
   })
 
   test('without a wallet, or on WebGPU without a trainer, nothing starts and the state says why', async () => {

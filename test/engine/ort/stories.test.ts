@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { CpuBackend } from '../../src/engine/cpu.ts'
-import { Engine } from '../../src/engine/engine.ts'
-import type { Backend } from '../../src/engine/interface.ts'
-import { OrtBackend } from '../../src/engine/ort.ts'
-import { Sampler } from '../../src/model/sampler.ts'
-import { importModel } from '../../relay/import.ts'
-import { importedPayloads, memoryModel } from '../fixtures/engine.ts'
-import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../fixtures/shared-data.ts'
+import { CpuBackend } from '../../../src/engine/cpu.ts'
+import { Engine } from '../../../src/engine/engine.ts'
+import type { Backend } from '../../../src/engine/interface.ts'
+import { OrtBackend } from '../../../src/engine/ort.ts'
+import { Sampler } from '../../../src/model/sampler.ts'
+import { importModel } from '../../../relay/import.ts'
+import { importedPayloads, memoryModel } from '../../fixtures/engine.ts'
+import { SHARED_DATA_MISSING, sharedData, sharedPath } from '../../fixtures/shared-data.ts'
 
 /** The CPU reference's first greedy tokens from BOS (test/engine/engine.test.ts). */
 const REFERENCE = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298]

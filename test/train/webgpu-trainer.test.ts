@@ -30,8 +30,8 @@ import type { ExpertRef } from '../../src/model/forward.ts'
 import { evaluateLoss, trainExpert, type FloatModel } from '../../src/train/train.ts'
 import { TrainState, trainForward } from '../../src/train/train-forward.ts'
 import type { ExpertWeights } from '../../src/model/weights.ts'
-import { GPU_TRAIN_VARIANTS, cpuModel, maxRelative, randomTokens, trainBlocks, type TrainVariant } from './_train.ts'
-import { NO_GPU, testGpu } from './_setup.ts'
+import { GPU_TRAIN_VARIANTS, cpuModel, maxRelative, randomTokens, trainBlocks, type TrainVariant } from '../gpu/_train.ts'
+import { NO_GPU, testGpu } from '../gpu/_setup.ts'
 
 const gpu = await testGpu()
 const FEATURES: ReadonlySet<string> = gpu?.wgslLanguageFeatures ?? new Set()

@@ -3,16 +3,16 @@
  * product's own payload encoder and reader), the architectures the ORT tests cover, and helpers to
  * load a backend and compare logits.
  */
-import { EMBEDDING_NAME, expertName, routerName } from '../../src/chain/header.ts'
-import type { Architecture } from '../../src/chain/meta.ts'
-import { expectedTensors } from '../../src/chain/params.ts'
-import type { Backend, BlockTensors } from '../../src/engine/interface.ts'
-import { checkArchitecture } from '../../src/model/imported.ts'
-import { readBlockTensors } from '../../src/model/weights.ts'
-import { buildPayload } from '../../src/tensor/payload.ts'
-import type { DType } from '../../src/tensor/tblock.ts'
-import { TINY_ARCH } from '../fixtures/devnet.ts'
-import { createRandom } from '../fixtures/random.ts'
+import { EMBEDDING_NAME, expertName, routerName } from '../../../src/chain/header.ts'
+import type { Architecture } from '../../../src/chain/meta.ts'
+import { expectedTensors } from '../../../src/chain/params.ts'
+import type { Backend, BlockTensors } from '../../../src/engine/interface.ts'
+import { checkArchitecture } from '../../../src/model/imported.ts'
+import { readBlockTensors } from '../../../src/model/weights.ts'
+import { buildPayload } from '../../../src/tensor/payload.ts'
+import type { DType } from '../../../src/tensor/tblock.ts'
+import { TINY_ARCH } from '../../fixtures/devnet.ts'
+import { createRandom } from '../../fixtures/random.ts'
 
 export interface WeightFormat {
   /** dtype of rank-2 tensors (matrices). */

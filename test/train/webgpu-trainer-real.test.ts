@@ -1,9 +1,9 @@
 /**
  * WebGPU training on the real stories260K, cut into 4 experts per layer with top-2 routing (as
- * test/model/train-real.test.ts cuts it), against the CPU reference: target-expert gradients of a
+ * test/train/train-real.test.ts cuts it), against the CPU reference: target-expert gradients of a
  * batch of two 64-token windows for experts low, middle and high in the stack, with float32 and
  * with int8 frozen weights (the CPU reads the same int8 values dequantised), and three training
- * steps (losses, weights, held-out loss). Tolerances and their reasons: test/gpu/train.test.ts.
+ * steps (losses, weights, held-out loss). Tolerances and their reasons: test/train/webgpu-trainer.test.ts.
  * Skipped without ../shared/data or without a WebGPU adapter.
  */
 import { describe, test } from 'node:test'
@@ -18,8 +18,8 @@ import { readBlockTensors, type ExpertWeights } from '../../src/model/weights.ts
 import { buildPayload } from '../../src/tensor/payload.ts'
 import { routedStories } from '../fixtures/routed-stories.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
-import { cpuModel, maxRelative } from './_train.ts'
-import { NO_GPU, testGpu } from './_setup.ts'
+import { cpuModel, maxRelative } from '../gpu/_train.ts'
+import { NO_GPU, testGpu } from '../gpu/_setup.ts'
 
 const gpu = await testGpu()
 const FEATURES: ReadonlySet<string> = gpu?.wgslLanguageFeatures ?? new Set()
