@@ -16,7 +16,9 @@ import { loadFloatModel, withExpert } from '../src/pol/float-model.ts'
 import { SequencePool } from '../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../src/tensor/tiles.ts'
 import { openExistingStore } from '../relay/devnet.ts'
-import { deriveJobs, newestDataset } from '../relay/pol/jobs.ts'
+import { deriveJobs } from '../relay/pol/jobs.ts'
+import { poolsInForce } from '../src/chain/governance.ts'
+import type { AcceptedBlock } from '../src/chain/view.ts'
 import { polDevnet } from '../test/fixtures/pol-devnet.ts'
 import { median } from './measure.ts'
 
@@ -32,7 +34,8 @@ export async function run(): Promise<void> {
     const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
     const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), arch.vocab_size, t.bos_id, t.eos_id)
     const text = async (split: DatasetDocument['split']): Promise<string> => {
-      const doc = newestDataset(store, split)?.document as DatasetDocument
+      const pool = poolsInForce(store, store.head('A') as AcceptedBlock)[split][0]
+      const doc = (pool === undefined ? undefined : store.get(pool))?.document as DatasetDocument
       return new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get))
     }
     const train = SequencePool.fromText(await text('train'), tokenizer, meta.pol.seq_len)

@@ -3,7 +3,8 @@
  *
  * Makes validator keys, then submits through the full node, exactly as any network submission:
  * the genesis meta block (architecture, tokenizer, PoW/PoL/reward parameters, validator set), one
- * chain D block per dataset, and one chain B block per parameter group (embedding, a router per
+ * chain D block per dataset, the validators' approval of each (gold) and chain A block 1 that brings
+ * them into force (src/chain/governance.ts), and one chain B block per parameter group (embedding, a router per
  * layer, every expert), each signed by validator 0 (initial versions are vouched for by a validator);
  * then checkpoint 0, signed by every validator key, so the genesis is final before anyone else can
  * submit a competing block.
@@ -17,7 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'n
 import { join } from 'node:path'
 import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
 import { compareBytes } from '../src/codec/cbor.ts'
-import { encodeDataset, type DatasetSplit } from '../src/chain/dataset.ts'
+import { encodeDataset, type DatasetDocument, type DatasetSplit } from '../src/chain/dataset.ts'
 import { EMBEDDING_NAME } from '../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../src/chain/keys.ts'
 import { encodeMeta, type Architecture, type MetaDocument, type PolParams } from '../src/chain/meta.ts'
@@ -32,6 +33,7 @@ import { openChainStore } from './node/chain-store.ts'
 import { CheckpointSigner, memoryVoteLog } from './node/finality.ts'
 import type { FullNode } from './node/full-node.ts'
 import type { ChainStore } from './node/interface.ts'
+import { decisionSubmission, nextRulesSubmission } from './node/governance.ts'
 
 /** Where a devnet keeps its files inside the data directory. */
 export const STORE_FILE = 'chain.sqlite'
@@ -124,7 +126,8 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
   let clock = Date.now()
   const tick = (): number => (clock = Math.max(clock + 1, Date.now()))
   const names = blockNames(model.architecture)
-  const total = 1 + (options.datasets?.length ?? 0) + names.length
+  const datasetCount = options.datasets?.length ?? 0
+  const total = 1 + 2 * datasetCount + (datasetCount > 0 ? 1 : 0) + names.length
   let done = 0
   const progress = (what: string): void => options.onProgress?.({ done: ++done, total, what })
 
@@ -169,6 +172,16 @@ export async function initDevnet(options: InitOptions): Promise<InitResult> {
     } as HeaderDraft, signer)
     prev = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: ds.record === undefined ? [ds.bytes] : [ds.bytes, ds.record] }))
     progress(`dataset ${ds.name}`)
+  }
+  // The validators approve the genesis datasets (gold: validation and training), and chain A block 1 brings them into force.
+  const proposed = (options.datasets ?? []).length === 0 ? [] : node.store.headers('D', 0, prev?.header.index ?? 0, 1 << 16)
+  for (const block of proposed) {
+    await node.submitCar(await decisionSubmission(node.store, keys, { dataset: block.cid, verdict: 'approve', tier: 'gold' }, tick()))
+    progress(`approve ${(block.document as DatasetDocument).name}`)
+  }
+  if (proposed.length > 0) {
+    await node.submitCar(await nextRulesSubmission(node.store, signer, tick()))
+    progress('rules with the approved datasets in force')
   }
 
   // Chain B: one block per parameter group, initial versions.

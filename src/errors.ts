@@ -64,6 +64,8 @@ export const RULES = Object.freeze({
   E_FINALIZED: 'the block would displace a block a validator checkpoint made final (it is at or below a final height, or off the final branch)',
   // Chain D
   E_DATASET: 'the dataset document breaks its schema',
+  E_DECISION: 'the dataset decision breaks its schema, or decides what its dataset\'s lifecycle does not allow',
+  E_POOL: 'the certificate\'s slice is not drawn from the validation pool in force under its rules block',
   // TensorBlocks and payloads
   E_TB_MAGIC: 'TensorBlock does not start with TBLOCK01',
   E_TB_VERSION: 'unsupported TensorBlock version',

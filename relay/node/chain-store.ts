@@ -47,7 +47,9 @@ import Database from 'better-sqlite3'
 import { CID } from 'multiformats/cid'
 import { aint, aoneOf } from '../../src/assert.ts'
 import { DAG_CBOR, DAG_PB, RAW, bytesEqual, cidMatches, isProtocolCid } from '../../src/codec/cbor.ts'
-import { decodeDataset, type DatasetDocument } from '../../src/chain/dataset.ts'
+import { decodeDataset } from '../../src/chain/dataset.ts'
+import { decodeDecision } from '../../src/chain/governance.ts'
+import { linkedFiles } from '../../src/chain/submission.ts'
 import { checkCheckpoint, checkpointId, decodeCheckpoint, type Checkpoint } from '../../src/chain/checkpoint.ts'
 import { headOf } from '../../src/chain/forkchoice.ts'
 import { fileHead, walkFile } from '../../src/codec/unixfs.ts'
@@ -55,7 +57,7 @@ import type { RefusalScope } from '../../src/chain/refusal.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../../src/chain/header.ts'
 import type { PublicKey } from '../../src/chain/keys.ts'
 import { decodeLedgerDocument, type LedgerDocument } from '../../src/chain/ledger.ts'
-import { decodeMeta, type MetaDocument } from '../../src/chain/meta.ts'
+import { decodeMeta } from '../../src/chain/meta.ts'
 import { buildParamIndex } from '../../src/chain/paramindex.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
 import { blockWork } from '../../src/chain/pow.ts'
@@ -467,7 +469,7 @@ class SqliteChainStore implements ChainStore {
     }
     // Files the document links travel when the submitter brought them; then they must be complete.
     for (const linked of linkedFiles(block)) {
-      if (blocks.has(linked.root.toString())) file(linked.root, linked.size, linked.what)
+      if (blocks.has(linked.cid.toString())) file(linked.cid, linked.size, linked.field)
     }
 
     const ledger = ledgerDeltas(block)
@@ -817,7 +819,7 @@ class SqliteChainStore implements ChainStore {
     const owners = this.#s.ownersOf.all(row.seq)
     if (owners[0]?.raw !== row.cid || owners[0]?.ord !== 0) fail('the header is not the first raw block the block owns')
     const ownedSet = new Set(owners.map((o) => o.raw))
-    for (const l of linkedFiles(probe)) if (ownedSet.has(l.root.toString())) file(l.root, l.size, l.what)
+    for (const l of linkedFiles(probe)) if (ownedSet.has(l.cid.toString())) file(l.cid, l.size, l.field)
     const want = new Set(owned)
     for (const k of want) if (!ownedSet.has(k)) fail(`owners row for ${k} is missing`, k)
     for (const k of ownedSet) if (!want.has(k)) fail(`owns raw block ${k}, which it did not bring`)
@@ -892,7 +894,7 @@ function decodeDocument(header: Header, bytes: Uint8Array): NonNullable<Accepted
     case 'C':
       return decodeLedgerDocument(bytes, header.block_type)
     case 'D':
-      return decodeDataset(bytes)
+      return header.block_type === 'decision' ? decodeDecision(bytes) : decodeDataset(bytes)
     case 'B':
       throw new TypeError('chain B payloads are files, not documents')
   }
@@ -912,21 +914,6 @@ function ledgerDeltas(block: Pick<AcceptedBlock, 'header' | 'document'>): { pub:
   add(doc.to, doc.amount)
   if (block.header.block_type === 'transfer') add(block.header.miner_pub, -doc.amount)
   return [...deltas.values()]
-}
-
-/** UnixFS files a block's document links: a tokenizer (meta), dataset content. */
-function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): { root: CID; size: number; what: string }[] {
-  if (block.header.chain_id === 'A') {
-    const tokenizer = (block.document as MetaDocument).tokenizer
-    return tokenizer === null ? [] : [{ root: tokenizer.payload, size: tokenizer.size, what: 'tokenizer' }]
-  }
-  if (block.header.chain_id === 'D') {
-    const doc = block.document as DatasetDocument
-    const files = [{ root: doc.content, size: doc.content_size, what: 'dataset content' }]
-    if (doc.record !== undefined && doc.record_size !== undefined) files.push({ root: doc.record, size: doc.record_size, what: 'dataset record' })
-    return files
-  }
-  return []
 }
 
 /** Why a raw row is damaged, or null: its CID must be CIDv1 sha2-256 (dag-cbor, dag-pb or raw) of its bytes. */

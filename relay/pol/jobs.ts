@@ -1,27 +1,19 @@
 /**
  * The job board's jobs, derived from chain state: one per expert (the param index's current
- * version is the base), training windows from the newest chain D `train` dataset at a start
- * derived from the job id, settings from JobSettings. Leases live in the PoL store; service.ts
+ * version is the base), training windows from one of the training pools in force under the chain A
+ * head (src/chain/governance.ts: approved by a validator quorum), the pool and the start derived
+ * from the job id, settings from JobSettings. Leases live in the PoL store; service.ts
  * says who holds what.
  *
  * @module
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { CID } from 'multiformats/cid'
-import type { DatasetDocument } from '../../src/chain/dataset.ts'
+import { poolsInForce } from '../../src/chain/governance.ts'
 import type { MetaDocument } from '../../src/chain/meta.ts'
-import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { DEFAULT_JOB_SETTINGS, type Job, type JobSettings } from '../../src/pol/job.ts'
 import type { ChainStore } from '../node/interface.ts'
 import type { Lease } from './pol-store.ts'
-
-/** The newest accepted chain D dataset of a split (the chain D head first, then down `prev`). */
-export function newestDataset(store: ChainStore, split: DatasetDocument['split']): AcceptedBlock | undefined {
-  for (let b = store.head('D'); b !== undefined; b = b.header.prev === null ? undefined : store.get(b.header.prev)) {
-    if ((b.document as DatasetDocument).split === split) return b
-  }
-  return undefined
-}
 
 function idOf(base: CID): string {
   return Buffer.from(sha256(base.bytes).subarray(0, 8)).toString('hex')
@@ -36,8 +28,8 @@ export interface JobHolders {
 /** Every job the chain gives, with who holds each. */
 export function deriveJobs(store: ChainStore, holders: (job: string) => JobHolders, settings: JobSettings = DEFAULT_JOB_SETTINGS): Job[] {
   const head = store.head('A')
-  const train = newestDataset(store, 'train')
-  if (head === undefined || train === undefined) return []
+  const train = head === undefined ? [] : poolsInForce(store, head).train
+  if (head === undefined || train.length === 0) return []
   const meta = head.document as MetaDocument
   const jobs: Job[] = []
   for (const [name, block] of store.paramIndex()) {
@@ -54,7 +46,7 @@ export function deriveJobs(store: ChainStore, holders: (job: string) => JobHolde
       expertIndex: Number(m[2]),
       base: block.cid.toString(),
       baseVersion: block.expertVersion,
-      shard: Object.freeze({ dataset: train.cid.toString(), start: digest.readUIntBE(0, 6), count: settings.shardSequences }),
+      shard: Object.freeze({ dataset: (train[digest.readUInt16BE(6) % train.length] as CID).toString(), start: digest.readUIntBE(0, 6), count: settings.shardSequences }),
       seqLen: meta.pol.seq_len,
       steps: settings.steps,
       batchSize: settings.batchSize,

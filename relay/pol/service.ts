@@ -44,7 +44,9 @@ import { loadFloatModel, withExpert } from '../../src/pol/float-model.ts'
 import { SequencePool } from '../../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { ChainStore } from '../node/interface.ts'
-import { deriveJobs, newestDataset, type JobHolders } from './jobs.ts'
+import { deriveJobs, type JobHolders } from './jobs.ts'
+import { poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
+import { decisionsPending, nextRulesSubmission } from '../node/governance.ts'
 import type { CandidateGate, FullNode } from '../node/full-node.ts'
 import type { CandidateRecord, Lease, PolStore } from './pol-store.ts'
 import { DAY_MS, QUOTAS, trustLevel, type TrustLevel } from './trust.ts'
@@ -104,6 +106,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
   #timer: ReturnType<typeof setTimeout> | null = null
   #running = false
   #intervalMs = 5000
+  /** Chain A blocks this node is making (#nextRules). */
+  #rulesQueue: Promise<unknown> = Promise.resolve()
   /** The validation pool's windows, by dataset CID and seq_len (tokenizing is the slow part). */
   #pools = new Map<string, SequencePool>()
 
@@ -116,6 +120,11 @@ export class PolService implements CandidateGate<CandidateRecord> {
     this.#leaseMs = options.leaseMs ?? 15 * 60 * 1000
     this.#jobSettings = options.jobSettings ?? DEFAULT_JOB_SETTINGS
     this.#log = options.log ?? (() => undefined)
+    // A dataset decision comes into force with the next chain A block: a node with validator keys makes it at once.
+    this.node.on('accepted', (block) => {
+      if (block.header.block_type !== 'decision' || this.#validators.length === 0) return
+      this.#takeIntoForce().catch((e: unknown) => this.#log(`governance: could not bring ${block.cid} into force: ${e instanceof Error ? e.message : String(e)}`))
+    })
   }
 
   // ------------------------------------------------------------------------------ admission
@@ -294,25 +303,35 @@ export class PolService implements CandidateGate<CandidateRecord> {
   }
 
   /** The chain A block after `rules` (the beacon): an accepted one, or a new one when `rules` is the head. */
-  async #beaconFor(rules: CID): Promise<AcceptedBlock | null> {
-    const r = this.store.get(rules)
-    if (r === undefined) return null
-    const next = this.store.headers('A', r.header.index + 1, r.header.index + 1, 100).filter((b) => b.header.prev?.equals(rules) === true)
-    if (next.length > 0) return next.sort((a, b) => compareCids(a.cid, b.cid))[0] as AcceptedBlock
-    const head = this.store.head('A')
-    if (head === undefined || !head.cid.equals(rules)) return null
-    const meta = head.document as MetaDocument
-    const doc = documentPayload(this.store.getRaw(head.header.payload) as Uint8Array)
-    const sealed = sealBlock({
-      chain_id: 'A', block_type: 'meta', index: head.header.index + 1, prev: head.cid, depends_on: [],
-      expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
-      timestamp: Math.max(this.#now(), head.header.timestamp + 1), difficulty: meta.pow.A, supersedes: null, pol: null
-    } as HeaderDraft, this.#validators[0] as SecretKey)
-    // The meta document links the tokenizer file: a submission brings the files its block links.
-    const files = meta.tokenizer === null ? [] : [await fetchUnixfsFile(meta.tokenizer.payload, meta.tokenizer.size, (cid) => this.#raw(cid))]
-    const beacon = await this.node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files }))
-    this.#log(`pol: beacon A:${beacon.header.index} ${beacon.cid}`)
-    return beacon
+  #beaconFor(rules: CID): Promise<AcceptedBlock | null> {
+    return this.#nextRules(async () => {
+      const r = this.store.get(rules)
+      if (r === undefined) return null
+      const next = this.store.headers('A', r.header.index + 1, r.header.index + 1, 100).filter((b) => b.header.prev?.equals(rules) === true)
+      if (next.length > 0) return next.sort((a, b) => compareCids(a.cid, b.cid))[0] as AcceptedBlock
+      const head = this.store.head('A')
+      if (head === undefined || !head.cid.equals(rules)) return null
+      const beacon = await this.node.submitCar(await nextRulesSubmission(this.store, this.#validators[0] as SecretKey, this.#now()))
+      this.#log(`pol: beacon A:${beacon.header.index} ${beacon.cid}`)
+      return beacon
+    })
+  }
+
+  /** Decisions on chain D come into force with a new chain A block (when the head does not already bring them). */
+  #takeIntoForce(): Promise<AcceptedBlock | null> {
+    return this.#nextRules(async () => {
+      if (!decisionsPending(this.store)) return null
+      const rules = await this.node.submitCar(await nextRulesSubmission(this.store, this.#validators[0] as SecretKey, this.#now()))
+      this.#log(`governance: A:${rules.header.index} ${rules.cid} brings the chain D decisions up to ${String(rules.header.depends_on[0])} into force`)
+      return rules
+    })
+  }
+
+  /** Chain A blocks this node makes, one at a time: a beacon and a governance block never race for one height. */
+  #nextRules(make: () => Promise<AcceptedBlock | null>): Promise<AcceptedBlock | null> {
+    const run = this.#rulesQueue.then(make)
+    this.#rulesQueue = run.catch(() => undefined)
+    return run
   }
 
   async #judge(c: CandidateRecord, beacon: AcceptedBlock, signal: AbortSignal | undefined): Promise<RoundReport['decided'][number]> {
@@ -329,9 +348,10 @@ export class PolService implements CandidateGate<CandidateRecord> {
     }
     const meta = beacon.document as MetaDocument
     const arch = meta.architecture
-    const pool = await this.#pool(meta)
-    const validation = newestDataset(this.store, 'validation') as AcceptedBlock
     const start = sliceStart(CID.parse(c.cid), beacon.cid)
+    const validation = validationPoolFor(poolsInForce(this.store, beacon), start)
+    if (validation === undefined) throw new Error(`no validation pool is in force under the beacon A:${beacon.header.index}: candidates cannot be judged (validators approve one with blyan dataset approve)`)
+    const pool = await this.#pool(validation, meta)
     const sequences = pool.slice(start, meta.pol.eval_sequences)
     const [layer, expert] = (/^layer(\d+)\.expert(\d+)$/.exec(c.expert) ?? []).slice(1).map(Number) as [number, number]
     let candidateWeights
@@ -353,7 +373,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
       if (!accept) continue
       const body: CertificateBody = {
         kind: 'blyan/pol-certificate', version: 1, candidate: CID.parse(c.cid), base: CID.parse(c.base), meta: beacon.cid,
-        slice: { dataset: validation.cid, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter
+        slice: { dataset: validation, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter
       }
       const id = toHex(certificateBodyBytes(body))
       const entry = signed.get(id) ?? { body, signatures: [] }
@@ -436,10 +456,9 @@ export class PolService implements CandidateGate<CandidateRecord> {
     return bytes
   }
 
-  /** The newest validation dataset's windows under `meta`'s tokenizer and seq_len. */
-  async #pool(meta: MetaDocument): Promise<SequencePool> {
-    const ds = newestDataset(this.store, 'validation')
-    if (ds === undefined) throw new Error('chain D has no validation dataset: candidates cannot be judged')
+  /** A validation pool's windows under `meta`'s tokenizer and seq_len. */
+  async #pool(dataset: CID, meta: MetaDocument): Promise<SequencePool> {
+    const ds = this.store.get(dataset) as AcceptedBlock
     const t = meta.tokenizer
     if (t === null) throw new Error('chain A links no tokenizer: candidates cannot be judged')
     const key = `${ds.cid}|${meta.pol.seq_len}|${t.payload}`

@@ -38,7 +38,7 @@ export const BLOCK_TYPES = Object.freeze({
   A: Object.freeze(['meta'] as const),
   B: Object.freeze(['embedding', 'router', 'expert'] as const),
   C: Object.freeze(['transfer', 'reward'] as const),
-  D: Object.freeze(['dataset'] as const)
+  D: Object.freeze(['dataset', 'decision'] as const)
 })
 export type MetaBlockType = (typeof BLOCK_TYPES.A)[number]
 export type ParamBlockType = (typeof BLOCK_TYPES.B)[number]
@@ -63,7 +63,10 @@ interface HeaderFields {
   readonly index: number
   /** Previous block of the same linear chain (A, C, D); null for index 0 and on chain B. */
   readonly prev: CID | null
-  /** Blocks this one builds on, strictly ascending by CID bytes: the chain A meta block, and on chain B its parameter dependencies. */
+  /**
+   * Blocks this one builds on, strictly ascending by CID bytes: the chain A meta block, and on chain B
+   * its parameter dependencies. A chain A block names at most one: the chain D block in force under it.
+   */
   readonly depends_on: readonly CID[]
   /** The payload: a DAG-CBOR document (chains A, C, D) or a UnixFS file of TensorBlocks (chain B). */
   readonly payload: CID
@@ -108,7 +111,7 @@ export interface LedgerHeader extends HeaderFields {
   readonly expert_name: null
   readonly layer_id: null
 }
-/** Chain D: datasets. */
+/** Chain D: datasets proposed (`dataset`) and the validators' decisions on them (`decision`). */
 export interface DatasetHeader extends HeaderFields {
   readonly chain_id: 'D'
   readonly block_type: DatasetBlockType
@@ -204,8 +207,9 @@ export function decodeHeader(bytes: Uint8Array): Header {
     if (index > 0 && prev === null) reject('E_PREV', 'prev', `index ${index} needs a prev`)
     if (prev !== null && !isProtocolCid(prev, [DAG_CBOR])) reject('E_PREV', 'prev', 'not a dag-cbor sha2-256 CIDv1')
   }
-  // depends_on: header links only, strictly ascending (one encoding per set); chain A uses prev only.
-  if (chain === 'A' && deps.length > 0) reject('E_DEPS', 'depends_on', 'chain A blocks have no dependencies')
+  // depends_on: header links only, strictly ascending (one encoding per set); chain A names at most
+  // one block, the chain D block whose dataset decisions are in force under it (governance.ts).
+  if (chain === 'A' && deps.length > 1) reject('E_DEPS', 'depends_on', 'a chain A block names at most one dependency: its chain D block')
   deps.forEach((d, i) => {
     if (!isProtocolCid(d, [DAG_CBOR])) reject('E_DEPS', `depends_on[${i}]`, 'not a dag-cbor sha2-256 CIDv1')
     if (i > 0 && compareCids(deps[i - 1] as CID, d) >= 0) reject('E_DEPS', `depends_on[${i}]`, 'not strictly ascending')

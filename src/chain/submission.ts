@@ -46,12 +46,12 @@ export interface LinkedFile {
 }
 
 /** Files an accepted block's document links to (tokenizer of a meta block, content of a dataset). */
-export function linkedFiles(block: AcceptedBlock): LinkedFile[] {
+export function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): LinkedFile[] {
   if (block.header.chain_id === 'A') {
     const tokenizer = (block.document as MetaDocument).tokenizer
     return tokenizer === null ? [] : [{ cid: tokenizer.payload, size: tokenizer.size, field: 'payload.tokenizer.payload' }]
   }
-  if (block.header.chain_id === 'D') {
+  if (block.header.chain_id === 'D' && block.header.block_type === 'dataset') {
     const doc = block.document as DatasetDocument
     const files = [{ cid: doc.content, size: doc.content_size, field: 'payload.content' }]
     if (doc.record !== undefined && doc.record_size !== undefined) files.push({ cid: doc.record, size: doc.record_size, field: 'payload.record' })

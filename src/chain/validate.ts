@@ -12,12 +12,13 @@ import { reject } from '../errors.ts'
 import { maxPayloadSize, parsePayload } from '../tensor/payload.ts'
 import { importPayload } from '../tensor/tiles.ts'
 import { DAG_CBOR, cidMatches, cidOf, compareBytes } from '../codec/cbor.ts'
-import { decodeDataset, type DatasetDocument } from './dataset.ts'
+import { decodeDataset } from './dataset.ts'
+import { checkDecision, datasetStates, decodeDecision, governanceOf, poolsInForce, validationPoolFor } from './governance.ts'
 import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, type ParamHeader } from './header.ts'
 import { verifyMessage } from './keys.ts'
 import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
 import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
-import { ancestorAt } from './forkchoice.ts'
+import { ancestorAt, descendsFrom } from './forkchoice.ts'
 import { checkParamShapes, expectedTensors, type IndexedTensors } from './params.ts'
 import { checkCertificate, decodeCertificate, sliceStart, type Certificate } from './pol.ts'
 import { blockWork, leadingZeroBits } from './pow.ts'
@@ -198,6 +199,7 @@ function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: Block
   const rules = prev === null ? doc : metaOf(prev)
   checkDifficulty(header, rules)
   checkValidatorSigner(header, rules, prev === null ? 'the genesis' : 'a meta block')
+  checkGovernanceLink(header, prev, view)
   if (prev !== null) {
     const before = metaOf(prev)
     if (doc.network !== before.network) reject('E_ARCH_CHANGE', 'payload.network', 'the network name is fixed at genesis')
@@ -207,6 +209,30 @@ function validateMeta(header: Header & { chain_id: 'A' }, cid: CID, input: Block
   }
   checkSignature(header)
   return acceptedLinear(cid, input, header, prev, cid, doc)
+}
+
+/**
+ * A chain A block names at most one chain D block: the one whose dataset decisions are in force
+ * under it (governance.ts). The genesis names none; after a block that names one, every block names
+ * it or a block that extends it (E_DEPS), so an approval or a retirement is never taken back by the
+ * rules; the chain D block's own rules are on this chain A branch (E_META_DEP).
+ */
+function checkGovernanceLink(header: Header & { chain_id: 'A' }, prev: AcceptedBlock | null, view: ChainView): void {
+  const before = prev === null ? null : governanceOf(prev)
+  const at = header.depends_on[0]
+  if (at === undefined) {
+    if (before !== null) reject('E_DEPS', 'depends_on', `must name ${before} or a chain D block after it: dataset decisions in force are never taken back`)
+    return
+  }
+  if (prev === null) reject('E_DEPS', 'depends_on', 'the genesis has no dependencies')
+  const d = linked(view, at, 'depends_on[0]')
+  if (d.header.chain_id !== 'D') reject('E_DEPS', 'depends_on[0]', `a chain A block depends on a chain D block, not chain ${d.header.chain_id}`)
+  if (header.timestamp < d.header.timestamp) reject('E_TIMESTAMP', 'timestamp', 'before depends_on[0]')
+  if (before !== null && !descendsFrom(view, d, linked(view, before, 'prev.depends_on[0]'))) {
+    reject('E_DEPS', 'depends_on[0]', `does not extend ${before}, the chain D block prev names: dataset decisions in force are never taken back`)
+  }
+  const rules = view.get(d.meta)
+  if (rules === undefined || !descendsFrom(view, prev, rules)) reject('E_META_DEP', 'depends_on[0]', 'the chain D block follows rules that are not on this chain A branch')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,7 +299,9 @@ async function validateParam(header: ParamHeader, cid: CID, input: BlockInput, v
 /**
  * The certificate's rules block is the beacon: the chain A block right after the candidate's rules
  * block, which did not exist when the miner fixed the candidate. The slice is the one the candidate
- * and the beacon derive (sliceStart, pol.eval_sequences sequences) of an accepted validation pool.
+ * and the beacon derive (sliceStart, pol.eval_sequences sequences) of the validation pool the
+ * beacon's rules put in force for that start (governance.ts validationPoolFor; E_POOL otherwise):
+ * no one who is not a validator quorum can choose the data a candidate is judged on.
  */
 function checkCertificateContext(cert: Certificate, candidateCid: CID, candidateMeta: AcceptedBlock, view: ChainView): void {
   const certMeta = view.get(cert.meta)
@@ -285,10 +313,9 @@ function checkCertificateContext(cert: Certificate, candidateCid: CID, candidate
   if (cert.slice.start !== start) reject('E_CERT', 'certificate.slice.start', `the candidate and the beacon give ${start}`)
   const count = metaOf(certMeta).pol.eval_sequences
   if (cert.slice.count !== count) reject('E_CERT', 'certificate.slice.count', `pol.eval_sequences is ${count}`)
-  const pool = view.get(cert.slice.dataset)
-  if (pool === undefined || pool.header.chain_id !== 'D' || (pool.document as DatasetDocument).split !== 'validation') {
-    reject('E_CERT', 'certificate.slice.dataset', 'not an accepted validation dataset')
-  }
+  const pool = validationPoolFor(poolsInForce(view, certMeta), start)
+  if (pool === undefined) reject('E_POOL', 'certificate.slice.dataset', `no validation pool is in force under A:${certMeta.header.index}`)
+  if (!cert.slice.dataset.equals(pool)) reject('E_POOL', 'certificate.slice.dataset', `the pool in force for this slice is ${pool}`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,13 +366,32 @@ function checkReward(header: LedgerHeader, doc: LedgerDocument, candidate: Accep
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chain D: datasets
+// Chain D: datasets and decisions on them
 
+/** A proposal is open to any key (PoW only): it is used for nothing until a decision approves it. */
 function validateDataset(header: Header & { chain_id: 'D' }, cid: CID, input: BlockInput, view: ChainView): AcceptedBlock {
   const prev = checkPrev(header, cid, view)
   const { meta, deps } = checkDependencies(header, view, prev)
-  if (deps.length !== 1) reject('E_DEPS', 'depends_on', 'a dataset depends on its chain A block only')
   checkDifficulty(header, metaOf(meta))
+  if (header.block_type === 'decision') return validateDecision(header, cid, input, view, prev, meta, deps)
+  if (deps.length !== 1) reject('E_DEPS', 'depends_on', 'a dataset depends on its chain A block only')
   checkSignature(header)
   return acceptedLinear(cid, input, header, prev, meta.cid, decodeDataset(documentPayload(header, input)))
+}
+
+/** A decision: made by a validator, signed by a quorum, on a dataset proposed earlier on its branch (governance.ts). */
+function validateDecision(
+  header: Header & { chain_id: 'D' }, cid: CID, input: BlockInput, view: ChainView, prev: AcceptedBlock | null, meta: AcceptedBlock, deps: AcceptedBlock[]
+): AcceptedBlock {
+  const others = deps.filter((d) => d !== meta)
+  const dataset = others[0]
+  if (others.length !== 1 || dataset === undefined || dataset.header.chain_id !== 'D' || dataset.header.block_type !== 'dataset') {
+    reject('E_DEPS', 'depends_on', 'a decision depends on its chain A block and the chain D dataset block it decides on')
+  }
+  if (prev === null || !descendsFrom(view, prev, dataset)) reject('E_DEPS', 'depends_on', `the dataset ${dataset.cid} is not on this block's chain D branch`)
+  checkValidatorSigner(header, metaOf(meta), 'a dataset decision')
+  checkSignature(header)
+  const doc = decodeDecision(documentPayload(header, input))
+  checkDecision(doc, dataset, meta, datasetStates(view, prev))
+  return acceptedLinear(cid, input, header, prev, meta.cid, doc)
 }

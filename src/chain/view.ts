@@ -8,6 +8,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { DatasetDocument } from './dataset.ts'
+import type { Decision } from './governance.ts'
 import type { Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
 import type { LedgerDocument } from './ledger.ts'
@@ -22,7 +23,7 @@ export interface AcceptedBlock {
   readonly bytes: Uint8Array
   readonly header: Header
   /** Decoded payload document (chains A, C, D); null on chain B. */
-  readonly document: MetaDocument | LedgerDocument | DatasetDocument | null
+  readonly document: MetaDocument | LedgerDocument | DatasetDocument | Decision | null
   /** Chain B: the payload's tensor index. */
   readonly tensors: IndexedTensors | null
   /** Chain B new versions and chain C rewards: the PoL certificate and its CID. */

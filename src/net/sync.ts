@@ -75,7 +75,7 @@ export interface Offered {
 const MAX_REJECTIONS = 200
 
 /** Refusals that speak of a certificate rather than of the block that was certified. */
-const CERTIFICATE_CODES = ['E_POL', 'E_CERT', 'E_CERT_SIGNER', 'E_CERT_SIG', 'E_QUORUM', 'E_POL_THRESHOLD'] as const
+const CERTIFICATE_CODES = ['E_POL', 'E_CERT', 'E_POOL', 'E_CERT_SIGNER', 'E_CERT_SIG', 'E_QUORUM', 'E_POL_THRESHOLD'] as const
 
 /** Rules that may pass later (an orphan whose parent has not arrived, a clock ahead): retried. */
 function isTransient(e: unknown): boolean {

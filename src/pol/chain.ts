@@ -13,6 +13,7 @@
 import type { CID } from 'multiformats/cid'
 import { cidMatches } from '../codec/cbor.ts'
 import type { DatasetDocument } from '../chain/dataset.ts'
+import { poolsInForce } from '../chain/governance.ts'
 import { MemoryChain } from '../chain/memory.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { reject } from '../errors.ts'
@@ -101,19 +102,22 @@ export class MinerChain {
     return createTokenizer(t.format, bytes, model.architecture.vocab_size, t.bos_id, t.eos_id)
   }
 
-  /** An accepted chain D block (E_DATASET for a CID this chain does not hold as a dataset). */
+  /** An accepted chain D dataset block (E_DATASET for a CID this chain does not hold as one). */
   dataset(cid: CID): { readonly block: AcceptedBlock; readonly document: DatasetDocument } {
     const block = this.chain.get(cid)
-    if (block === undefined || block.header.chain_id !== 'D') reject('E_DATASET', 'dataset', `${cid} is not a dataset of the verified chain D`)
+    if (block === undefined || block.header.chain_id !== 'D' || block.header.block_type !== 'dataset') reject('E_DATASET', 'dataset', `${cid} is not a dataset of the verified chain D`)
     return { block, document: block.document as DatasetDocument }
   }
 
-  /** The newest validation dataset on chain D's head branch (the public validation pool). */
+  /**
+   * The first validation pool in force under the chain A head (src/chain/governance.ts). The
+   * validators judge on the pool their beacon picks, which is this one while one pool is in force.
+   */
   validationPool(): CID {
-    for (let at = this.chain.head('D'); at !== undefined; at = at.header.prev === null ? undefined : this.chain.get(at.header.prev)) {
-      if ((at.document as DatasetDocument).split === 'validation') return at.cid
-    }
-    throw new ChainNotReadyError('the verified chain D has no validation dataset')
+    const head = this.chain.head('A')
+    const pool = head === undefined ? undefined : poolsInForce(this.chain, head).validation[0]
+    if (pool === undefined) throw new ChainNotReadyError('no validation pool is in force on the verified chain (validators have approved none)')
+    return pool
   }
 
   /** The text of a verified chain D dataset, every block of it checked. */

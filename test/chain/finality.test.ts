@@ -22,6 +22,7 @@ import { encodeDataset } from '../../src/chain/dataset.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import { encodeLedgerDocument } from '../../src/chain/ledger.ts'
 import { encodeMeta } from '../../src/chain/meta.ts'
+import { poolsInForce } from '../../src/chain/governance.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
 import { assertRule } from '../fixtures/assert-rule.ts'
 import { Devnet, DIFFICULTY, NOW, reseal, testKey, type Built } from '../fixtures/devnet.ts'
@@ -101,14 +102,20 @@ describe('consensus: fork choice no author can buy', () => {
     const unfinal = await Devnet.standard()
     await unfinal.submit(await strangerDataset(unfinal, 'mine', 'train'))
     await unfinal.submit(await strangerDataset(unfinal, 'mine2', 'mine'))
+    await unfinal.submit(await strangerDataset(unfinal, 'mine3', 'mine2'))
+    await unfinal.submit(await strangerDataset(unfinal, 'mine4', 'mine3'))
     const headDoc = unfinal.chain.head('D')?.document as { name: string }
-    assert.equal(headDoc.name, 'mine2', 'without finality the longer branch wins and the validation pool drops out of the head branch')
+    assert.equal(headDoc.name, 'mine4', 'without finality the longer branch wins and the validation pool drops out of the head branch')
+    // Even then the pools in force do not move: chain A names the chain D block its rules follow, and never moves it back.
+    const next = await unfinal.submit(unfinal.metaBlock('after', 'beacon'))
+    assert.deepEqual(next.header.depends_on, [unfinal.cid('approve-validation')])
+    assert.deepEqual(poolsInForce(unfinal.chain, next).validation, [unfinal.cid('validation')])
 
     const d = await Devnet.standard()
     d.chain.applyCheckpoint(d.signedCheckpoint())
     const hiding = await strangerDataset(d, 'mine', 'train')
     await assertRule(() => d.submit(hiding), 'E_FINALIZED', 'index')
-    assert.ok(d.chain.head('D')?.cid.equals(d.cid('validation')))
+    assert.ok(d.chain.head('D')?.cid.equals(d.cid('approve-validation')))
   })
 
   test('a final block judged again (the explorer re-checks accepted blocks) still passes', async () => {
@@ -172,11 +179,8 @@ describe('finality checkpoints', () => {
     d.chain.applyCheckpoint(d.signedCheckpoint())
     const rogue = testKey('rogue')
     const meta = { ...d.meta, validators: [publicKeyOf(rogue)] }
-    const doc = documentPayload(encodeMeta(meta))
-    const beacon = d.built.get('beacon') as Built
-    const draft = { ...d.base('A', 'meta'), index: 2, prev: beacon.sealed.cid, payload: doc.cid, payload_size: doc.size } as HeaderDraft
     // Chain A lets one validator sign a meta block, so the block is accepted: pending, not final.
-    const takeover = await d.submit(d.make('takeover', draft, doc.bytes, d.validators[0] as Uint8Array))
+    const takeover = await d.submit(d.metaBlock('takeover', 'beacon', meta))
     assert.equal(d.chain.isFinal(takeover), false)
     const body = nextCheckpointBody(d.chain.checkpoint(), d.cid('genesis'), { ...(d.chain.checkpoint()?.heads as CheckpointHeads), A: takeover.cid })
     const byRogue = (b: CheckpointBody): Uint8Array => encodeCheckpoint(assembleCheckpoint(b, [signCheckpoint(b, rogue)]))

@@ -98,7 +98,7 @@ describe('headers', () => {
       }),
       RUNS
     )
-    assert.equal(seen.size, 7, `block types covered: ${[...seen].join(' ')}`)
+    assert.equal(seen.size, 8, `block types covered: ${[...seen].join(' ')}`)
   })
 
   test('signing bytes ignore nonce and payload_sig, and change with every other field', () => {

@@ -37,7 +37,7 @@ import { PolStore, type CandidateRecord } from '../../relay/pol/pol-store.ts'
 import { createTokenizer } from '../../src/model/tokenizer/index.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
-import { newestDataset } from '../../relay/pol/jobs.ts'
+import { poolsInForce } from '../../src/chain/governance.ts'
 import { sealUnchecked } from '../fixtures/devnet.ts'
 import { POL_VALIDATORS, copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
@@ -113,7 +113,7 @@ async function validationPool(net: Net): Promise<SequencePool> {
   const get = async (cid: CID): Promise<Uint8Array> => net.store.getRaw(cid) as Uint8Array
   const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
   const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id)
-  const doc = newestDataset(net.store, 'validation')?.document as DatasetDocument
+  const doc = net.store.get(poolsInForce(net.store, net.store.head('A') as AcceptedBlock).validation[0] as CID)?.document as DatasetDocument
   return SequencePool.fromText(new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get)), tokenizer, meta.pol.seq_len)
 }
 
@@ -139,7 +139,7 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     const get = async (cid: CID): Promise<Uint8Array> => net.store.getRaw(cid) as Uint8Array
     const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
     const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id)
-    const doc = newestDataset(net.store, 'train')?.document as DatasetDocument
+    const doc = net.store.get(poolsInForce(net.store, net.store.head('A') as AcceptedBlock).train[0] as CID)?.document as DatasetDocument
     const pool = SequencePool.fromText(new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get)), tokenizer, meta.pol.seq_len)
     const job = net.pol.jobs().find((j) => j.expert === NAME)
     assert.ok(job !== undefined)

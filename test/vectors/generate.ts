@@ -169,6 +169,7 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     kind: 'blyan/dataset', version: 1, name: 'genesis-train', license: 'MIT', split: 'train', format: 'text/plain; blank-line-separated',
     content: content.cid, content_size: 29, description: 'a training pool', record: (await importPayload(record)).cid, record_size: record.length
   }))
+  doc('approval of the validation dataset (gold, 3 of 4 validators)', 'blyan/dataset-decision', d.built.get('approve-validation')!.input.payload)
   doc('reward', 'blyan/reward', d.built.get('reward')!.input.payload)
   doc('transfer', 'blyan/transfer', d.built.get('transfer')!.input.payload)
   doc('certificate of expert0.0v1', 'blyan/pol-certificate', d.built.get('expert0.0v1')!.input.certificate!)
