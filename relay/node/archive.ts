@@ -43,7 +43,12 @@ export function assembleSubmission(cid: CID, get: GetBlock, certificateOf: (cand
   const header = decodeHeader(headerBytes)
   const blocks = new Map<string, Uint8Array>([[cid.toString(), headerBytes]])
   let missing: CID | null = null
-  for (const b of walkDag(header.payload, get, { missing: (c) => (missing ??= c) })) blocks.set(b.cid.toString(), b.bytes)
+  // The payload and the UnixFS files it links; a document's links to other blocks (a decision names
+  // its dataset and rules blocks) are not part of its submission.
+  const isPart = (c: CID): boolean => c.equals(header.payload) || c.code !== DAG_CBOR
+  for (const b of walkDag(header.payload, get, { follow: isPart, missing: (c) => { if (isPart(c)) missing ??= c } })) {
+    if (isPart(b.cid)) blocks.set(b.cid.toString(), b.bytes)
+  }
   if (missing !== null) reject('E_INCOMPLETE', 'payload', `block ${String(missing)} missing`)
   const payload = header.chain_id === 'B' ? readUnixfsFile(header.payload, get, MAX_PARAM_PAYLOAD_BYTES).bytes : (get(header.payload) as Uint8Array)
   const certCid = header.pol ?? (header.supersedes === null ? undefined : certificateOf(cid))

@@ -10,10 +10,8 @@
 import type { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
-import {
-  DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, nextGovernance, signDecision,
-  type DecisionBody, type Tier, type Verdict
-} from '../../src/chain/governance.ts'
+import { DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, signDecision, type DecisionBody, type Tier, type Verdict } from '../../src/chain/decision.ts'
+import { nextGovernance } from '../../src/chain/governance.ts'
 import type { SecretKey } from '../../src/chain/keys.ts'
 import { isValidator, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'

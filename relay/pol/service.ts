@@ -45,7 +45,7 @@ import { SequencePool } from '../../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { ChainStore } from '../node/interface.ts'
 import { deriveJobs, type JobHolders } from './jobs.ts'
-import { poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
+import { nextGovernance, poolsAt, poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
 import { decisionsPending, nextRulesSubmission } from '../node/governance.ts'
 import type { CandidateGate, FullNode } from '../node/full-node.ts'
 import type { CandidateRecord, Lease, PolStore } from './pol-store.ts'
@@ -311,6 +311,10 @@ export class PolService implements CandidateGate<CandidateRecord> {
       if (next.length > 0) return next.sort((a, b) => compareCids(a.cid, b.cid))[0] as AcceptedBlock
       const head = this.store.head('A')
       if (head === undefined || !head.cid.equals(rules)) return null
+      // A beacon fixes the pool its candidates are judged on: none is made before validators approve one.
+      if (poolsAt(this.store, nextGovernance(this.store, head, this.store.head('D'))[0] ?? null).validation.length === 0) {
+        throw new Error('no validation pool is in force: candidates wait until validators approve one (blyan dataset approve)')
+      }
       const beacon = await this.node.submitCar(await nextRulesSubmission(this.store, this.#validators[0] as SecretKey, this.#now()))
       this.#log(`pol: beacon A:${beacon.header.index} ${beacon.cid}`)
       return beacon
@@ -350,7 +354,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const arch = meta.architecture
     const start = sliceStart(CID.parse(c.cid), beacon.cid)
     const validation = validationPoolFor(poolsInForce(this.store, beacon), start)
-    if (validation === undefined) throw new Error(`no validation pool is in force under the beacon A:${beacon.header.index}: candidates cannot be judged (validators approve one with blyan dataset approve)`)
+    // The beacon fixes the pools: one without a validation pool can never certify this candidate.
+    if (validation === undefined) return this.#reject(c, new RuleError('E_POOL', 'certificate.slice.dataset', `no validation pool is in force under the beacon A:${beacon.header.index}`), beacon, [])
     const pool = await this.#pool(validation, meta)
     const sequences = pool.slice(start, meta.pol.eval_sequences)
     const [layer, expert] = (/^layer(\d+)\.expert(\d+)$/.exec(c.expert) ?? []).slice(1).map(Number) as [number, number]

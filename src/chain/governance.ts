@@ -22,108 +22,19 @@
  */
 import type { CID } from 'multiformats/cid'
 import { reject } from '../errors.ts'
-import { DAG_CBOR, decodeCbor, encodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import type { DatasetDocument, DatasetSplit } from './dataset.ts'
-import { DATASET_SPLITS } from './dataset.ts'
-import type { SecretKey } from './keys.ts'
+import { decisionBodyBytes, type Decision, type Tier, type Verdict } from './decision.ts'
 import type { MetaDocument } from './meta.ts'
-import { checkSignatures, decodeSignatures, signBody, signaturesForEncoding, sortSignatures, type ValidatorSignature } from './quorum.ts'
-import * as S from '../codec/schema.ts'
+import { checkSignatures } from './quorum.ts'
 import type { AcceptedBlock } from './view.ts'
 import { descendsFrom, type BlockLookup } from './forkchoice.ts'
 
-export const DECISION_KIND = 'blyan/dataset-decision'
-export const DECISION_VERSION = 1
-/** Largest decision document (256 signatures and reasons). */
-export const MAX_DECISION_BYTES = 64 * 1024
-
-export type Verdict = 'approve' | 'reject' | 'retire'
-export const VERDICTS: readonly Verdict[] = Object.freeze(['approve', 'reject', 'retire'])
-export type Tier = 'gold' | 'silver' | 'experimental'
-export const TIERS: readonly Tier[] = Object.freeze(['gold', 'silver', 'experimental'])
 /** What an approved pool of each tier may be used for, by its role. */
 export const TIER_USES: Readonly<Record<Tier, readonly DatasetSplit[]>> = Object.freeze({
   gold: Object.freeze(['train', 'validation'] as const),
   silver: Object.freeze(['train'] as const),
   experimental: Object.freeze([] as const)
 })
-/** Most reasons a decision lists, and the longest one. */
-export const MAX_REASONS = 32
-export const MAX_REASON_LENGTH = 512
-
-/** What validators sign. */
-export interface DecisionBody {
-  readonly kind: typeof DECISION_KIND
-  readonly version: typeof DECISION_VERSION
-  /** The chain D `dataset` block decided on. */
-  readonly dataset: CID
-  /** The chain A block whose validator set signs: the decision block's rules block. */
-  readonly meta: CID
-  readonly verdict: Verdict
-  /** The dataset's role: its proposed split (validators do not repurpose data). */
-  readonly role: DatasetSplit
-  /** `approve`: the tier; otherwise null. */
-  readonly tier: Tier | null
-  /** Why: at least one for `reject` and `retire` (for example the quality gate's failed checks). */
-  readonly reasons: readonly string[]
-}
-
-export interface Decision extends DecisionBody {
-  /** Strictly ascending by validator key; more than 2/3 of `meta`'s validator set. */
-  readonly signatures: readonly ValidatorSignature[]
-}
-
-const BODY_KEYS = ['kind', 'version', 'dataset', 'meta', 'verdict', 'role', 'tier', 'reasons'] as const
-
-function bodyFields(body: DecisionBody): Record<string, unknown> {
-  return { kind: body.kind, version: body.version, dataset: body.dataset, meta: body.meta, verdict: body.verdict, role: body.role, tier: body.tier, reasons: [...body.reasons] }
-}
-
-/** Canonical bytes validators sign. */
-export function decisionBodyBytes(body: DecisionBody): Uint8Array {
-  return encodeCbor(bodyFields(body))
-}
-
-export function encodeDecision(decision: Decision): Uint8Array {
-  return encodeCbor({ ...bodyFields(decision), signatures: signaturesForEncoding(decision.signatures) })
-}
-
-/** One validator's signature over a decision body. */
-export function signDecision(body: DecisionBody, secretKey: SecretKey): ValidatorSignature {
-  return signBody(decisionBodyBytes(body), secretKey)
-}
-
-/** A decision from a body and signatures, sorted as the encoding requires. */
-export function assembleDecision(body: DecisionBody, signatures: readonly ValidatorSignature[]): Decision {
-  const b = bodyFields(body) as unknown as DecisionBody
-  return Object.freeze({ ...b, reasons: Object.freeze([...b.reasons]), signatures: sortSignatures(signatures) })
-}
-
-/** Decode decision bytes and check their schema (E_DECISION) and signature order (E_CERT_SIGNER). */
-export function decodeDecision(bytes: Uint8Array): Decision {
-  const p = 'payload'
-  const o = S.exactMap(decodeCbor(bytes, MAX_DECISION_BYTES, p), [...BODY_KEYS, 'signatures'], p, 'E_DECISION')
-  if (o['kind'] !== DECISION_KIND) reject('E_DECISION', 'payload.kind', `expected "${DECISION_KIND}"`)
-  if (S.uint(o, 'version', p, undefined, 'E_DECISION') !== DECISION_VERSION) reject('E_VERSION', 'payload.version', `decision version ${String(o['version'])}`)
-  const link = (key: string): CID => {
-    const c = S.cid(o, key, p, 'E_DECISION')
-    if (!isProtocolCid(c, [DAG_CBOR])) reject('E_DECISION', `payload.${key}`, 'not a block CID')
-    return c
-  }
-  const dataset = link('dataset')
-  const meta = link('meta')
-  const verdict = S.oneOf(o, 'verdict', p, VERDICTS, 'E_DECISION')
-  const role = S.oneOf(o, 'role', p, DATASET_SPLITS, 'E_DECISION')
-  const tier = o['tier'] === null ? null : S.oneOf(o, 'tier', p, TIERS, 'E_DECISION')
-  if ((verdict === 'approve') !== (tier !== null)) reject('E_DECISION', 'payload.tier', verdict === 'approve' ? 'an approval names a tier' : `a ${verdict} has tier null`)
-  const reasons = S.list(o, 'reasons', p, MAX_REASONS, 'E_DECISION').map((r, i) => {
-    if (typeof r !== 'string' || r.length === 0 || r.length > MAX_REASON_LENGTH) reject('E_DECISION', `payload.reasons[${i}]`, `a string of 1..${MAX_REASON_LENGTH} characters`)
-    return r
-  })
-  if (verdict !== 'approve' && reasons.length === 0) reject('E_DECISION', 'payload.reasons', `a ${verdict} gives at least one reason`)
-  const signatures = decodeSignatures(o, p, 'E_DECISION')
-  return Object.freeze({ kind: DECISION_KIND, version: DECISION_VERSION, dataset, meta, verdict, role, tier, reasons: Object.freeze(reasons), signatures })
-}
 
 // ---------------------------------------------------------------------------------------------
 // The lifecycle, folded over a chain D branch
@@ -241,9 +152,13 @@ export function governanceOf(rules: AcceptedBlock): CID | null {
 
 /** The approved pools of each role under chain A block `rules`. */
 export function poolsInForce(view: BlockLookup, rules: AcceptedBlock): PoolsInForce {
-  const at = governanceOf(rules)
+  return poolsAt(view, governanceOf(rules))
+}
+
+/** The approved pools of each role after chain D block `at` (null: none). */
+export function poolsAt(view: BlockLookup, at: CID | null): PoolsInForce {
   const block = at === null ? null : view.get(at)
-  if (block === undefined) throw new Error(`poolsInForce: ${String(at)} (named by ${rules.cid}) is not in the view`)
+  if (block === undefined) throw new Error(`poolsAt: chain D block ${String(at)} is not in the view`)
   const approved = [...datasetStates(view, block).values()].filter((s) => s.stage === 'approved').sort((a, b) => a.approvedAt - b.approvedAt)
   const usable = (role: DatasetSplit): readonly CID[] =>
     Object.freeze(approved.filter((s) => s.role === role && s.tier !== null && TIER_USES[s.tier].includes(role)).map((s) => s.dataset))

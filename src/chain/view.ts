@@ -8,7 +8,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { DatasetDocument } from './dataset.ts'
-import type { Decision } from './governance.ts'
+import type { Decision } from './decision.ts'
 import type { Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
 import type { LedgerDocument } from './ledger.ts'

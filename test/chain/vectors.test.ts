@@ -16,6 +16,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
+import { decodeDecision } from '../../src/chain/decision.ts'
 import { decodeDataset } from '../../src/chain/dataset.ts'
 import { decodeHeader } from '../../src/chain/header.ts'
 import { verifyMessage } from '../../src/chain/keys.ts'
@@ -54,7 +55,7 @@ test('the committed vectors are what the code produces', async () => {
 
 describe('header vectors, checked with multiformats and @ipld/dag-cbor only', () => {
   test('every block type is covered', () => {
-    assert.deepEqual(new Set(vectors.headers.map((h) => `${h.chain_id}:${h.block_type}`)), new Set(['A:meta', 'B:embedding', 'B:router', 'B:expert', 'C:reward', 'C:transfer', 'D:dataset']))
+    assert.deepEqual(new Set(vectors.headers.map((h) => `${h.chain_id}:${h.block_type}`)), new Set(['A:meta', 'B:embedding', 'B:router', 'B:expert', 'C:reward', 'C:transfer', 'D:dataset', 'D:decision']))
   })
   for (const v of vectors.headers) {
     test(`${v.name}: CID, signing bytes, PoW`, async () => {
@@ -128,6 +129,7 @@ describe('document vectors', () => {
   const decoders: Record<string, (b: Uint8Array) => unknown> = {
     'blyan/meta': decodeMeta,
     'blyan/dataset': decodeDataset,
+    'blyan/dataset-decision': decodeDecision,
     'blyan/reward': (b) => decodeLedgerDocument(b, 'reward'),
     'blyan/transfer': (b) => decodeLedgerDocument(b, 'transfer'),
     'blyan/pol-certificate': decodeCertificate,

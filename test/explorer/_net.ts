@@ -77,13 +77,15 @@ export async function lightNet(devnet: Devnet): Promise<LightNet> {
 export const WIDE_ARCH = Object.freeze({ ...TINY_ARCH, dim: 64, head_dim: 32, expert_hidden_dim: 3072 })
 
 /**
- * A devnet whose expert blocks span several tiles: genesis, a validation dataset, layer0.expert0
- * (v0, by a validator) and its certified v1 (by the miner), all accepted by the full validator.
+ * A devnet whose expert blocks span several tiles: genesis, a validation dataset and the quorum's
+ * approval, layer0.expert0 (v0, by a validator) and its certified v1 (by the miner; the beacon brings
+ * the approval into force), all accepted by the full validator.
  */
 export async function wideDevnet(): Promise<Devnet> {
   const d = new Devnet(WIDE_ARCH)
   await d.submit(d.genesis())
   await d.submit(await d.dataset('validation', 'validation', 'A cat sat.\n\nA dog ran.\n', null))
+  await d.submit(d.decision('approve-validation', 'validation', 'validation'))
   await d.submit(await d.param('expert0.0', expertName(0, 0), { seed: 7 }))
   await d.submit(await d.newVersion('expert0.0v1', 'expert0.0', expertName(0, 0), 8))
   return d

@@ -80,8 +80,8 @@ describe('summaries', () => {
     assert.equal(genesis.tiles, 0)
     assert.equal(genesis.certificate, null)
     assert.equal((genesis.document as Record<string, unknown>)['network'], 'blyan-testnet')
-    assert.equal(genesis.dependents.length, 12, 'every B, C and D block names the genesis')
-    assert.deepEqual(genesis.dependents.map((c) => all.find((b) => b.cid.toString() === c)!.header.chain_id).join(''), 'BBBBBBBBCCDD', 'by chain, index, CID')
+    assert.equal(genesis.dependents.length, 14, 'every B, C and D block names the genesis')
+    assert.deepEqual(genesis.dependents.map((c) => all.find((b) => b.cid.toString() === c)!.header.chain_id).join(''), 'BBBBBBBBCCDDDD', 'by chain, index, CID')
 
     const reward = detail(light('reward'), index, all)
     assert.equal(reward.certificate?.cid, v1.certificate.cid, 'the reward links the same certificate')
@@ -179,7 +179,7 @@ describe('search', () => {
     assert.deepEqual(keyed(miner.slice(0, 7)), [], 'under 8 hex digits is not a key')
     assert.deepEqual(keyed(toHex(publicKeyOf(d.alice))), ['C:1 transfer'])
     const v0 = toHex(publicKeyOf(d.validators[0]!))
-    assert.equal(keyed(v0.slice(0, 10)).length, 12, 'genesis, the beacon, 2 datasets, 7 initial versions, the reward')
+    assert.equal(keyed(v0.slice(0, 10)).length, 14, 'genesis, the beacon, 2 datasets, 2 decisions, 7 initial versions, the reward')
     assert.deepEqual(keyed('02' + 'f'.repeat(64)), [])
   })
 

@@ -71,7 +71,7 @@ const CHAIN_STEPS = ['cid', 'decode', 'pow', 'signature', 'anchor', 'rules', 'po
 describe('verifyBlock: every devnet block re-checks', () => {
   test('the standard devnet: every block passes every step; PoL is skipped off chain B; single-tile paths', async () => {
     const net = await standard
-    assert.equal(net.chain.size, 14)
+    assert.equal(net.chain.size, 16)
     for (const block of net.chain.blocks()) {
       const seen: VerifyStep[] = []
       const report = await verifyBlock(input(net, block), (s) => seen.push(s))

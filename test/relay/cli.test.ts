@@ -178,7 +178,7 @@ describe('npm start', () => {
       })
       const status = (await (await fetch(`${url}api/status`)).json()) as { heads: Record<string, { height: number } | null>; paramIndex: { entries: Record<string, string> } }
       assert.equal(Object.keys(status.paramIndex.entries).length, 1 + 4 * (1 + 8), 'the genesis MoE: embedding, 4 routers, 4 x 8 experts')
-      assert.equal(status.heads['D']?.height, 1, 'the generated training and validation pools are in chain D')
+      assert.equal(status.heads['D']?.height, 3, 'the generated training and validation pools and their approvals are in chain D')
       const site = await fetch(url)
       assert.equal(site.status, 200)
       assert.equal(site.headers.get('cross-origin-embedder-policy'), 'require-corp')

@@ -133,7 +133,7 @@ describe('consensus an author cannot buy, over HTTP', () => {
       assert.deepEqual(after.heads, heads.heads, 'every head unchanged')
       const alice = await balanceOf(r.url, d.alice)
       assert.deepEqual([alice.balance, alice.final_balance], [100, 100], 'alice\'s entry stays, and is final')
-      assert.equal(after.heads['D']?.cid, d.cid('validation').toString(), 'the validation dataset stays the head of chain D')
+      assert.equal(after.heads['D']?.cid, d.cid('approve-validation').toString(), 'the approval of the validation pool stays the head of chain D')
     } finally {
       await r.close()
     }

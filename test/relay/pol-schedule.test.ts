@@ -1,6 +1,6 @@
 /**
- * The PoL service's schedule survives failures: a round that cannot judge a candidate (here the
- * chain has no validation dataset yet) says why on the candidate, and a later round judges it
+ * The PoL service's schedule survives failures: a round that cannot judge a candidate (here no
+ * validation pool is in force yet, so no beacon is made) says why on the candidate, and a later round judges it
  * without any other event (no new candidate, no manual runRound). The attack this stops: after the
  * first admission the periodic timer was replaced by a one-shot round, so a candidate left pending by
  * a failed round waited (holding its miner's quota) until someone else submitted.
@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
-import { randomSecretKey } from '../../src/chain/keys.ts'
+import { randomSecretKey, type SecretKey } from '../../src/chain/keys.ts'
 import { encodeSubmission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { importPayload } from '../../src/tensor/tiles.ts'
@@ -19,6 +19,7 @@ import { KEYS_DIR, openExistingStore, readKeyFile } from '../../relay/devnet.ts'
 import { devnetParts, readGenesis } from '../../relay/genesis/genesis.ts'
 import type { ChainStore } from '../../relay/node/interface.ts'
 import { FullNode } from '../../relay/node/full-node.ts'
+import { decisionSubmission } from '../../relay/node/governance.ts'
 import { PolService } from '../../relay/pol/service.ts'
 import { PolStore, type CandidateRecord } from '../../relay/pol/pol-store.ts'
 import { GENESIS_DIR, genesisDevnet, nudgedCandidate } from '../fixtures/genesis-devnet.ts'
@@ -42,6 +43,7 @@ describe('PoL rounds on a steady schedule', () => {
   let node: FullNode
   let polStore: PolStore
   let pol: PolService
+  let validators: SecretKey[]
   const log: string[] = []
 
   before(async () => {
@@ -50,7 +52,7 @@ describe('PoL rounds on a steady schedule', () => {
     node = new FullNode(store)
     polStore = PolStore.open(join(dir, 'pol.sqlite'))
     const keysDir = join(dir, KEYS_DIR)
-    const validators = readdirSync(keysDir).filter((f) => f.endsWith('.key')).sort().map((f) => readKeyFile(join(keysDir, f)))
+    validators = readdirSync(keysDir).filter((f) => f.endsWith('.key')).sort().map((f) => readKeyFile(join(keysDir, f)))
     pol = new PolService({ node, polStore, validators, log: (l) => log.push(l) })
     pol.start(INTERVAL_MS)
   })
@@ -70,11 +72,12 @@ describe('PoL rounds on a steady schedule', () => {
     // No validation dataset: the round cannot judge it. It stays pending and says why.
     const failed = await until(() => pol.candidate(cid) as CandidateRecord, (c) => c.attempts >= 1, 30_000, 'a failed attempt')
     assert.equal(failed.status, 'pending')
-    assert.match(failed.lastError ?? '', /no validation dataset/)
+    assert.match(failed.lastError ?? '', /no validation pool is in force/)
     const attempts = failed.attempts
     await until(() => (pol.candidate(cid) as CandidateRecord).attempts, (n) => n > attempts, 30_000, 'retried on the schedule')
 
-    // The missing dataset arrives as an ordinary chain D block: no candidate, no call into the service.
+    // The missing pool arrives as governance does it: anyone proposes it on chain D, the validators
+    // approve it, and the node brings the approval into force with a chain A block. No candidate, no call into the service.
     const g = await readGenesis(GENESIS_DIR)
     const validation = devnetParts(g).datasets.find((d) => d.split === 'validation')
     assert.ok(validation !== undefined)
@@ -89,7 +92,8 @@ describe('PoL rounds on a steady schedule', () => {
       chain_id: 'D', block_type: 'dataset', index: headD.header.index + 1, prev: headD.cid, depends_on: [headA.cid], expert_name: null, layer_id: null,
       payload: doc.cid, payload_size: doc.size, timestamp: Date.now(), difficulty: headD.header.difficulty, supersedes: null, pol: null
     } as HeaderDraft, randomSecretKey())
-    await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [validation.bytes] }))
+    const proposal = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [validation.bytes] }))
+    await node.submitCar(await decisionSubmission(store, validators, { dataset: proposal.cid, verdict: 'approve', tier: 'gold' }, Date.now()))
 
     const decided = await until(() => pol.candidate(cid) as CandidateRecord, (c) => c.status !== 'pending', 60_000, 'a verdict')
     assert.ok(decided.lossBefore !== null && decided.lossAfter !== null, `judged on the validation pool: ${decided.status} ${decided.code ?? ''}`)
