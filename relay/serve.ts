@@ -22,6 +22,7 @@ import { FullNode } from './node/full-node.ts'
 import type { ChainStore } from './node/interface.ts'
 import { checkJobSettings } from './pol/jobs.ts'
 import { PolStore } from './pol/pol-store.ts'
+import { DatasetScreener } from './pol/screener.ts'
 import { PolService } from './pol/service.ts'
 import { progressLine } from './progress.ts'
 
@@ -56,6 +57,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   let polStore: PolStore | undefined
   let node: FullNode
   let pol: PolService
+  let screener: DatasetScreener | undefined
   try {
     const show = progressLine('checking store')
     store.check({ onProgress: (done, total) => total > 0 && show(done, total) })
@@ -64,12 +66,13 @@ export async function serve(options: ServeOptions): Promise<Served> {
     if (validators.length > 0) log(`validator keys: ${validators.length} (Proof-of-Learning rounds, finality votes)`)
     node = new FullNode(store, validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) })
     pol = polService(options.dataDir, node, polStore, validators, log)
+    if (validators.length > 0) screener = new DatasetScreener({ node, validators, log })
   } catch (e) {
     polStore?.close()
     store.close()
     throw e
   }
-  const relay = createRelay({ node, version: VERSION, pol, ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
+  const relay = createRelay({ node, version: VERSION, pol, ...(screener === undefined ? {} : { screener }), ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
   await new Promise<void>((resolvePromise, rejectPromise) => {
     relay.server.once('error', (e: NodeJS.ErrnoException) => {
       const where = `${options.host}:${options.port}`
@@ -90,12 +93,15 @@ export async function serve(options: ServeOptions): Promise<Served> {
   const final = store.checkpoint()
   if (final !== null) log(`finality: checkpoint ${final.number}`)
   pol.start()
+  // Proposals that arrived while the node was down (or before a restart) are screened now.
+  screener?.screenPending().catch((e: unknown) => log(`datasets: screening stopped: ${e instanceof Error ? e.message : String(e)}`))
   return {
     url,
     node,
     pol,
     close: async () => {
       await pol.stop()
+      await screener?.idle()
       await relay.close()
       pol.polStore.close()
       store.close()

@@ -23,12 +23,13 @@ import { RuleError } from '../../src/errors.ts'
 import type { ChainStore } from '../node/interface.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { LeaseError, type PolService } from '../pol/service.ts'
+import type { DatasetScreener } from '../pol/screener.ts'
 import { QUOTAS } from '../pol/trust.ts'
 import type { GatewayStats } from './gateway.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson, type Handler } from './respond.ts'
 import { matchRoute, type Route, type RouteCall } from './router.ts'
 import { DEFAULT_UPLOAD_POLICY, UploadAbortedError, UploadBusyError, UploadGate, readSubmission, submissionLimit, type UploadPolicy } from './upload.ts'
-import { candidateJson, checkpointJson, statusJson } from './views.ts'
+import { candidateJson, checkpointJson, datasetsJson, statusJson } from './views.ts'
 
 export interface ApiOptions {
   readonly node: FullNode
@@ -40,6 +41,8 @@ export interface ApiOptions {
   readonly gatewayStats?: GatewayStats
   /** The Proof-of-Learning service: candidates, jobs and leases (absent: those routes answer 404). */
   readonly pol?: PolService
+  /** The quality gate's reports on proposals this node screened (absent: none are shown). */
+  readonly screener?: DatasetScreener
 }
 
 /** What the API's handlers share: the node and its store, the PoL service, the upload budget. */
@@ -49,6 +52,7 @@ export interface ApiContext {
   readonly version: string
   readonly gatewayStats: GatewayStats | undefined
   readonly pol: PolService | undefined
+  readonly screener: DatasetScreener | undefined
   readonly policy: UploadPolicy
   readonly uploads: UploadGate
 }
@@ -76,12 +80,13 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   { methods: READ, path: '/api/checkpoints', handler: listCheckpoints },
   { methods: READ, path: '/api/params', handler: getParams },
   { methods: READ, path: '/api/balance/:key', handler: getBalance },
-  { methods: READ, path: '/api/rejections', handler: listRejections }
+  { methods: READ, path: '/api/rejections', handler: listRejections },
+  { methods: READ, path: '/api/datasets', handler: listDatasets }
 ])
 
-export function createApiHandler({ node, version, uploads, gatewayStats, pol }: ApiOptions): Handler {
+export function createApiHandler({ node, version, uploads, gatewayStats, pol, screener }: ApiOptions): Handler {
   const policy: UploadPolicy = { ...DEFAULT_UPLOAD_POLICY, ...uploads }
-  const context: ApiContext = { node, store: node.store, version, gatewayStats, pol, policy, uploads: new UploadGate(policy) }
+  const context: ApiContext = { node, store: node.store, version, gatewayStats, pol, screener, policy, uploads: new UploadGate(policy) }
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')
     if (!url.pathname.startsWith('/api/')) return false
@@ -338,6 +343,11 @@ function getBalance(ctx: ApiContext, { res, params }: RouteCall): void {
     // What no branch can take away: the balance at the final chain C block (the rest is pending until validators checkpoint it).
     final_balance: ctx.store.balance(key, final), final_head: final?.toString() ?? null
   })
+}
+
+/** `GET /api/datasets`: every dataset proposed on the chain D head's branch, its stage, and the gate's report. */
+function listDatasets(ctx: ApiContext, { res }: RouteCall): void {
+  sendJson(res, 200, datasetsJson(ctx.store, ctx.screener))
 }
 
 /** `GET /api/rejections?limit=&before=`: the newest refusals. */

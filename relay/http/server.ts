@@ -12,6 +12,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createApiHandler } from './routes.ts'
 import type { PolService } from '../pol/service.ts'
+import type { DatasetScreener } from '../pol/screener.ts'
 import { createGatewayHandler, createGatewayStats, type GatewayOptions } from './gateway.ts'
 import { DEFAULT_RATE_LIMIT, createRateLimiter, requestCost, type RateLimit } from './rate-limit.ts'
 import { CORS_HEADERS, sendError, type Handler } from './respond.ts'
@@ -32,6 +33,8 @@ export interface RelayOptions {
   readonly tamper?: GatewayOptions['tamper']
   /** The node's PoL service (candidates, jobs, leases in the API). */
   readonly pol?: PolService
+  /** The node's dataset screener (gate reports in /api/datasets). */
+  readonly screener?: DatasetScreener
 }
 
 export interface Relay {
@@ -50,6 +53,7 @@ export function createRelay(options: RelayOptions): Relay {
     version: options.version,
     gatewayStats: stats,
     ...(options.pol === undefined ? {} : { pol: options.pol }),
+    ...(options.screener === undefined ? {} : { screener: options.screener }),
     ...(options.uploads === undefined ? {} : { uploads: options.uploads })
   })
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })

@@ -13,6 +13,13 @@ import { isFinal } from '../../src/chain/checkpoint.ts'
 import type { ChainStore } from '../node/interface.ts'
 import type { FullNode } from '../node/full-node.ts'
 import type { CandidateRecord } from '../pol/pol-store.ts'
+import type { DatasetScreener } from '../pol/screener.ts'
+import type { DatasetDocument } from '../../src/chain/dataset.ts'
+import type { Decision } from '../../src/chain/decision.ts'
+import { datasetStates, poolsInForce } from '../../src/chain/governance.ts'
+import type { AcceptedBlock } from '../../src/chain/view.ts'
+import { toHex } from '../../src/codec/cbor.ts'
+import { decodeReport } from '../../src/pol/gate.ts'
 
 /** Status: what a client needs to start syncing and to check it talks to the network it trusts. */
 export function statusJson(node: FullNode, version: string): { [key: string]: Json } {
@@ -65,4 +72,33 @@ export function candidateJson(c: CandidateRecord, store: ChainStore): { [key: st
     reward: c.reward, amount: c.amount, loss_before: c.lossBefore, loss_after: c.lossAfter, decided_at: c.decidedAt,
     attempts: c.attempts, last_error: c.lastError
   }
+}
+
+/**
+ * `GET /api/datasets`: each dataset proposed on the chain D head's branch with its document, its
+ * stage and tier (governance.ts), whether it is a pool in force under the chain A head, and the
+ * quality gate's report: the one its decision links, else the node's own (a screened proposal).
+ */
+export function datasetsJson(store: ChainStore, screener: DatasetScreener | undefined): { [key: string]: Json } {
+  const head = store.head('A')
+  const inForce = head === undefined ? { validation: [], train: [] } : poolsInForce(store, head)
+  const states = datasetStates(store, store.head('D') ?? null)
+  const datasets = [...states.values()].map((s) => {
+    const block = store.get(s.dataset) as AcceptedBlock
+    const doc = block.document as DatasetDocument
+    const decision = s.decision === null ? null : store.get(s.decision)
+    const linked = (decision?.document as Decision | undefined)?.report ?? null
+    const linkedBytes = linked === null ? undefined : store.getRaw(linked)
+    const report = linkedBytes !== undefined ? decodeReport(linkedBytes) : screener?.report(s.dataset)?.report ?? null
+    return {
+      cid: s.dataset.toString(), index: block.header.index, name: doc.name, license: doc.license, split: doc.split,
+      size: doc.content_size, content: doc.content.toString(), description: doc.description, proposer: toHex(block.header.miner_pub),
+      proposed_at: block.header.timestamp, stage: report !== null && s.stage === 'proposed' ? 'screened' : s.stage, tier: s.tier,
+      decision: s.decision?.toString() ?? null, reasons: [...s.reasons],
+      in_force: [...inForce.validation, ...inForce.train].some((c) => c.equals(s.dataset)),
+      report_cid: linked?.toString() ?? null,
+      report: report === null ? null : { pass: report.pass, checks: report.checks.map((c) => ({ name: c.name, value: c.value, limit: c.limit, pass: c.pass, detail: c.detail })) }
+    }
+  })
+  return toJson({ rules: head?.cid.toString() ?? null, datasets }) as { [key: string]: Json }
 }

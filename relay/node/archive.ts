@@ -18,6 +18,7 @@ import { CarReader, CarWriter } from '@ipld/car'
 import type { CID } from 'multiformats/cid'
 import { DAG_CBOR, cidMatches, cidOf } from '../../src/codec/cbor.ts'
 import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
+import { decodeDecision } from '../../src/chain/decision.ts'
 import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader, headerCid } from '../../src/chain/header.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
@@ -51,6 +52,10 @@ export function assembleSubmission(cid: CID, get: GetBlock, certificateOf: (cand
   }
   if (missing !== null) reject('E_INCOMPLETE', 'payload', `block ${String(missing)} missing`)
   const payload = header.chain_id === 'B' ? readUnixfsFile(header.payload, get, MAX_PARAM_PAYLOAD_BYTES).bytes : (get(header.payload) as Uint8Array)
+  // A decision carries the gate report it links.
+  const report = header.block_type === 'decision' ? decodeDecision(payload).report : null
+  const reportBytes = report === null ? undefined : get(report)
+  if (report !== null && reportBytes !== undefined) blocks.set(report.toString(), reportBytes)
   const certCid = header.pol ?? (header.supersedes === null ? undefined : certificateOf(cid))
   const certificate = certCid === undefined ? undefined : get(certCid)
   if (certificate !== undefined && certCid !== undefined) blocks.set(certCid.toString(), certificate)

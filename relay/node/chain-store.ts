@@ -49,7 +49,7 @@ import { aint, aoneOf } from '../../src/assert.ts'
 import { DAG_CBOR, DAG_PB, RAW, bytesEqual, cidMatches, isProtocolCid } from '../../src/codec/cbor.ts'
 import { decodeDataset } from '../../src/chain/dataset.ts'
 import { decodeDecision } from '../../src/chain/decision.ts'
-import { linkedFiles } from '../../src/chain/submission.ts'
+import { linkedDocuments, linkedFiles } from '../../src/chain/submission.ts'
 import { checkCheckpoint, checkpointId, decodeCheckpoint, type Checkpoint } from '../../src/chain/checkpoint.ts'
 import { headOf } from '../../src/chain/forkchoice.ts'
 import { fileHead, walkFile } from '../../src/codec/unixfs.ts'
@@ -471,6 +471,7 @@ class SqliteChainStore implements ChainStore {
     for (const linked of linkedFiles(block)) {
       if (blocks.has(linked.cid.toString())) file(linked.cid, linked.size, linked.field)
     }
+    for (const doc of linkedDocuments(block)) need(doc.cid, doc.field)
 
     const ledger = ledgerDeltas(block)
     const candidate = h.block_type === 'reward' ? block.certificate?.value.candidate.toString() ?? null : null
@@ -820,6 +821,7 @@ class SqliteChainStore implements ChainStore {
     if (owners[0]?.raw !== row.cid || owners[0]?.ord !== 0) fail('the header is not the first raw block the block owns')
     const ownedSet = new Set(owners.map((o) => o.raw))
     for (const l of linkedFiles(probe)) if (ownedSet.has(l.cid.toString())) file(l.cid, l.size, l.field)
+    for (const d of linkedDocuments(probe)) owned.push(d.cid.toString())
     const want = new Set(owned)
     for (const k of want) if (!ownedSet.has(k)) fail(`owners row for ${k} is missing`, k)
     for (const k of ownedSet) if (!want.has(k)) fail(`owns raw block ${k}, which it did not bring`)

@@ -9,6 +9,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
+import { DAG_CBOR, cidOf } from '../../src/codec/cbor.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import { DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, signDecision, type DecisionBody, type Tier, type Verdict } from '../../src/chain/decision.ts'
 import { nextGovernance } from '../../src/chain/governance.ts'
@@ -26,6 +27,8 @@ export interface DecisionRequest {
   /** `approve` only. */
   readonly tier?: Tier
   readonly reasons?: readonly string[]
+  /** The gate's report (encodeReport), linked from the decision and carried with it. */
+  readonly report?: Uint8Array
 }
 
 /** Why a decision cannot be made here (not a rule of the chain: the node refuses before sealing). */
@@ -55,7 +58,8 @@ export async function decisionSubmission(store: ChainStore, keys: readonly Secre
     verdict: request.verdict,
     role: (dataset.document as DatasetDocument).split,
     tier: request.verdict === 'approve' ? request.tier ?? 'gold' : null,
-    reasons: request.reasons ?? []
+    reasons: request.reasons ?? [],
+    report: request.report === undefined ? null : cidOf(request.report, DAG_CBOR)
   }
   const doc = documentPayload(encodeDecision(assembleDecision(body, signers.map((k) => signDecision(body, k)))))
   const sealed = sealBlock({
@@ -63,7 +67,7 @@ export async function decisionSubmission(store: ChainStore, keys: readonly Secre
     expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
     timestamp: Math.max(now, prev.header.timestamp, rules.header.timestamp, dataset.header.timestamp), difficulty: meta.pow.D, supersedes: null, pol: null
   } as HeaderDraft, signers[0] as SecretKey)
-  return encodeSubmission({ header: sealed.bytes, payload: doc.bytes })
+  return encodeSubmission({ header: sealed.bytes, payload: doc.bytes, documents: request.report === undefined ? [] : [request.report] })
 }
 
 /**

@@ -43,6 +43,8 @@ export interface DecisionBody {
   readonly tier: Tier | null
   /** Why: at least one for `reject` and `retire` (for example the quality gate's failed checks). */
   readonly reasons: readonly string[]
+  /** The quality gate's report on the dataset (a dag-cbor `blyan/dataset-report`, src/pol/gate.ts), carried with the decision; null when none was run. */
+  readonly report: CID | null
 }
 
 export interface Decision extends DecisionBody {
@@ -50,10 +52,10 @@ export interface Decision extends DecisionBody {
   readonly signatures: readonly ValidatorSignature[]
 }
 
-const BODY_KEYS = ['kind', 'version', 'dataset', 'meta', 'verdict', 'role', 'tier', 'reasons'] as const
+const BODY_KEYS = ['kind', 'version', 'dataset', 'meta', 'verdict', 'role', 'tier', 'reasons', 'report'] as const
 
 function bodyFields(body: DecisionBody): Record<string, unknown> {
-  return { kind: body.kind, version: body.version, dataset: body.dataset, meta: body.meta, verdict: body.verdict, role: body.role, tier: body.tier, reasons: [...body.reasons] }
+  return { kind: body.kind, version: body.version, dataset: body.dataset, meta: body.meta, verdict: body.verdict, role: body.role, tier: body.tier, reasons: [...body.reasons], report: body.report }
 }
 
 /** Canonical bytes validators sign. */
@@ -98,6 +100,8 @@ export function decodeDecision(bytes: Uint8Array): Decision {
     return r
   })
   if (verdict !== 'approve' && reasons.length === 0) reject('E_DECISION', 'payload.reasons', `a ${verdict} gives at least one reason`)
+  const report = S.cidOrNull(o, 'report', p, 'E_DECISION')
+  if (report !== null && !isProtocolCid(report, [DAG_CBOR])) reject('E_DECISION', 'payload.report', 'not a dag-cbor document CID')
   const signatures = decodeSignatures(o, p, 'E_DECISION')
-  return Object.freeze({ kind: DECISION_KIND, version: DECISION_VERSION, dataset, meta, verdict, role, tier, reasons: Object.freeze(reasons), signatures })
+  return Object.freeze({ kind: DECISION_KIND, version: DECISION_VERSION, dataset, meta, verdict, role, tier, reasons: Object.freeze(reasons), report, signatures })
 }

@@ -106,6 +106,44 @@ export interface RewardParams {
   readonly base: number
 }
 
+/**
+ * Thresholds of the automatic quality gate validators run on a proposed dataset (src/pol/gate.ts).
+ * Shares are of documents (blank-line separated) unless said otherwise.
+ */
+export interface GateParams {
+  /** Largest content a proposal may have, in bytes. */
+  readonly max_bytes: number
+  /** Fewest documents. */
+  readonly min_documents: number
+  /** Largest share of documents that repeat (exactly or nearly) a document of an approved pool, or of the proposal itself. */
+  readonly max_duplicate: number
+  /** Largest share of documents that are (nearly) in an approved pool of the other role: validation text in training data, or the reverse. */
+  readonly max_contamination: number
+  /** Estimated Jaccard similarity of word 5-shingles at which two documents are near duplicates. */
+  readonly near_duplicate: number
+  /** Largest share of tokens that are byte-fallback tokens (text the tokenizer does not cover). */
+  readonly max_byte_fallback: number
+  /** The current model's mean loss (nats per token) on a sample must lie in [loss_min, loss_max]: below, text it has memorised; above, gibberish. */
+  readonly loss_min: number
+  readonly loss_max: number
+  /** Largest share of documents holding e-mail addresses, phone numbers or secret keys. */
+  readonly max_pii: number
+}
+
+/** The gate's thresholds where chain A names none (a meta document without `gate`). */
+export const DEFAULT_GATE: GateParams = Object.freeze({
+  max_bytes: 16 * 1024 * 1024,
+  min_documents: 16,
+  max_duplicate: 0.05,
+  max_contamination: 0.01,
+  near_duplicate: 0.8,
+  max_byte_fallback: 0.01,
+  loss_min: 0.5,
+  loss_max: 4,
+  max_pii: 0.01
+})
+const GATE_KEYS = ['max_bytes', 'min_documents', 'max_duplicate', 'max_contamination', 'near_duplicate', 'max_byte_fallback', 'loss_min', 'loss_max', 'max_pii'] as const
+
 export interface MetaDocument {
   readonly kind: typeof META_KIND
   readonly version: typeof META_VERSION
@@ -119,6 +157,13 @@ export interface MetaDocument {
   readonly reward: RewardParams
   /** Validator public keys, strictly ascending by bytes. They sign meta blocks, genesis parameters, certificates and rewards. */
   readonly validators: readonly PublicKey[]
+  /** The quality gate's thresholds; absent: DEFAULT_GATE. */
+  readonly gate?: GateParams
+}
+
+/** The gate thresholds a meta document puts in force. */
+export function gateOf(meta: MetaDocument): GateParams {
+  return meta.gate ?? DEFAULT_GATE
 }
 
 const ARCH_KEYS = [
@@ -136,7 +181,9 @@ export function encodeMeta(doc: MetaDocument): Uint8Array {
 
 /** Decode and check a meta document (E_META, E_ARCH, E_VALIDATORS). */
 export function decodeMeta(bytes: Uint8Array): MetaDocument {
-  const o = S.exactMap(decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload'), META_KEYS, '', 'E_META')
+  const raw = decodeCbor(bytes, MAX_DOCUMENT_BYTES, 'payload')
+  const withGate = typeof raw === 'object' && raw !== null && Object.hasOwn(raw, 'gate')
+  const o = S.exactMap(raw, withGate ? [...META_KEYS, 'gate'] : META_KEYS, '', 'E_META')
   if (o['kind'] !== META_KIND) reject('E_META', 'kind', `expected "${META_KIND}"`)
   if (S.uint(o, 'version', '', undefined, 'E_META') !== META_VERSION) reject('E_VERSION', 'version', `meta version ${String(o['version'])}`)
   const network = S.str(o, 'network', '', 64, /^[a-z0-9][a-z0-9._-]*$/, 'E_META')
@@ -160,7 +207,31 @@ export function decodeMeta(bytes: Uint8Array): MetaDocument {
   const rewardMap = S.exactMap(o['reward'], ['base'], 'reward', 'E_META')
   const reward = Object.freeze({ base: S.uint(rewardMap, 'base', 'reward', 2 ** 40, 'E_META') })
   const validators = checkValidators(S.list(o, 'validators', '', MAX_VALIDATORS, 'E_VALIDATORS'))
-  return Object.freeze({ kind: META_KIND, version: META_VERSION, network, architecture, tokenizer, pow, pol, reward, validators })
+  const gate = withGate ? { gate: checkGate(o['gate']) } : {}
+  return Object.freeze({ kind: META_KIND, version: META_VERSION, network, architecture, tokenizer, pow, pol, reward, validators, ...gate })
+}
+
+function checkGate(value: unknown): GateParams {
+  const p = 'gate'
+  const o = S.exactMap(value, GATE_KEYS, p, 'E_META')
+  const share = (key: string): number => {
+    const v = S.finite(o, key, p, 'E_META')
+    if (!(v >= 0 && v <= 1)) reject('E_META', `gate.${key}`, 'a share in [0, 1]')
+    return v
+  }
+  const g: GateParams = {
+    max_bytes: positive(o, 'max_bytes', p, 1 << 30),
+    min_documents: S.uint(o, 'min_documents', p, 1 << 30, 'E_META'),
+    max_duplicate: share('max_duplicate'),
+    max_contamination: share('max_contamination'),
+    near_duplicate: share('near_duplicate'),
+    max_byte_fallback: share('max_byte_fallback'),
+    loss_min: S.finite(o, 'loss_min', p, 'E_META'),
+    loss_max: S.finite(o, 'loss_max', p, 'E_META'),
+    max_pii: share('max_pii')
+  }
+  if (!(g.loss_min >= 0 && g.loss_max > g.loss_min)) reject('E_META', 'gate.loss_max', 'needs 0 <= loss_min < loss_max')
+  return Object.freeze(g)
 }
 
 function positive(o: S.Fields, key: string, path: string, max: number, code: 'E_META' | 'E_ARCH' = 'E_META'): number {

@@ -20,6 +20,7 @@ import { reject } from '../errors.ts'
 import { readUnixfsFile, importPayload } from '../tensor/tiles.ts'
 import { DAG_CBOR, DAG_PB, RAW, cidMatches, cidOf, decodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import type { DatasetDocument } from './dataset.ts'
+import type { Decision } from './decision.ts'
 import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader } from './header.ts'
 import type { MetaDocument } from './meta.ts'
 import type { FullBlockInput } from './validate.ts'
@@ -60,6 +61,13 @@ export function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): 
   return []
 }
 
+/** DAG-CBOR documents an accepted block's document links, which its submission must carry (a decision's gate report). */
+export function linkedDocuments(block: Pick<AcceptedBlock, 'header' | 'document'>): LinkedFile[] {
+  if (block.header.block_type !== 'decision') return []
+  const report = (block.document as Decision).report
+  return report === null ? [] : [{ cid: report, size: 0, field: 'payload.report' }]
+}
+
 export interface SubmissionParts {
   readonly header: Uint8Array
   /** The payload: document bytes (chains A, C, D) or the parameter payload (chain B). */
@@ -67,6 +75,8 @@ export interface SubmissionParts {
   readonly certificate?: Uint8Array
   /** Bytes of each file the document links (tokenizer, dataset content). */
   readonly files?: readonly Uint8Array[]
+  /** DAG-CBOR documents the document links (a decision's gate report), each a block of its own. */
+  readonly documents?: readonly Uint8Array[]
 }
 
 /** Write a submission CAR. */
@@ -85,6 +95,7 @@ export async function encodeSubmission(parts: SubmissionParts): Promise<Uint8Arr
   if (chain === 'B') await addFile(parts.payload)
   else add(cidOf(parts.payload, DAG_CBOR), parts.payload)
   for (const file of parts.files ?? []) await addFile(file)
+  for (const doc of parts.documents ?? []) add(cidOf(doc, DAG_CBOR), doc)
   const roots = [headerCid]
   if (parts.certificate !== undefined) {
     const certCid = cidOf(parts.certificate, DAG_CBOR)
@@ -168,6 +179,10 @@ export function checkSubmissionBlocks(block: AcceptedBlock, blocks: ReadonlyMap<
     const { bytes, cids } = readUnixfsFile(file.cid, get, MAX_LINKED_FILE_BYTES)
     if (bytes.length !== file.size) reject('E_INCOMPLETE', file.field, `file has ${bytes.length} bytes, the document says ${file.size}`)
     for (const cid of cids) used.add(cid.toString())
+  }
+  for (const doc of linkedDocuments(block)) {
+    if (get(doc.cid) === undefined) reject('E_INCOMPLETE', doc.field, `document ${doc.cid} is not in the CAR`)
+    used.add(doc.cid.toString())
   }
   for (const key of blocks.keys()) if (!used.has(key)) reject('E_CAR', key, 'block not used by this submission')
 }

@@ -152,7 +152,7 @@ class BpeModel {
   readonly #cache = new Map<string, readonly number[]>()
   readonly #unk: string | null
   readonly #fuseUnk: boolean
-  readonly #byteFallback: boolean
+  readonly byteFallback: boolean
   readonly #ignoreMerges: boolean
   readonly #prefix: string
   readonly #suffix: string
@@ -169,7 +169,7 @@ class BpeModel {
     if (!dropout.absent && dropout.value !== 0) dropout.unsupported(`BPE dropout ${JSON.stringify(dropout.value)} (it makes encoding random)`)
     this.#unk = j.at('unk_token').absent ? null : j.at('unk_token').string()
     this.#fuseUnk = j.at('fuse_unk').bool(false)
-    this.#byteFallback = j.at('byte_fallback').bool(false)
+    this.byteFallback = j.at('byte_fallback').bool(false)
     this.#ignoreMerges = j.at('ignore_merges').bool(false)
     this.#prefix = j.at('continuing_subword_prefix').absent ? '' : j.at('continuing_subword_prefix').string()
     this.#suffix = j.at('end_of_word_suffix').absent ? '' : j.at('end_of_word_suffix').string()
@@ -239,7 +239,7 @@ class BpeModel {
         out.push(id)
         return
       }
-      if (this.#byteFallback) {
+      if (this.byteFallback) {
         const bytes = Array.from(new TextEncoder().encode(s), (b) => this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`))
         if (bytes.every((b) => b !== undefined)) {
           // The crate adds these without first flushing a pending unk (which then lands after them).
@@ -336,6 +336,10 @@ class HfTokenizer implements Tokenizer {
     }
     if (options.eos === true) out.push(this.eos)
     return out
+  }
+
+  isByteToken(token: number): boolean {
+    return this.#model.byteFallback && /^<0x[0-9A-F]{2}>$/.test(this.#model.tokens.get(token) ?? '')
   }
 
   decode(tokens: readonly number[]): string {

@@ -29,6 +29,11 @@ export interface Tokenizer {
   decodeToken(previous: number, token: number): string
   /** Whole sequence to text (multi-byte UTF-8 split across byte tokens comes out whole). BOS, EOS and special tokens add nothing. */
   decode(tokens: readonly number[]): string
+  /**
+   * True for a byte-fallback token (a `<0xXX>` piece): text the vocabulary has no piece for is
+   * spelled byte by byte. A byte-level tokenizer (GPT-2's alphabet) has none.
+   */
+  isByteToken(token: number): boolean
 }
 
 /** The tokenizer file formats the chain carries (a meta document's `tokenizer.format`). */

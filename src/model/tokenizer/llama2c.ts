@@ -108,6 +108,10 @@ class Llama2cBpe implements Tokenizer {
     return merged
   }
 
+  isByteToken(token: number): boolean {
+    return BYTE_PIECE.test(this.#pieces[token] ?? '')
+  }
+
   decodeToken(previous: number, token: number): string {
     return new TextDecoder().decode(this.#piece(previous, token))
   }

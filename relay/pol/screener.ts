@@ -1,0 +1,150 @@
+/**
+ * Screening proposed datasets: a node with validator keys runs the quality gate (src/pol/gate.ts)
+ * on every chain D proposal it accepts, and decides on it with its keys when they are a quorum.
+ *
+ * Policy (the node's, not a chain rule; blyan dataset approve/reject/retire decide by hand):
+ * - the gate fails: the proposal is **rejected**, the failed checks as reasons, the report linked;
+ * - a training pool passes: it is **approved `silver`** (jobs may draw shards from it);
+ * - a validation pool passes: it is **screened** and waits. Only validators approving it by hand
+ *   (`gold`) make it a pool PoL slices come from: an automatic approval would hand the choice of
+ *   the data candidates are judged on to whoever writes text that passes the gate.
+ *
+ * Reports are deterministic, so the node keeps the screened ones in memory and screens again after a
+ * restart; a decision carries its report in the chain.
+ *
+ * @module
+ */
+import type { CID } from 'multiformats/cid'
+import type { DatasetDocument } from '../../src/chain/dataset.ts'
+import { datasetStates, type DatasetState } from '../../src/chain/governance.ts'
+import type { SecretKey } from '../../src/chain/keys.ts'
+import { gateOf, isValidator, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
+import { publicKeyOf } from '../../src/chain/keys.ts'
+import type { AcceptedBlock } from '../../src/chain/view.ts'
+import { createTokenizer } from '../../src/model/tokenizer/index.ts'
+import { chainModel } from '../../src/model/source.ts'
+import { encodeReport, runGate, type GateReport, type ReferencePool } from '../../src/pol/gate.ts'
+import { loadFloatModel } from '../../src/pol/float-model.ts'
+import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
+import type { FullNode } from '../node/full-node.ts'
+import { decisionSubmission } from '../node/governance.ts'
+
+export interface ScreenerOptions {
+  readonly node: FullNode
+  /** The node's validator keys: they decide when they are a quorum of chain A's head. */
+  readonly validators: readonly SecretKey[]
+  readonly now?: () => number
+  readonly log?: (line: string) => void
+}
+
+export interface Screened {
+  readonly report: GateReport
+  readonly bytes: Uint8Array
+}
+
+export class DatasetScreener {
+  readonly node: FullNode
+  readonly #validators: readonly SecretKey[]
+  readonly #now: () => number
+  readonly #log: (line: string) => void
+  readonly #reports = new Map<string, Screened>()
+  #queue: Promise<unknown> = Promise.resolve()
+
+  constructor(options: ScreenerOptions) {
+    this.node = options.node
+    this.#validators = options.validators
+    this.#now = options.now ?? Date.now
+    this.#log = options.log ?? (() => undefined)
+    this.node.on('accepted', (block) => {
+      if (block.header.block_type === 'dataset') void this.screen(block.cid).catch((e: unknown) => this.#log(`datasets: could not screen ${block.cid}: ${e instanceof Error ? e.message : String(e)}`))
+    })
+  }
+
+  /** Resolves when no screening is running or queued. */
+  async idle(): Promise<void> {
+    for (let q = this.#queue; ; q = this.#queue) {
+      await q.catch(() => undefined)
+      if (q === this.#queue) return
+    }
+  }
+
+  /** Screen every proposal on the chain D head's branch that is still `proposed` (at start). */
+  async screenPending(): Promise<void> {
+    for (const state of this.states().values()) if (state.stage === 'proposed') await this.screen(state.dataset)
+  }
+
+  /** Dataset states on the chain D head's branch. */
+  states(): ReadonlyMap<string, DatasetState> {
+    const store = this.node.store
+    return datasetStates(store, store.head('D') ?? null)
+  }
+
+  /** The node's report on a dataset it screened (null when it has not, or has not yet). */
+  report(dataset: CID): Screened | null {
+    return this.#reports.get(dataset.toString()) ?? null
+  }
+
+  /** Screen one proposal (queued: one at a time); decides on it when policy and keys allow. */
+  screen(dataset: CID): Promise<Screened | null> {
+    const run = this.#queue.then(() => this.#screenNow(dataset))
+    this.#queue = run.catch(() => undefined)
+    return run
+  }
+
+  async #screenNow(cid: CID): Promise<Screened | null> {
+    const store = this.node.store
+    const block = store.get(cid)
+    const state = this.states().get(cid.toString())
+    if (block === undefined || state === undefined || state.stage !== 'proposed') return null
+    const rules = store.head('A') as AcceptedBlock
+    const meta = rules.document as MetaDocument
+    const doc = block.document as DatasetDocument
+    const raw = async (c: CID): Promise<Uint8Array> => {
+      const bytes = store.getRaw(c)
+      if (bytes === undefined) throw new Error(`the store lacks block ${c}`)
+      return bytes
+    }
+    const references: ReferencePool[] = []
+    for (const s of this.states().values()) {
+      if (s.stage !== 'approved') continue
+      const ref = store.get(s.dataset) as AcceptedBlock
+      const refDoc = ref.document as DatasetDocument
+      references.push({ cid: s.dataset, role: s.role, text: new TextDecoder().decode(await fetchUnixfsFile(refDoc.content, refDoc.content_size, raw)) })
+    }
+    const t = meta.tokenizer
+    const model = chainModel(store)
+    if (t === null || 'missing' in model) throw new Error('the chain has no model and tokenizer to screen with')
+    const started = performance.now()
+    const report = await runGate({
+      dataset: cid,
+      role: doc.split,
+      content: await fetchUnixfsFile(doc.content, doc.content_size, raw),
+      params: gateOf(meta),
+      references,
+      tokenizer: createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, raw), meta.architecture.vocab_size, t.bos_id, t.eos_id),
+      model: await loadFloatModel(meta.architecture, model.blocks, raw),
+      seqLen: meta.pol.seq_len
+    })
+    const screened = { report, bytes: encodeReport(report) }
+    this.#reports.set(cid.toString(), screened)
+    const failed = report.checks.filter((c) => !c.pass)
+    this.#log(`datasets: ${doc.name} (${doc.split}) ${cid} ${report.pass ? 'passes' : `fails ${failed.map((c) => c.name).join(', ')}`} the gate (${Math.round(performance.now() - started)} ms)`)
+    await this.#decide(cid, doc, screened, meta)
+    return screened
+  }
+
+  async #decide(cid: CID, doc: DatasetDocument, screened: Screened, meta: MetaDocument): Promise<void> {
+    const keys = this.#validators.filter((k) => isValidator(meta, publicKeyOf(k)))
+    if (keys.length < quorumSize(meta.validators.length)) return
+    const { report, bytes } = screened
+    if (report.pass && doc.split === 'validation') {
+      this.#log(`datasets: ${doc.name} is screened; a validation pool is approved by hand (blyan dataset approve ${cid} --tier gold)`)
+      return
+    }
+    const request = report.pass
+      ? { dataset: cid, verdict: 'approve' as const, tier: 'silver' as const, report: bytes }
+      : { dataset: cid, verdict: 'reject' as const, reasons: report.checks.filter((c) => !c.pass).map((c) => `${c.name}: ${c.detail}`), report: bytes }
+    const decision = await this.node.submitCar(await decisionSubmission(this.node.store, keys, request, this.#now()))
+    this.#log(`datasets: ${request.verdict === 'approve' ? 'approved (silver)' : 'rejected'} ${doc.name}: D:${decision.header.index} ${decision.cid}`)
+  }
+}
