@@ -23,7 +23,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { CID } from 'multiformats/cid'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
-import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, storePath, type DatasetFile } from './devnet.ts'
+import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, readValidatorKeys, storePath, type DatasetFile } from './devnet.ts'
+import { datasetLines, decideDataset, listDatasets, proposeDataset } from './datasets.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
 import { exportCar, importCar, verifyStore } from './node/archive.ts'
@@ -84,6 +85,18 @@ const USAGE: Record<string, string> = {
   eval: `blyan eval --data DIR --text FILE [--max-tokens N] [--backend B] [--json]
   Mean next-token cross-entropy (nats) of FILE, tokenized as one sequence from BOS, over its first N
   tokens (default 1024), in windows of the model's max_seq_len.`,
+  dataset: `blyan dataset propose FILE --relay URL --name NAME --split train|validation [--license SPDX] [--description TEXT] [--key FILE]
+       blyan dataset list --relay URL [--json]
+       blyan dataset approve|reject|retire CID --relay URL --data DIR [--tier gold|silver|experimental] [--reason TEXT]...
+  propose: offer a text file (UTF-8, documents separated by blank lines) as a chain D dataset. Any key
+  may; it is used for nothing until validators approve it. The node's validators run the quality
+  gate on it (a report of size, format, duplicates, contamination, PII, tokenizer coverage and model
+  loss); a training pool that passes is approved (silver), one that fails is rejected with reasons,
+  a validation pool that passes waits for validators to approve it by hand.
+  list: every proposal, its stage, tier and gate result.
+  approve, reject, retire: a decision signed by the validator keys in DIR/keys (a quorum), linking the
+  relay's gate report on the dataset. Approve names a tier (default gold: validation and training;
+  silver: training only; experimental: recorded, not used); reject and retire need --reason.`,
   mine: `blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--anchor CID] [--json]
   Donate compute: sync and verify the relay's chain headers (every rule, as the site does), lease a
   job whose base is the current version there, fetch and verify the weights and the training shard,
@@ -373,8 +386,52 @@ async function mineCommand(args: string[]): Promise<void> {
   await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }), ...(anchor === undefined ? {} : { anchor }) })
 }
 
+async function datasetCommand(args: string[]): Promise<void> {
+  const [action, ...more] = args
+  // `propose FILE`, `approve CID`, ...: the one positional comes first.
+  const target = action === 'list' || more[0]?.startsWith('-') === true ? undefined : more[0]
+  const rest = target === undefined ? more : more.slice(1)
+  const v = parse('dataset', rest, {
+    relay: { type: 'string' }, key: { type: 'string' }, name: { type: 'string' }, split: { type: 'string' }, license: { type: 'string' },
+    description: { type: 'string' }, data: { type: 'string' }, tier: { type: 'string' }, reason: { type: 'string', multiple: true }, json: { type: 'boolean' }
+  })
+  if (v['help'] === true || action === undefined || action === '--help') return void console.log(USAGE['dataset'])
+  const relay = required('dataset', v, 'relay')
+  if (!/^https?:\/\//.test(relay)) throw new UsageError(`dataset: --relay must be an http(s) URL, got "${relay}"`)
+  const print = (line: string): void => console.log(line)
+  if (action === 'list') {
+    const list = await listDatasets(relay)
+    if (v['json'] === true) console.log(JSON.stringify(list))
+    else for (const line of datasetLines(list)) console.log(line)
+    if (v['json'] !== true && list.length === 0) console.log('no datasets on this relay\'s chain D')
+    return
+  }
+  if (target === undefined) throw new UsageError(`dataset ${action}: name the ${action === 'propose' ? 'FILE' : 'dataset CID'}`)
+  if (action === 'propose') {
+    const split = required('dataset', v, 'split')
+    if (split !== 'train' && split !== 'validation') throw new UsageError(`dataset: --split must be train or validation, got "${split}"`)
+    const { key, created } = loadOrCreateKey(resolve((v['key'] as string | undefined) ?? DEFAULT_KEY_FILE))
+    if (created) print(`created a key for you: ${(v['key'] as string | undefined) ?? DEFAULT_KEY_FILE}`)
+    const info = await proposeDataset(relay, key, {
+      name: required('dataset', v, 'name'), split, license: (v['license'] as string | undefined) ?? 'NOASSERTION',
+      description: (v['description'] as string | undefined) ?? '', content: readFile(target, 'the dataset')
+    }, print)
+    if (info !== null) for (const line of datasetLines([info])) print(line)
+    return
+  }
+  if (action !== 'approve' && action !== 'reject' && action !== 'retire') throw new UsageError(`dataset: unknown action "${action}" (propose, list, approve, reject, retire)`)
+  const tier = v['tier'] as string | undefined
+  if (tier !== undefined && (action !== 'approve' || !['gold', 'silver', 'experimental'].includes(tier))) throw new UsageError('dataset: --tier is gold, silver or experimental, and only for approve')
+  const reasons = (v['reason'] as string[] | undefined) ?? []
+  if (action !== 'approve' && reasons.length === 0) throw new UsageError(`dataset ${action}: give at least one --reason`)
+  const { keys } = readValidatorKeys(resolve(required('dataset', v, 'data')))
+  if (keys.length === 0) throw new Error(`${required('dataset', v, 'data')}: no validator keys (keys/validator-N.key)`)
+  await decideDataset(relay, keys, { dataset: target, verdict: action, ...(tier === undefined ? {} : { tier: tier as 'gold' }), reasons }, print)
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   mine: mineCommand,
+  dataset: datasetCommand,
   init, start, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand
 }
 

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { documentPayload, sealBlock, type HeaderDraft } from '../src/chain/build.ts'
 import { compareBytes } from '../src/codec/cbor.ts'
@@ -98,6 +98,14 @@ export function openExistingStore(dataDir: string): ChainStore {
 export function writeKeyFile(path: string, key: SecretKey): void {
   writeFileSync(path, Buffer.from(key).toString('hex') + '\n', { mode: 0o600 })
   chmodSync(path, 0o600)
+}
+
+/** The validator keys of a data directory (`keys/validator-N.key`, in file order), with their paths. */
+export function readValidatorKeys(dataDir: string): { keys: SecretKey[]; files: string[] } {
+  const keysDir = join(dataDir, KEYS_DIR)
+  if (!existsSync(keysDir)) return { keys: [], files: [] }
+  const files = readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort().map((f) => join(keysDir, f))
+  return { keys: files.map(readKeyFile), files }
 }
 
 export function readKeyFile(path: string): SecretKey {

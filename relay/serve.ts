@@ -10,12 +10,12 @@
  *
  * @module
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { toHex } from '../src/codec/cbor.ts'
 import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
 import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
-import { JOBS_FILE, KEYS_DIR, openExistingStore, readKeyFile } from './devnet.ts'
+import { JOBS_FILE, KEYS_DIR, openExistingStore, readKeyFile, readValidatorKeys } from './devnet.ts'
 import { createRelay } from './http/server.ts'
 import { CheckpointSigner } from './node/finality.ts'
 import { FullNode } from './node/full-node.ts'
@@ -43,6 +43,8 @@ export interface Served {
   readonly url: string
   readonly node: FullNode
   readonly pol: PolService
+  /** Screens proposed datasets (a node with validator keys; else undefined). */
+  readonly screener: DatasetScreener | undefined
   close(): Promise<void>
 }
 
@@ -99,6 +101,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     url,
     node,
     pol,
+    screener,
     close: async () => {
       await pol.stop()
       await screener?.idle()
@@ -117,9 +120,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
  */
 function validatorKeys(dataDir: string, store: ChainStore): SecretKey[] {
   const keysDir = join(dataDir, KEYS_DIR)
-  if (!existsSync(keysDir)) return []
-  const files = readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort()
-  const keys = files.map((f) => readKeyFile(join(keysDir, f)))
+  const { keys, files } = readValidatorKeys(dataDir)
   const listed = join(keysDir, 'validators.json')
   if (existsSync(listed)) {
     const pubs = JSON.parse(readFileSync(listed, 'utf8')) as unknown
@@ -132,7 +133,7 @@ function validatorKeys(dataDir: string, store: ChainStore): SecretKey[] {
   }
   const meta = store.head('A')?.document as MetaDocument | undefined
   for (const [i, key] of keys.entries()) {
-    if (meta !== undefined && !isValidator(meta, publicKeyOf(key))) throw new Error(`${join(keysDir, files[i] as string)} is not a validator of this network (chain A head A:${store.head('A')?.header.index})`)
+    if (meta !== undefined && !isValidator(meta, publicKeyOf(key))) throw new Error(`${files[i] as string} is not a validator of this network (chain A head A:${store.head('A')?.header.index})`)
   }
   return keys
 }

@@ -29,7 +29,7 @@ import type { GatewayStats } from './gateway.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson, type Handler } from './respond.ts'
 import { matchRoute, type Route, type RouteCall } from './router.ts'
 import { DEFAULT_UPLOAD_POLICY, UploadAbortedError, UploadBusyError, UploadGate, readSubmission, submissionLimit, type UploadPolicy } from './upload.ts'
-import { candidateJson, checkpointJson, datasetsJson, statusJson } from './views.ts'
+import { candidateJson, checkpointJson, datasetReport, datasetsJson, statusJson } from './views.ts'
 
 export interface ApiOptions {
   readonly node: FullNode
@@ -81,7 +81,8 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   { methods: READ, path: '/api/params', handler: getParams },
   { methods: READ, path: '/api/balance/:key', handler: getBalance },
   { methods: READ, path: '/api/rejections', handler: listRejections },
-  { methods: READ, path: '/api/datasets', handler: listDatasets }
+  { methods: READ, path: '/api/datasets', handler: listDatasets },
+  { methods: READ, path: '/api/datasets/:cid/report', handler: getDatasetReport }
 ])
 
 export function createApiHandler({ node, version, uploads, gatewayStats, pol, screener }: ApiOptions): Handler {
@@ -348,6 +349,14 @@ function getBalance(ctx: ApiContext, { res, params }: RouteCall): void {
 /** `GET /api/datasets`: every dataset proposed on the chain D head's branch, its stage, and the gate's report. */
 function listDatasets(ctx: ApiContext, { res }: RouteCall): void {
   sendJson(res, 200, datasetsJson(ctx.store, ctx.screener))
+}
+
+/** `GET /api/datasets/:cid/report`: the gate report's DAG-CBOR bytes (the one the decision links, else the node's own). */
+function getDatasetReport(ctx: ApiContext, { res, params }: RouteCall): void {
+  const bytes = datasetReport(ctx.store, ctx.screener, params['cid'] ?? '')
+  if (bytes === null) return sendError(res, 404, 'NOT_FOUND', 'no gate report on that dataset here')
+  res.writeHead(200, { 'Content-Type': DAG_CBOR_TYPE, 'Content-Length': bytes.length })
+  res.end(bytes)
 }
 
 /** `GET /api/rejections?limit=&before=`: the newest refusals. */

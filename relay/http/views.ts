@@ -16,7 +16,7 @@ import type { CandidateRecord } from '../pol/pol-store.ts'
 import type { DatasetScreener } from '../pol/screener.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import type { Decision } from '../../src/chain/decision.ts'
-import { datasetStates, poolsInForce } from '../../src/chain/governance.ts'
+import { datasetStates, poolsInForce, type DatasetState } from '../../src/chain/governance.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { toHex } from '../../src/codec/cbor.ts'
 import { decodeReport } from '../../src/pol/gate.ts'
@@ -88,8 +88,8 @@ export function datasetsJson(store: ChainStore, screener: DatasetScreener | unde
     const doc = block.document as DatasetDocument
     const decision = s.decision === null ? null : store.get(s.decision)
     const linked = (decision?.document as Decision | undefined)?.report ?? null
-    const linkedBytes = linked === null ? undefined : store.getRaw(linked)
-    const report = linkedBytes !== undefined ? decodeReport(linkedBytes) : screener?.report(s.dataset)?.report ?? null
+    const bytes = reportBytes(store, screener, s)
+    const report = bytes === null ? null : decodeReport(bytes)
     return {
       cid: s.dataset.toString(), index: block.header.index, name: doc.name, license: doc.license, split: doc.split,
       size: doc.content_size, content: doc.content.toString(), description: doc.description, proposer: toHex(block.header.miner_pub),
@@ -101,4 +101,17 @@ export function datasetsJson(store: ChainStore, screener: DatasetScreener | unde
     }
   })
   return toJson({ rules: head?.cid.toString() ?? null, datasets }) as { [key: string]: Json }
+}
+
+/** The gate report on a dataset: the one its decision links, else the screener's (null: none, or not a dataset CID). */
+export function datasetReport(store: ChainStore, screener: DatasetScreener | undefined, cid: string): Uint8Array | null {
+  const state = datasetStates(store, store.head('D') ?? null).get(cid)
+  return state === undefined ? null : reportBytes(store, screener, state)
+}
+
+function reportBytes(store: ChainStore, screener: DatasetScreener | undefined, s: DatasetState): Uint8Array | null {
+  const decision = s.decision === null ? undefined : store.get(s.decision)
+  const linked = (decision?.document as Decision | undefined)?.report ?? null
+  if (linked !== null) return store.getRaw(linked) ?? null
+  return screener?.report(s.dataset)?.bytes ?? null
 }

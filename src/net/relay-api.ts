@@ -125,6 +125,38 @@ export function minerReportFrom(raw: unknown): MinerReport {
   return Object.freeze({ trust, quota, candidates: Object.freeze(candidates) })
 }
 
+/** One gate check as `GET /api/datasets` reports it (src/pol/gate.ts GateCheck). */
+export interface DatasetCheckInfo {
+  readonly name: string
+  readonly value: number
+  readonly limit: number
+  readonly pass: boolean
+  readonly detail: string
+}
+
+/** A proposed dataset as the relay reports it (`GET /api/datasets`): its stage and the gate's report. Not verified here. */
+export interface DatasetInfo {
+  readonly cid: string
+  readonly index: number
+  readonly name: string
+  readonly license: string
+  readonly split: 'train' | 'validation'
+  readonly size: number
+  readonly description: string
+  /** Hex public key of the proposer. */
+  readonly proposer: string
+  /** `screened`: the node ran the gate, no decision yet. */
+  readonly stage: 'proposed' | 'screened' | 'approved' | 'rejected' | 'retired'
+  readonly tier: 'gold' | 'silver' | 'experimental' | null
+  readonly decision: string | null
+  readonly reasons: readonly string[]
+  /** A pool in force under the relay's chain A head. */
+  readonly inForce: boolean
+  /** The report the decision links (a dag-cbor block), when one does. */
+  readonly reportCid: string | null
+  readonly report: { readonly pass: boolean; readonly checks: readonly DatasetCheckInfo[] } | null
+}
+
 /** A key's ledger balance (`GET /api/balance/<key>`): at the chain C head, and at the final chain C block (null when the relay did not say). */
 export interface BalanceReport {
   readonly balance: number

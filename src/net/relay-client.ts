@@ -13,7 +13,7 @@ import type { CID } from 'multiformats/cid'
 import type { ChainId } from '../chain/header.ts'
 import {
   candidateFrom, minerReportFrom, rejectionFrom,
-  type BalanceReport, type CandidateInfo, type Job, type LeaseRequest, type MinerReport, type RejectionInfo, type SubmitResult
+  type BalanceReport, type CandidateInfo, type DatasetInfo, type Job, type LeaseRequest, type MinerReport, type RejectionInfo, type SubmitResult
 } from './relay-api.ts'
 
 /**
@@ -109,6 +109,10 @@ export interface RelayClient {
   candidate(cid: string, signal?: AbortSignal): Promise<CandidateInfo>
   miner(publicKey: string, signal?: AbortSignal): Promise<MinerReport>
   balance(publicKey: string, signal?: AbortSignal): Promise<BalanceReport>
+  /** Datasets proposed on the relay's chain D, their stages and gate reports. */
+  datasets(signal?: AbortSignal): Promise<DatasetInfo[]>
+  /** The gate report's DAG-CBOR bytes for a dataset (linked by its decision, or the node's own), or null when there is none. Unverified. */
+  datasetReport(cid: string, signal?: AbortSignal): Promise<Uint8Array | null>
 }
 
 export function createRelayClient(url: string, fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis)): RelayClient {
@@ -252,6 +256,28 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
       const body = (await json(`/api/balance/${encodeURIComponent(publicKey)}`, signal)) as { balance?: unknown; final_balance?: unknown }
       if (typeof body.balance !== 'number') throw new RelayError(base, 'protocol', 'the balance answer has no balance')
       return { balance: body.balance, finalBalance: typeof body.final_balance === 'number' ? body.final_balance : null }
+    },
+
+    async datasets(signal) {
+      const body = (await json('/api/datasets', signal)) as { datasets?: unknown }
+      if (!Array.isArray(body.datasets)) throw new RelayError(base, 'protocol', '/api/datasets has no datasets list')
+      return body.datasets.map((d: Record<string, unknown>) => {
+        if (typeof d['cid'] !== 'string' || typeof d['stage'] !== 'string') throw new RelayError(base, 'protocol', '/api/datasets: an entry lacks cid or stage')
+        return {
+          cid: d['cid'], index: Number(d['index']), name: String(d['name']), license: String(d['license']), split: d['split'] as DatasetInfo['split'],
+          size: Number(d['size']), description: String(d['description'] ?? ''), proposer: String(d['proposer']), stage: d['stage'] as DatasetInfo['stage'],
+          tier: (d['tier'] ?? null) as DatasetInfo['tier'], decision: typeof d['decision'] === 'string' ? d['decision'] : null,
+          reasons: Array.isArray(d['reasons']) ? d['reasons'].map(String) : [], inForce: d['in_force'] === true,
+          reportCid: typeof d['report_cid'] === 'string' ? d['report_cid'] : null, report: (d['report'] ?? null) as DatasetInfo['report']
+        }
+      })
+    },
+
+    async datasetReport(cid, signal) {
+      const res = await request(`/api/datasets/${encodeURIComponent(cid)}/report`, { headers: { Accept: 'application/vnd.ipld.dag-cbor' }, ...(signal === undefined ? {} : { signal }) })
+      if (res.status === 404) return null
+      if (!res.ok) throw new RelayError(base, 'http', `the report on ${cid}: HTTP ${res.status}`, res.status)
+      return new Uint8Array(await res.arrayBuffer())
     }
   }
 }
