@@ -10,8 +10,7 @@ import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { CID } from 'multiformats/cid'
-import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
-import { encodeDataset, type DatasetDocument } from '../../src/chain/dataset.ts'
+import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import { poolsInForce } from '../../src/chain/governance.ts'
 import { randomSecretKey, type SecretKey } from '../../src/chain/keys.ts'
 import type { MetaDocument } from '../../src/chain/meta.ts'
@@ -22,9 +21,9 @@ import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { createRelayClient } from '../../src/net/relay-client.ts'
 import { MinerChain } from '../../src/pol/chain.ts'
 import { buildCandidate } from '../../src/pol/candidate.ts'
-import { importPayload } from '../../src/tensor/tiles.ts'
 import { KEYS_DIR, readKeyFile } from '../../relay/devnet.ts'
 import { devnetParts, readGenesis } from '../../relay/genesis/genesis.ts'
+import { proposalSubmission } from '../../relay/node/governance.ts'
 import { serve, type Served } from '../../relay/serve.ts'
 import { assertRule } from '../fixtures/assert-rule.ts'
 import { GENESIS_DIR, currentExpert, genesisDevnet, nudgedCandidate } from '../fixtures/genesis-devnet.ts'
@@ -53,21 +52,10 @@ describe('a stranger\'s datasets before approval', () => {
     assert.ok(train !== undefined)
     const text = train.bytes.subarray(0, 40_000)
     for (const split of ['validation', 'train'] as const) {
-      const store = served.node.store
-      const content = await importPayload(text)
-      const doc = documentPayload(encodeDataset({
-        kind: 'blyan/dataset', version: 1, name: `mine-${split}`, license: 'CC0-1.0', split, format: 'text/plain; blank-line-separated',
-        content: content.cid, content_size: text.length, description: 'my own pool'
-      }))
-      const headD = store.head('D') as AcceptedBlock
-      const headA = store.head('A') as AcceptedBlock
-      const sealed = sealBlock({
-        chain_id: 'D', block_type: 'dataset', index: headD.header.index + 1, prev: headD.cid, depends_on: [headA.cid], expert_name: null, layer_id: null,
-        payload: doc.cid, payload_size: doc.size, timestamp: Date.now(), difficulty: (headA.document as MetaDocument).pow.D, supersedes: null, pol: null
-      } as HeaderDraft, stranger)
-      const posted = await post(served.url, await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [text] }))
+      const p = await proposalSubmission(served.node.store, stranger, { name: `mine-${split}`, license: 'CC0-1.0', split, description: 'my own pool', content: text }, Date.now())
+      const posted = await post(served.url, p.car)
       assert.equal(posted.status, 201, 'proposing is open to any key')
-      proposals.push(sealed.cid)
+      proposals.push(p.cid)
     }
   })
 

@@ -9,17 +9,12 @@ import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
-import { encodeDataset } from '../../src/chain/dataset.ts'
 import { randomSecretKey, type SecretKey } from '../../src/chain/keys.ts'
-import { encodeSubmission } from '../../src/chain/submission.ts'
-import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { importPayload } from '../../src/tensor/tiles.ts'
 import { KEYS_DIR, openExistingStore, readKeyFile } from '../../relay/devnet.ts'
 import { devnetParts, readGenesis } from '../../relay/genesis/genesis.ts'
 import type { ChainStore } from '../../relay/node/interface.ts'
 import { FullNode } from '../../relay/node/full-node.ts'
-import { decisionSubmission } from '../../relay/node/governance.ts'
+import { decisionSubmission, proposalSubmission } from '../../relay/node/governance.ts'
 import { PolService } from '../../relay/pol/service.ts'
 import { PolStore, type CandidateRecord } from '../../relay/pol/pol-store.ts'
 import { GENESIS_DIR, genesisDevnet, nudgedCandidate } from '../fixtures/genesis-devnet.ts'
@@ -81,18 +76,8 @@ describe('PoL rounds on a steady schedule', () => {
     const g = await readGenesis(GENESIS_DIR)
     const validation = devnetParts(g).datasets.find((d) => d.split === 'validation')
     assert.ok(validation !== undefined)
-    const content = await importPayload(validation.bytes)
-    const doc = documentPayload(encodeDataset({
-      kind: 'blyan/dataset', version: 1, name: validation.name, license: validation.license, split: 'validation',
-      format: 'text/plain; blank-line-separated', content: content.cid, content_size: validation.bytes.length, description: validation.description
-    }))
-    const headD = store.head('D') as AcceptedBlock
-    const headA = store.head('A') as AcceptedBlock
-    const sealed = sealBlock({
-      chain_id: 'D', block_type: 'dataset', index: headD.header.index + 1, prev: headD.cid, depends_on: [headA.cid], expert_name: null, layer_id: null,
-      payload: doc.cid, payload_size: doc.size, timestamp: Date.now(), difficulty: headD.header.difficulty, supersedes: null, pol: null
-    } as HeaderDraft, randomSecretKey())
-    const proposal = await node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [validation.bytes] }))
+    const p = await proposalSubmission(store, randomSecretKey(), { name: validation.name, license: validation.license, split: 'validation', description: validation.description, content: validation.bytes }, Date.now())
+    const proposal = await node.submitCar(p.car)
     await node.submitCar(await decisionSubmission(store, validators, { dataset: proposal.cid, verdict: 'approve', tier: 'gold' }, Date.now()))
 
     const decided = await until(() => pol.candidate(cid) as CandidateRecord, (c) => c.status !== 'pending', 60_000, 'a verdict')

@@ -12,35 +12,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { CID } from 'multiformats/cid'
-import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
-import { encodeDataset, type DatasetSplit } from '../../src/chain/dataset.ts'
+import type { DatasetSplit } from '../../src/chain/dataset.ts'
 import { poolsInForce } from '../../src/chain/governance.ts'
 import { randomSecretKey } from '../../src/chain/keys.ts'
-import type { MetaDocument } from '../../src/chain/meta.ts'
-import { encodeSubmission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { createRelayClient } from '../../src/net/relay-client.ts'
-import { importPayload } from '../../src/tensor/tiles.ts'
 import { devnetParts, readGenesis } from '../../relay/genesis/genesis.ts'
+import { proposalSubmission } from '../../relay/node/governance.ts'
 import { serve, type Served } from '../../relay/serve.ts'
 import { GENESIS_DIR, genesisDevnet } from '../fixtures/genesis-devnet.ts'
 import { SHARED_DATA_MISSING, sharedData } from '../fixtures/shared-data.ts'
 
 /** A proposal (chain D dataset block) by a fresh key, as the submission CAR a browser would POST. */
-async function proposal(node: Served, name: string, split: DatasetSplit, text: Uint8Array): Promise<{ cid: CID; car: Uint8Array }> {
-  const store = node.node.store
-  const content = await importPayload(text)
-  const doc = documentPayload(encodeDataset({
-    kind: 'blyan/dataset', version: 1, name, license: 'CDLA-Sharing-1.0', split, format: 'text/plain; blank-line-separated',
-    content: content.cid, content_size: text.length, description: `${name}: proposed in a test`
-  }))
-  const headD = store.head('D') as AcceptedBlock
-  const headA = store.head('A') as AcceptedBlock
-  const sealed = sealBlock({
-    chain_id: 'D', block_type: 'dataset', index: headD.header.index + 1, prev: headD.cid, depends_on: [headA.cid], expert_name: null, layer_id: null,
-    payload: doc.cid, payload_size: doc.size, timestamp: Date.now(), difficulty: (headA.document as MetaDocument).pow.D, supersedes: null, pol: null
-  } as HeaderDraft, randomSecretKey())
-  return { cid: sealed.cid, car: await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [text] }) }
+function proposal(node: Served, name: string, split: DatasetSplit, content: Uint8Array): Promise<{ cid: CID; car: Uint8Array }> {
+  return proposalSubmission(node.node.store, randomSecretKey(), { name, split, content, license: 'CDLA-Sharing-1.0', description: `${name}: proposed in a test` }, Date.now())
 }
 
 interface DatasetView { cid: string; stage: string; decision: string | null; tier: string | null; in_force: boolean; reasons: string[]; report_cid: string | null; report: { pass: boolean; checks: { name: string; pass: boolean }[] } | null }
