@@ -10,6 +10,7 @@ import { assembleDecision, decodeDecision, encodeDecision, type DecisionBody } f
 import { poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { encodeCbor } from '../../src/codec/cbor.ts'
+import { DEFAULT_GATE, decodeMeta, encodeMeta, gateOf } from '../../src/chain/meta.ts'
 import { assertRule } from '../fixtures/assert-rule.ts'
 import { Devnet, reseal, testKey } from '../fixtures/devnet.ts'
 
@@ -112,6 +113,16 @@ describe('dataset governance', () => {
     await assertRule(() => d.submit(reseal(back, { depends_on: [d.cid('reward')] }, d.validators[0] as Uint8Array)), 'E_DEPS', 'depends_on[0]')
     await assertRule(() => d.submit(reseal(back, { depends_on: [d.cid('evil'), d.cid('train')].sort((x, y) => Buffer.compare(x.bytes, y.bytes)) }, d.validators[0] as Uint8Array)), 'E_DEPS', 'depends_on')
     await d.submit(back)
+  })
+
+  test('chain A\'s gate thresholds: optional (defaults apply), and checked when present', async () => {
+    const d = new Devnet()
+    assert.deepEqual(gateOf(decodeMeta(encodeMeta(d.meta))), DEFAULT_GATE)
+    const tuned = { ...d.meta, gate: { ...DEFAULT_GATE, max_duplicate: 0.1, loss_max: 5.5 } }
+    assert.deepEqual(gateOf(decodeMeta(encodeMeta(tuned))), tuned.gate)
+    await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, max_pii: 2 } })), 'E_META', 'gate.max_pii')
+    await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, loss_min: 5, loss_max: 4 } })), 'E_META', 'gate.loss_max')
+    await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, extra: 1 } as never })), 'E_META')
   })
 
   test('decision documents: schema errors are E_DECISION, and encoding is canonical', async () => {

@@ -17,6 +17,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
 import { decodeDecision } from '../../src/chain/decision.ts'
+import { decodeReport } from '../../src/pol/gate.ts'
 import { decodeDataset } from '../../src/chain/dataset.ts'
 import { decodeHeader } from '../../src/chain/header.ts'
 import { verifyMessage } from '../../src/chain/keys.ts'
@@ -130,6 +131,7 @@ describe('document vectors', () => {
     'blyan/meta': decodeMeta,
     'blyan/dataset': decodeDataset,
     'blyan/dataset-decision': decodeDecision,
+    'blyan/dataset-report': decodeReport,
     'blyan/reward': (b) => decodeLedgerDocument(b, 'reward'),
     'blyan/transfer': (b) => decodeLedgerDocument(b, 'transfer'),
     'blyan/pol-certificate': decodeCertificate,

@@ -10,9 +10,10 @@ import { fileURLToPath } from 'node:url'
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { RAW, cidOf, toHex } from '../../src/codec/cbor.ts'
+import { encodeReport } from '../../src/pol/gate.ts'
 import { assembleCheckpoint, checkpointBodyBytes, checkpointId, encodeCheckpoint, signCheckpoint } from '../../src/chain/checkpoint.ts'
 import { publicKeyOf, signMessage } from '../../src/chain/keys.ts'
-import { quorumSize } from '../../src/chain/meta.ts'
+import { DEFAULT_GATE, quorumSize } from '../../src/chain/meta.ts'
 import { leaseMessage } from '../../src/pol/job.ts'
 import { signingBytes } from '../../src/chain/header.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
@@ -170,6 +171,18 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     content: content.cid, content_size: 29, description: 'a training pool', record: (await importPayload(record)).cid, record_size: record.length
   }))
   doc('approval of the validation dataset (gold, 3 of 4 validators)', 'blyan/dataset-decision', d.built.get('approve-validation')!.input.payload)
+  // A gate report as a node writes it (src/pol/gate.ts): fixed values, every field present.
+  doc('gate report (a training pool rejected for duplicates)', 'blyan/dataset-report', encodeReport({
+    kind: 'blyan/dataset-report', version: 1, dataset: d.cid('train'), role: 'train', params: DEFAULT_GATE,
+    references: [d.cid('validation')],
+    checks: [
+      { name: 'size', value: 28, limit: DEFAULT_GATE.max_bytes, pass: true, detail: `28 bytes, at most ${DEFAULT_GATE.max_bytes}` },
+      { name: 'utf8', value: 0, limit: 0, pass: true, detail: 'UTF-8 text' },
+      { name: 'documents', value: 2, limit: 16, pass: false, detail: '2 documents, at least 16' },
+      { name: 'duplicates', value: 0.5, limit: 0.05, pass: false, detail: '1 of 2 documents repeat an approved pool\'s or an earlier one (50.00%, at most 5.00%)' }
+    ],
+    pass: false
+  }))
   doc('reward', 'blyan/reward', d.built.get('reward')!.input.payload)
   doc('transfer', 'blyan/transfer', d.built.get('transfer')!.input.payload)
   doc('certificate of expert0.0v1', 'blyan/pol-certificate', d.built.get('expert0.0v1')!.input.certificate!)
