@@ -25,6 +25,7 @@ import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
 import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, readValidatorKeys, storePath, type DatasetFile } from './devnet.ts'
 import { datasetLines, decideDataset, listDatasets, proposeDataset } from './datasets.ts'
+import { auditVersion } from './audit.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
 import { importModel } from './import.ts'
 import { exportCar, importCar, verifyStore } from './node/archive.ts'
@@ -97,6 +98,11 @@ const USAGE: Record<string, string> = {
   approve, reject, retire: a decision signed by the validator keys in DIR/keys (a quorum), linking the
   relay's gate report on the dataset. Approve names a tier (default gold: validation and training;
   silver: training only; experimental: recorded, not used); reject and retire need --reason.`,
+  audit: `blyan audit CID --relay URL [--json]
+  Replay the training record of a certified version (its certificate links it): the model, training
+  pool, windows, seed and settings it names, on the CPU reference, step by step. Exits 0 when the
+  version is what that training gives (bit for bit for a CPU-trained record, within tolerance for a
+  WebGPU one), 1 with the first step where the replay differs.`,
   mine: `blyan mine --relay URL [--key FILE] [--jobs N] [--backend cpu|webgpu] [--anchor CID] [--json]
   Donate compute: sync and verify the relay's chain headers (every rule, as the site does), lease a
   job whose base is the current version there, fetch and verify the weights and the training shard,
@@ -429,7 +435,26 @@ async function datasetCommand(args: string[]): Promise<void> {
   await decideDataset(relay, keys, { dataset: target, verdict: action, ...(tier === undefined ? {} : { tier: tier as 'gold' }), reasons }, print)
 }
 
+async function auditCommand(args: string[]): Promise<void> {
+  const target = args[0]?.startsWith('-') === false ? args[0] : undefined
+  const v = parse('audit', target === undefined ? args : args.slice(1), { relay: { type: 'string' }, json: { type: 'boolean' } })
+  if (v['help'] === true) return void console.log(USAGE['audit'])
+  if (target === undefined) throw new UsageError('audit: name the version\'s CID')
+  const relay = required('audit', v, 'relay')
+  const json = v['json'] === true
+  const result = await auditVersion(relay, target, (line) => !json && console.log(line))
+  if (json) console.log(JSON.stringify(result))
+  else console.log(`${result.pass ? 'PASS' : 'FAIL'} (${result.mode}): ${result.detail}`)
+  if (!result.pass) throw new AuditFailed(result.firstDifference === null ? result.detail : `the replay differs from step ${result.firstDifference}`)
+}
+
+/** An audit that ran and failed: exit 1 with its one line. */
+class AuditFailed extends Error {
+  override readonly name = 'AuditFailed'
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  audit: auditCommand,
   mine: mineCommand,
   dataset: datasetCommand,
   init, start, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand

@@ -65,6 +65,7 @@ export const RULES = Object.freeze({
   // Chain D
   E_DATASET: 'the dataset document breaks its schema',
   E_DECISION: 'the dataset decision breaks its schema, or decides what its dataset\'s lifecycle does not allow',
+  E_RECORD: 'the training record is malformed, or does not match its candidate or the candidate\'s job',
   E_POOL: 'the certificate\'s slice is not drawn from the validation pool in force under its rules block',
   // TensorBlocks and payloads
   E_TB_MAGIC: 'TensorBlock does not start with TBLOCK01',

@@ -58,7 +58,13 @@ export function assembleSubmission(cid: CID, get: GetBlock, certificateOf: (cand
   if (report !== null && reportBytes !== undefined) blocks.set(report.toString(), reportBytes)
   const certCid = header.pol ?? (header.supersedes === null ? undefined : certificateOf(cid))
   const certificate = certCid === undefined ? undefined : get(certCid)
-  if (certificate !== undefined && certCid !== undefined) blocks.set(certCid.toString(), certificate)
+  if (certificate !== undefined && certCid !== undefined) {
+    blocks.set(certCid.toString(), certificate)
+    // A certified version carries the training record its certificate links.
+    const record = header.chain_id === 'B' ? decodeCertificate(certificate).record : null
+    const recordBytes = record === null ? undefined : get(record)
+    if (record !== null && recordBytes !== undefined) blocks.set(record.toString(), recordBytes)
+  }
   const input = certificate === undefined ? { header: headerBytes, payload } : { header: headerBytes, payload, certificate }
   return { input, blocks }
 }

@@ -59,7 +59,7 @@ import type { PublicKey } from '../../src/chain/keys.ts'
 import { decodeLedgerDocument, type LedgerDocument } from '../../src/chain/ledger.ts'
 import { decodeMeta } from '../../src/chain/meta.ts'
 import { buildParamIndex } from '../../src/chain/paramindex.ts'
-import { decodeCertificate } from '../../src/chain/pol.ts'
+import { decodeCertificate, type Certificate } from '../../src/chain/pol.ts'
 import { blockWork } from '../../src/chain/pow.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { RULES, TRANSIENT_CODES, isRuleError, type RuleCode } from '../../src/errors.ts'
@@ -794,12 +794,14 @@ class SqliteChainStore implements ChainStore {
     const needsCert = header.supersedes !== null || header.block_type === 'reward'
     if (needsCert !== (row.certificate !== null)) fail(`column certificate is ${String(row.certificate)}`)
     let candidate: string | null = null
+    let certValue: Certificate | null = null
     if (row.certificate !== null) {
       if (header.pol !== null && row.certificate !== header.pol.toString()) fail(`column certificate is ${row.certificate}, pol is ${header.pol}`)
       const certCid = CID.parse(row.certificate)
       const bytes = rawOf(certCid) ?? fail(`certificate of block ${row.cid} is missing`, row.certificate)
       try {
-        candidate = decodeCertificate(bytes).candidate.toString()
+        certValue = decodeCertificate(bytes)
+        candidate = certValue.candidate.toString()
       } catch (e) {
         fail(`certificate does not decode: ${messageOf(e)}`, row.certificate)
       }
@@ -808,7 +810,7 @@ class SqliteChainStore implements ChainStore {
     }
 
     // Derived rows: ledger deltas and the rewarded candidate.
-    const probe = { header, document, certificate: candidate === null ? null : { value: { candidate: CID.parse(candidate) } } } as AcceptedBlock
+    const probe = { header, document, certificate: certValue === null ? null : { value: certValue } } as AcceptedBlock
     const wantLedger = ledgerDeltas(probe).map((l) => `${Buffer.from(l.pub).toString('hex')}:${l.delta}`).sort()
     const gotLedger = this.#s.ledgerOf.all(row.seq).map((l) => `${Buffer.from(l.pub).toString('hex')}:${l.delta}`).sort()
     if (wantLedger.join() !== gotLedger.join()) fail(`ledger rows [${gotLedger.join(', ')}] differ from the document [${wantLedger.join(', ')}]`)

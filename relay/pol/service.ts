@@ -27,12 +27,12 @@ import { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import { compareCids, toHex } from '../../src/codec/cbor.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
-import type { ParamHeader } from '../../src/chain/header.ts'
+import { decodeHeader, type ParamHeader } from '../../src/chain/header.ts'
 import { isValidPublicKey, publicKeyOf, verifyMessage, type SecretKey } from '../../src/chain/keys.ts'
 import { encodeLedgerDocument, rewardAmount } from '../../src/chain/ledger.ts'
 import { quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
 import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../../src/chain/pol.ts'
-import { decodeSubmission, encodeSubmission, type Submission } from '../../src/chain/submission.ts'
+import { decodeSubmission, encodeSubmission, trainingRecordIn, type Submission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { chainModel } from '../../src/model/source.ts'
 import { RuleError, reject, type RuleCode } from '../../src/errors.ts'
@@ -44,7 +44,7 @@ import { loadFloatModel, withExpert } from '../../src/pol/float-model.ts'
 import { SequencePool } from '../../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { ChainStore } from '../node/interface.ts'
-import { deriveJobs, type JobHolders } from './jobs.ts'
+import { checkRecordAgainstJob, deriveJobs, type JobHolders } from './jobs.ts'
 import { nextGovernance, poolsAt, poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
 import { decisionsPending, nextRulesSubmission } from '../node/governance.ts'
 import type { CandidateGate, FullNode } from '../node/full-node.ts'
@@ -350,6 +350,15 @@ export class PolService implements CandidateGate<CandidateRecord> {
     if (current === undefined || current.cid.toString() !== c.base) {
       return this.#reject(c, new RuleError('E_STALE_BASE', 'supersedes', `${c.expert} got a new version while this candidate waited`), beacon, [])
     }
+    // The training record, when the candidate brought one, must be the job's (relay/pol/jobs.ts).
+    let record: ReturnType<typeof trainingRecordIn> = null
+    try {
+      record = trainingRecordIn(decodeHeader(submission.input.header), submission.blocks, null)
+      if (record !== null) checkRecordAgainstJob(record.record, this.store.get(CID.parse(c.rules)) as AcceptedBlock, this.store, this.#jobSettings)
+    } catch (e) {
+      if (e instanceof RuleError) return this.#reject(c, e, beacon, [])
+      throw e
+    }
     const meta = beacon.document as MetaDocument
     const arch = meta.architecture
     const start = sliceStart(CID.parse(c.cid), beacon.cid)
@@ -378,7 +387,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
       if (!accept) continue
       const body: CertificateBody = {
         kind: 'blyan/pol-certificate', version: 1, candidate: CID.parse(c.cid), base: CID.parse(c.base), meta: beacon.cid,
-        slice: { dataset: validation, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter
+        slice: { dataset: validation, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter,
+        record: record?.cid ?? null
       }
       const id = toHex(certificateBodyBytes(body))
       const entry = signed.get(id) ?? { body, signatures: [] }
@@ -395,14 +405,18 @@ export class PolService implements CandidateGate<CandidateRecord> {
         : new RuleError('E_QUORUM', 'certificate.signatures', `${accepting} of ${meta.validators.length} validators accepted, ${need} needed${signed.size > 1 ? ' (their losses differ)' : ''}`)
       return this.#reject(c, why, beacon, verdicts)
     }
-    return this.#accept(c, submission, beacon, quorum.body, quorum.signatures, verdicts)
+    return this.#accept(c, submission, beacon, quorum.body, quorum.signatures, verdicts, record?.bytes)
   }
 
-  async #accept(c: CandidateRecord, submission: Submission, beacon: AcceptedBlock, body: CertificateBody, signatures: CertificateSignature[], verdicts: Verdict[]): Promise<RoundReport['decided'][number]> {
+  async #accept(
+    c: CandidateRecord, submission: Submission, beacon: AcceptedBlock, body: CertificateBody, signatures: CertificateSignature[], verdicts: Verdict[], record: Uint8Array | undefined
+  ): Promise<RoundReport['decided'][number]> {
     const certificate = encodeCertificate(assembleCertificate(body, signatures))
     let accepted: AcceptedBlock
     try {
-      accepted = await this.node.submitCar(await encodeSubmission({ header: submission.input.header, payload: submission.input.payload, certificate, files: [] }))
+      accepted = await this.node.submitCar(await encodeSubmission({
+        header: submission.input.header, payload: submission.input.payload, certificate, files: [], documents: record === undefined ? [] : [record]
+      }))
     } catch (e) {
       if (e instanceof RuleError) return this.#reject(c, e, beacon, verdicts)
       throw e

@@ -49,6 +49,8 @@ export interface CertificateBody {
   /** Mean cross-entropy (nats per token) of the model with `base`, then with `candidate`. */
   readonly loss_before: number
   readonly loss_after: number
+  /** The training record the candidate was submitted with and the validators checked (record.ts), or null for none. */
+  readonly record: CID | null
 }
 
 /** A validator's signature over a certificate body (quorum.ts). */
@@ -59,7 +61,7 @@ export interface Certificate extends CertificateBody {
   readonly signatures: readonly CertificateSignature[]
 }
 
-const BODY_KEYS = ['kind', 'version', 'candidate', 'base', 'meta', 'slice', 'loss_before', 'loss_after'] as const
+const BODY_KEYS = ['kind', 'version', 'candidate', 'base', 'meta', 'slice', 'loss_before', 'loss_after', 'record'] as const
 
 /** The body fields alone (a Certificate passed as a body would otherwise carry its signatures). */
 function bodyFields(cert: CertificateBody): Record<string, unknown> {
@@ -108,6 +110,8 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
   const lossBefore = S.finite(o, 'loss_before', p, 'E_CERT')
   const lossAfter = S.finite(o, 'loss_after', p, 'E_CERT')
   if (lossBefore <= 0 || lossAfter < 0) reject('E_CERT', 'certificate.loss_before', 'losses are non-negative, loss_before positive')
+  const record = S.cidOrNull(o, 'record', p, 'E_CERT')
+  if (record !== null && !isProtocolCid(record, [DAG_CBOR])) reject('E_CERT', 'certificate.record', 'not a dag-cbor document CID')
   const signatures = decodeSignatures(o, p, 'E_CERT')
   return Object.freeze({
     kind: CERT_KIND,
@@ -118,6 +122,7 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
     slice,
     loss_before: lossBefore,
     loss_after: lossAfter,
+    record,
     signatures
   })
 }

@@ -21,7 +21,8 @@ import { readUnixfsFile, importPayload } from '../tensor/tiles.ts'
 import { DAG_CBOR, DAG_PB, RAW, cidMatches, cidOf, decodeCbor, isProtocolCid } from '../codec/cbor.ts'
 import type { DatasetDocument } from './dataset.ts'
 import type { Decision } from './decision.ts'
-import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader } from './header.ts'
+import { MAX_RECORD_BYTES, RECORD_KIND, decodeRecord, type TrainingRecord } from './record.ts'
+import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader, type Header } from './header.ts'
 import type { MetaDocument } from './meta.ts'
 import type { FullBlockInput } from './validate.ts'
 import type { AcceptedBlock } from './view.ts'
@@ -61,11 +62,38 @@ export function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): 
   return []
 }
 
-/** DAG-CBOR documents an accepted block's document links, which its submission must carry (a decision's gate report). */
-export function linkedDocuments(block: Pick<AcceptedBlock, 'header' | 'document'>): LinkedFile[] {
-  if (block.header.block_type !== 'decision') return []
-  const report = (block.document as Decision).report
-  return report === null ? [] : [{ cid: report, size: 0, field: 'payload.report' }]
+/**
+ * DAG-CBOR documents a block links, which its submission must carry: a decision's gate report, a
+ * certified version's training record (its certificate's `record`).
+ */
+export function linkedDocuments(block: Pick<AcceptedBlock, 'header' | 'document'> & { readonly certificate?: AcceptedBlock['certificate'] }): LinkedFile[] {
+  if (block.header.block_type === 'decision') {
+    const report = (block.document as Decision).report
+    return report === null ? [] : [{ cid: report, size: 0, field: 'payload.report' }]
+  }
+  const record = block.header.chain_id === 'B' ? block.certificate?.value.record ?? null : null
+  return record === null ? [] : [{ cid: record, size: 0, field: 'certificate.record' }]
+}
+
+/**
+ * The training record a chain B candidate was submitted with: a DAG-CBOR block of the submission,
+ * not its header, payload or certificate, that decodes as a record (E_RECORD otherwise) of this
+ * header's payload and base. Null when it brought none.
+ */
+export function trainingRecordIn(header: Header, blocks: ReadonlyMap<string, Uint8Array>, certificate: CID | null): { readonly cid: CID; readonly bytes: Uint8Array; readonly record: TrainingRecord } | null {
+  if (header.chain_id !== 'B' || header.supersedes === null) return null
+  const skip = new Set([header.payload.toString(), certificate?.toString()])
+  for (const [key, bytes] of blocks) {
+    const cid = CID.parse(key)
+    if (cid.code !== DAG_CBOR || skip.has(key)) continue
+    if ((decodeCbor(bytes, MAX_RECORD_BYTES, 'record') as { kind?: unknown } | null)?.kind !== RECORD_KIND) continue
+    const record = decodeRecord(bytes)
+    if (!record.payload.equals(header.payload)) reject('E_RECORD', 'record.payload', 'names other weights than the candidate\'s payload')
+    if (!record.base.equals(header.supersedes)) reject('E_RECORD', 'record.base', 'names another base than the candidate supersedes')
+    if (record.expert !== header.expert_name) reject('E_RECORD', 'record.expert', `names ${record.expert}, the candidate is ${header.expert_name}`)
+    return { cid, bytes, record }
+  }
+  return null
 }
 
 export interface SubmissionParts {
@@ -183,6 +211,11 @@ export function checkSubmissionBlocks(block: AcceptedBlock, blocks: ReadonlyMap<
   for (const doc of linkedDocuments(block)) {
     if (get(doc.cid) === undefined) reject('E_INCOMPLETE', doc.field, `document ${doc.cid} is not in the CAR`)
     used.add(doc.cid.toString())
+  }
+  // A candidate (no certificate yet) brings its training record for the validators.
+  if (block.certificate === null) {
+    const record = trainingRecordIn(h, blocks, null)
+    if (record !== null) used.add(record.cid.toString())
   }
   for (const key of blocks.keys()) if (!used.has(key)) reject('E_CAR', key, 'block not used by this submission')
 }

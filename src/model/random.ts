@@ -45,3 +45,11 @@ export function sequenceDraw(n: number, seed: number): () => number {
     return order[next++] as number
   }
 }
+
+/** The window index of every sequence of every step a trainer draws (`steps × batchSize` draws of sequenceDraw). */
+export function batchOrder(n: number, steps: number, batchSize: number, seed: number): Int32Array {
+  const draw = sequenceDraw(n, seed)
+  const out = new Int32Array(steps * batchSize)
+  for (let i = 0; i < out.length; i++) out[i] = draw()
+  return out
+}

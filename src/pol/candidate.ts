@@ -42,6 +42,8 @@ export interface CandidateSpec {
   readonly timestamp: number
   readonly key: SecretKey
   readonly mine?: MineOptions
+  /** DAG-CBOR documents the submission carries, given the payload's CID (the training record). */
+  readonly documents?: (payload: CID) => readonly Uint8Array[]
 }
 
 export interface Candidate {
@@ -80,5 +82,5 @@ export async function buildCandidate(spec: CandidateSpec): Promise<Candidate> {
     pol: null
   } as HeaderDraft
   const sealed = await sealBlockAsync(draft, spec.key, spec.mine ?? {})
-  return { sealed, payload, car: await encodeSubmission({ header: sealed.bytes, payload }) }
+  return { sealed, payload, car: await encodeSubmission({ header: sealed.bytes, payload, documents: spec.documents?.(file.cid) ?? [] }) }
 }

@@ -57,8 +57,11 @@ export interface TrainOptions {
   /** AdamW's other settings (adamw.ts defaults: β1 0.9, β2 0.999, eps 1e-8, weight decay 0.01). */
   readonly adamw?: Omit<AdamWOptions, 'lr'>
   readonly signal?: AbortSignal
-  /** Called after each step with its index (from 0) and batch loss. */
-  readonly onStep?: (step: number, loss: number) => void
+  /**
+   * Called after each step with its index (from 0), its batch loss, and the trained weights after
+   * its update when the trainer holds them in memory (the CPU reference does; read them, do not keep them).
+   */
+  readonly onStep?: (step: number, loss: number, expert?: ExpertWeights) => void
 }
 
 export interface TrainResult {
@@ -180,7 +183,7 @@ export async function trainExpert(model: FloatModel, options: TrainOptions): Pro
     opt.step(grads)
     const loss = lossSum / positions
     losses[step] = loss
-    onStep?.(step, loss)
+    onStep?.(step, loss, trained)
     lastYield = await breathe(lastYield, signal)
   }
   return { expert: trained, losses }

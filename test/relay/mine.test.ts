@@ -10,8 +10,19 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { toHex } from '../../src/codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, signMessage } from '../../src/chain/keys.ts'
-import { leaseMessage, signLeaseRequest, type Job } from '../../src/pol/job.ts'
+import { DEFAULT_JOB_SETTINGS, leaseMessage, signLeaseRequest, type Job } from '../../src/pol/job.ts'
 import { main } from '../../relay/cli.ts'
+import { CID } from 'multiformats/cid'
+import { poolsInForce } from '../../src/chain/governance.ts'
+import { batchOrderHash, decodeRecord } from '../../src/chain/record.ts'
+import type { AcceptedBlock } from '../../src/chain/view.ts'
+import { batchOrder } from '../../src/model/random.ts'
+import { createRelayClient } from '../../src/net/relay-client.ts'
+import { auditRecord } from '../../src/pol/audit.ts'
+import { MinerChain } from '../../src/pol/chain.ts'
+import { checkRecordAgainstJob } from '../../relay/pol/jobs.ts'
+import { assertRule } from '../fixtures/assert-rule.ts'
+import { runCli } from '../fixtures/cli.ts'
 import type { Served } from '../../relay/serve.ts'
 import { readKeyFile } from '../../relay/devnet.ts'
 import { polDevnet, servePolDevnet } from '../fixtures/pol-devnet.ts'
@@ -129,5 +140,45 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     assert.ok(history.body.candidates.some((c) => c.cid === result.outcome?.cid && c.status === 'accepted'))
     // every lease went back when its job ended
     assert.ok((await json<{ jobs: Job[] }>(`${url}/api/jobs`)).body.jobs.every((j) => j.lease === null && j.sharedBy.length === 0))
+
+    // Proof-of-Data-Learning: the certificate links the miner's training record, naming a training pool in force.
+    const store = served.node.store
+    const version = store.get(CID.parse(result.outcome.cid)) as AcceptedBlock
+    const recordCid = version.certificate?.value.record ?? null
+    assert.ok(recordCid !== null, 'the certificate links a training record')
+    const record = decodeRecord(store.getRaw(recordCid) as Uint8Array)
+    assert.ok(poolsInForce(store, store.get(version.meta) as AcceptedBlock).train.some((c) => c.equals(record.dataset)), 'it names an approved training pool')
+    assert.deepEqual([record.expert, record.backend, record.step_hashes.length], [result.expert, 'cpu', record.steps])
+    const audit = await runCli('audit', result.outcome.cid, '--relay', url)
+    assert.equal(audit.code, 0, audit.out)
+    assert.match(audit.out, /PASS \(exact\): \d+ steps replayed bit for bit/)
+  })
+
+  test('an altered training record fails the audit at the step where the replay first differs; validators refuse one that is not the job\'s (E_RECORD)', async () => {
+    const store = served.node.store
+    const version = [...store.headers('B', 0, 1 << 20, 1 << 16)].find((b) => b.certificate?.value.record != null) as AcceptedBlock
+    const record = decodeRecord(store.getRaw(version.certificate?.value.record as CID) as Uint8Array)
+    const chain = new MinerChain(createRelayClient(url))
+    await chain.sync()
+    const model = chain.model()
+    const inputs = {
+      version, architecture: model.architecture, lookup: (c: CID) => chain.chain.get(c), get: chain.getter('audit'),
+      tokenizer: await chain.tokenizer(model), datasetText: await chain.datasetText(record.dataset)
+    }
+    const otherWindows = await auditRecord({ ...inputs, record: { ...record, start: record.start + 1 } })
+    assert.deepEqual([otherWindows.pass, otherWindows.firstDifference], [false, 0], otherWindows.detail)
+    const seed = record.seed + 1
+    const otherSeed = await auditRecord({ ...inputs, record: { ...record, seed, batch_order: batchOrderHash(batchOrder(record.count, record.steps, record.batch_size, seed)) } })
+    assert.deepEqual([otherSeed.pass, otherSeed.firstDifference], [false, 0], otherSeed.detail)
+    const hashes = [...record.step_hashes]
+    hashes[3] = new Uint8Array(32)
+    const forgedStep = await auditRecord({ ...inputs, record: { ...record, step_hashes: hashes } })
+    assert.deepEqual([forgedStep.pass, forgedStep.firstDifference], [false, 3], forgedStep.detail)
+    assert.match(forgedStep.detail, /^step 3: the weights hash to/)
+    // Validators check a record against the job before judging: another seed or other windows is not the job.
+    const rules = store.get(version.header.depends_on.find((c) => store.get(c)?.header.chain_id === 'A') as CID) as AcceptedBlock
+    assert.doesNotThrow(() => checkRecordAgainstJob(record, rules, store, DEFAULT_JOB_SETTINGS))
+    await assertRule(() => checkRecordAgainstJob({ ...record, start: record.start + 1 }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
+    await assertRule(() => checkRecordAgainstJob({ ...record, seed }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.seed')
   })
 })
