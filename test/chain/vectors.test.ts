@@ -18,6 +18,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
 import { decodeDecision } from '../../src/chain/decision.ts'
 import { decodeReport } from '../../src/pol/gate.ts'
+import { decodeRecord } from '../../src/chain/record.ts'
 import { decodeDataset } from '../../src/chain/dataset.ts'
 import { decodeHeader } from '../../src/chain/header.ts'
 import { verifyMessage } from '../../src/chain/keys.ts'
@@ -132,6 +133,7 @@ describe('document vectors', () => {
     'blyan/dataset': decodeDataset,
     'blyan/dataset-decision': decodeDecision,
     'blyan/dataset-report': decodeReport,
+    'blyan/training-record': decodeRecord,
     'blyan/reward': (b) => decodeLedgerDocument(b, 'reward'),
     'blyan/transfer': (b) => decodeLedgerDocument(b, 'transfer'),
     'blyan/pol-certificate': decodeCertificate,

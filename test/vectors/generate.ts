@@ -11,6 +11,8 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
 import { RAW, cidOf, toHex } from '../../src/codec/cbor.ts'
 import { encodeReport } from '../../src/pol/gate.ts'
+import { batchOrderHash, encodeRecord } from '../../src/chain/record.ts'
+import { batchOrder } from '../../src/model/random.ts'
 import { assembleCheckpoint, checkpointBodyBytes, checkpointId, encodeCheckpoint, signCheckpoint } from '../../src/chain/checkpoint.ts'
 import { publicKeyOf, signMessage } from '../../src/chain/keys.ts'
 import { DEFAULT_GATE, quorumSize } from '../../src/chain/meta.ts'
@@ -182,6 +184,17 @@ export async function buildVectors(): Promise<ProtocolVectors> {
       { name: 'duplicates', value: 0.5, limit: 0.05, pass: false, detail: '1 of 2 documents repeat an approved pool\'s or an earlier one (50.00%, at most 5.00%)' }
     ],
     pass: false
+  }))
+  // A training record (src/chain/record.ts) with small, fixed values: an encoding example.
+  const names = ['embedding', 'router0', 'expert0.0', 'expert0.1', 'router1', 'expert1.0', 'expert1.1']
+  const text = (s: string): Uint8Array => sha256(new TextEncoder().encode(s))
+  doc('training record (2 steps on the CPU reference)', 'blyan/training-record', encodeRecord({
+    kind: 'blyan/training-record', version: 1, expert: 'layer0.expert0', base: d.cid('expert0.0'),
+    payload: d.built.get('expert0.0v1')!.sealed.header.payload,
+    model: Object.fromEntries(names.map((n) => [n === 'embedding' ? 'embedding' : n.startsWith('router') ? `layer${n.slice(6)}.router` : `layer${n[6]}.expert${n[8]}`, d.cid(n)])),
+    dataset: d.cid('train'), start: 5, count: 4, seq_len: 16, seed: 7, steps: 2, batch_size: 2, learning_rate: 0.002,
+    batch_order: batchOrderHash(batchOrder(4, 2, 2, 7)), backend: 'cpu', losses: [2.5, 2.25],
+    step_hashes: [text('step 0'), text('step 1')], weights: text('weights')
   }))
   doc('reward', 'blyan/reward', d.built.get('reward')!.input.payload)
   doc('transfer', 'blyan/transfer', d.built.get('transfer')!.input.payload)
