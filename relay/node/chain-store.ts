@@ -56,7 +56,7 @@ import { fileHead, walkFile } from '../../src/codec/unixfs.ts'
 import type { RefusalScope } from '../../src/chain/refusal.ts'
 import { CHAIN_IDS, decodeHeader, type ChainId, type Header } from '../../src/chain/header.ts'
 import type { PublicKey } from '../../src/chain/keys.ts'
-import { decodeLedgerDocument, type LedgerDocument } from '../../src/chain/ledger.ts'
+import { decodeLedgerDocument, ledgerCredits } from '../../src/chain/ledger.ts'
 import { decodeMeta } from '../../src/chain/meta.ts'
 import { buildParamIndex } from '../../src/chain/paramindex.ts'
 import { decodeCertificate, type Certificate } from '../../src/chain/pol.ts'
@@ -906,18 +906,7 @@ function decodeDocument(header: Header, bytes: Uint8Array): NonNullable<Accepted
 
 /** Chain C balance changes of a block (a self-transfer nets to zero). */
 function ledgerDeltas(block: Pick<AcceptedBlock, 'header' | 'document'>): { pub: Uint8Array; delta: number }[] {
-  if (block.header.chain_id !== 'C') return []
-  const doc = block.document as LedgerDocument
-  const deltas = new Map<string, { pub: Uint8Array; delta: number }>()
-  const add = (pub: Uint8Array, delta: number): void => {
-    const k = Buffer.from(pub).toString('hex')
-    const entry = deltas.get(k)
-    if (entry === undefined) deltas.set(k, { pub, delta })
-    else entry.delta += delta
-  }
-  add(doc.to, doc.amount)
-  if (block.header.block_type === 'transfer') add(block.header.miner_pub, -doc.amount)
-  return [...deltas.values()]
+  return block.header.chain_id === 'C' ? ledgerCredits(block) : []
 }
 
 /** Why a raw row is damaged, or null: its CID must be CIDv1 sha2-256 (dag-cbor, dag-pb or raw) of its bytes. */

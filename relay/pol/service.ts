@@ -29,8 +29,8 @@ import { compareCids, toHex } from '../../src/codec/cbor.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import { decodeHeader, type ParamHeader } from '../../src/chain/header.ts'
 import { isValidPublicKey, publicKeyOf, verifyMessage, type SecretKey } from '../../src/chain/keys.ts'
-import { encodeLedgerDocument, rewardAmount } from '../../src/chain/ledger.ts'
-import { quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
+import { encodeLedgerDocument, rewardAmount, rewardSplit } from '../../src/chain/ledger.ts'
+import { dataShareOf, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
 import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../../src/chain/pol.ts'
 import { decodeSubmission, encodeSubmission, trainingRecordIn, type Submission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
@@ -388,7 +388,8 @@ export class PolService implements CandidateGate<CandidateRecord> {
       const body: CertificateBody = {
         kind: 'blyan/pol-certificate', version: 1, candidate: CID.parse(c.cid), base: CID.parse(c.base), meta: beacon.cid,
         slice: { dataset: validation, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter,
-        record: record?.cid ?? null
+        record: record?.cid ?? null,
+        trained_on: record?.record.dataset ?? null
       }
       const id = toHex(certificateBodyBytes(body))
       const entry = signed.get(id) ?? { body, signatures: [] }
@@ -428,11 +429,15 @@ export class PolService implements CandidateGate<CandidateRecord> {
   async #reward(c: CandidateRecord, accepted: AcceptedBlock, beacon: AcceptedBlock, verdicts: Verdict[]): Promise<RoundReport['decided'][number]> {
     const cert = accepted.certificate as NonNullable<AcceptedBlock['certificate']>
     const meta = beacon.document as MetaDocument
-    const amount = rewardAmount(cert.value, meta.reward)
+    // The miner's part, and the data share for whoever proposed the pool it learned from (src/chain/ledger.ts rewardSplit).
+    const trainedOn = cert.value.trained_on === null ? undefined : this.store.get(cert.value.trained_on)
+    const split = rewardSplit(rewardAmount(cert.value, meta.reward), dataShareOf(meta.reward), trainedOn !== undefined)
+    const amount = split.miner
     const prev = this.store.head('C')
     let rewardCid: CID | null = null
     if (!this.store.isRewarded(accepted.cid, prev?.cid ?? null)) {
-      const doc = documentPayload(encodeLedgerDocument({ kind: 'blyan/reward', version: 1, to: accepted.header.miner_pub, amount }))
+      const data = trainedOn === undefined || split.data === 0 ? {} : { data: { to: trainedOn.header.miner_pub, amount: split.data } }
+      const doc = documentPayload(encodeLedgerDocument({ kind: 'blyan/reward', version: 1, to: accepted.header.miner_pub, amount, ...data }))
       const sealed = sealBlock({
         chain_id: 'C', block_type: 'reward', index: prev === undefined ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
         depends_on: [beacon.cid, accepted.cid].sort(compareCids), expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
@@ -444,7 +449,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
       status: 'accepted', beacon: beacon.cid.toString(), certificate: cert.cid.toString(), reward: rewardCid?.toString() ?? null, amount,
       lossBefore: cert.value.loss_before, lossAfter: cert.value.loss_after, at: this.#now()
     })
-    this.#log(`pol: accepted ${c.expert} v${accepted.expertVersion} ${c.cid}: loss ${cert.value.loss_before.toFixed(5)} -> ${cert.value.loss_after.toFixed(5)} (${cert.value.signatures.length} signatures), reward ${amount} to ${c.miner.slice(0, 12)}…`)
+    this.#log(`pol: accepted ${c.expert} v${accepted.expertVersion} ${c.cid}: loss ${cert.value.loss_before.toFixed(5)} -> ${cert.value.loss_after.toFixed(5)} (${cert.value.signatures.length} signatures), reward ${amount} to ${c.miner.slice(0, 12)}…${split.data > 0 ? `, ${split.data} to the training pool's proposer` : ''}`)
     return { cid: c.cid, status: 'accepted', code: null, verdicts }
   }
 

@@ -13,7 +13,7 @@ import { compareBytes } from '../codec/cbor.ts'
 import { checkCheckpoint, checkpointId, decodeCheckpoint, isFinal, type Checkpoint, type FinalChain } from './checkpoint.ts'
 import { decodeHeader, headerCid, type ChainId, type Header } from './header.ts'
 import type { PublicKey } from './keys.ts'
-import type { LedgerDocument } from './ledger.ts'
+import { ledgerCredits } from './ledger.ts'
 import { headOf } from './forkchoice.ts'
 import { buildParamIndex } from './paramindex.ts'
 import { refusalScope } from './refusal.ts'
@@ -48,9 +48,7 @@ export class MemoryChain implements ChainView {
   balance(publicKey: PublicKey, at: CID | null): number {
     let total = 0
     for (const block of this.#branch(at)) {
-      const doc = block.document as LedgerDocument
-      if (compareBytes(doc.to, publicKey) === 0) total += doc.amount
-      if (block.header.block_type === 'transfer' && compareBytes(block.header.miner_pub, publicKey) === 0) total -= doc.amount
+      for (const c of ledgerCredits(block)) if (compareBytes(c.pub, publicKey) === 0) total += c.delta
     }
     return total
   }

@@ -104,6 +104,19 @@ export interface PolParams {
 /** Reward parameters: a certified improvement mints floor(base * (1 + min(improvement, 1))) units. */
 export interface RewardParams {
   readonly base: number
+  /**
+   * The share of a certified version's reward that goes to the proposer of the training pool it
+   * learned from (its certificate's `trained_on`), in [0, 1]; absent: DEFAULT_DATA_SHARE.
+   */
+  readonly data_share?: number
+}
+
+/** The data share where chain A names none. */
+export const DEFAULT_DATA_SHARE = 0.1
+
+/** The data share a meta document's reward parameters put in force. */
+export function dataShareOf(params: RewardParams): number {
+  return params.data_share ?? DEFAULT_DATA_SHARE
 }
 
 /**
@@ -204,8 +217,17 @@ export function decodeMeta(bytes: Uint8Array): MetaDocument {
     eval_sequences: positive(polMap, 'eval_sequences', 'pol', 1 << 16),
     seq_len: positive(polMap, 'seq_len', 'pol', architecture.max_seq_len)
   })
-  const rewardMap = S.exactMap(o['reward'], ['base'], 'reward', 'E_META')
-  const reward = Object.freeze({ base: S.uint(rewardMap, 'base', 'reward', 2 ** 40, 'E_META') })
+  const rewardRaw = o['reward']
+  const withShare = typeof rewardRaw === 'object' && rewardRaw !== null && Object.hasOwn(rewardRaw, 'data_share')
+  const rewardMap = S.exactMap(rewardRaw, withShare ? ['base', 'data_share'] : ['base'], 'reward', 'E_META')
+  const base = S.uint(rewardMap, 'base', 'reward', 2 ** 40, 'E_META')
+  let share: { data_share: number } | Record<string, never> = {}
+  if (withShare) {
+    const v = S.finite(rewardMap, 'data_share', 'reward', 'E_META')
+    if (!(v >= 0 && v <= 1)) reject('E_META', 'reward.data_share', 'a share in [0, 1]')
+    share = { data_share: v }
+  }
+  const reward = Object.freeze({ base, ...share })
   const validators = checkValidators(S.list(o, 'validators', '', MAX_VALIDATORS, 'E_VALIDATORS'))
   const gate = withGate ? { gate: checkGate(o['gate']) } : {}
   return Object.freeze({ kind: META_KIND, version: META_VERSION, network, architecture, tokenizer, pow, pol, reward, validators, ...gate })

@@ -51,6 +51,8 @@ export interface CertificateBody {
   readonly loss_after: number
   /** The training record the candidate was submitted with and the validators checked (record.ts), or null for none. */
   readonly record: CID | null
+  /** The training pool the record names (a chain D dataset block), whose proposer shares the reward; null without a record. */
+  readonly trained_on: CID | null
 }
 
 /** A validator's signature over a certificate body (quorum.ts). */
@@ -61,7 +63,7 @@ export interface Certificate extends CertificateBody {
   readonly signatures: readonly CertificateSignature[]
 }
 
-const BODY_KEYS = ['kind', 'version', 'candidate', 'base', 'meta', 'slice', 'loss_before', 'loss_after', 'record'] as const
+const BODY_KEYS = ['kind', 'version', 'candidate', 'base', 'meta', 'slice', 'loss_before', 'loss_after', 'record', 'trained_on'] as const
 
 /** The body fields alone (a Certificate passed as a body would otherwise carry its signatures). */
 function bodyFields(cert: CertificateBody): Record<string, unknown> {
@@ -112,6 +114,9 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
   if (lossBefore <= 0 || lossAfter < 0) reject('E_CERT', 'certificate.loss_before', 'losses are non-negative, loss_before positive')
   const record = S.cidOrNull(o, 'record', p, 'E_CERT')
   if (record !== null && !isProtocolCid(record, [DAG_CBOR])) reject('E_CERT', 'certificate.record', 'not a dag-cbor document CID')
+  const trainedOn = S.cidOrNull(o, 'trained_on', p, 'E_CERT')
+  if ((trainedOn === null) !== (record === null)) reject('E_CERT', 'certificate.trained_on', 'names the pool of the record, and only with one')
+  if (trainedOn !== null && !isProtocolCid(trainedOn, [DAG_CBOR])) reject('E_CERT', 'certificate.trained_on', 'not a block CID')
   const signatures = decodeSignatures(o, p, 'E_CERT')
   return Object.freeze({
     kind: CERT_KIND,
@@ -123,6 +128,7 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
     loss_before: lossBefore,
     loss_after: lossAfter,
     record,
+    trained_on: trainedOn,
     signatures
   })
 }

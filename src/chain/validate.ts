@@ -17,8 +17,8 @@ import { decodeDecision } from './decision.ts'
 import { checkDecision, datasetStates, governanceOf, poolsInForce, validationPoolFor } from './governance.ts'
 import { decodeHeader, headerCid, signingBytes, type Header, type LedgerHeader, type ParamHeader } from './header.ts'
 import { verifyMessage } from './keys.ts'
-import { decodeLedgerDocument, rewardAmount, type LedgerDocument } from './ledger.ts'
-import { decodeMeta, isValidator, type MetaDocument } from './meta.ts'
+import { decodeLedgerDocument, rewardAmount, rewardSplit, type LedgerDocument, type RewardDocument } from './ledger.ts'
+import { dataShareOf, decodeMeta, isValidator, type MetaDocument } from './meta.ts'
 import { ancestorAt, descendsFrom } from './forkchoice.ts'
 import { checkParamShapes, expectedTensors, type IndexedTensors } from './params.ts'
 import { checkCertificate, decodeCertificate, sliceStart, type Certificate } from './pol.ts'
@@ -317,6 +317,10 @@ function checkCertificateContext(cert: Certificate, candidateCid: CID, candidate
   const pool = validationPoolFor(poolsInForce(view, certMeta), start)
   if (pool === undefined) reject('E_POOL', 'certificate.slice.dataset', `no validation pool is in force under A:${certMeta.header.index}`)
   if (!cert.slice.dataset.equals(pool)) reject('E_POOL', 'certificate.slice.dataset', `the pool in force for this slice is ${pool}`)
+  // The pool the candidate learned from (its record's) is a training pool in force under the candidate's own rules.
+  if (cert.trained_on !== null && !poolsInForce(view, candidateMeta).train.some((c) => c.equals(cert.trained_on as CID))) {
+    reject('E_POOL', 'certificate.trained_on', `not a training pool in force under the candidate's rules block A:${candidateMeta.header.index}`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,8 +365,17 @@ function checkReward(header: LedgerHeader, doc: LedgerDocument, candidate: Accep
   checkCertificate(value, candidate.cid, candidate.header as ParamHeader, metaOf(linked(view, value.meta, 'certificate.meta')))
   if (view.isRewarded(candidate.cid, header.prev)) reject('E_REWARD', 'pol', `${candidate.cid} was already rewarded on this branch`)
   if (compareBytes(doc.to, candidate.header.miner_pub) !== 0) reject('E_REWARD', 'payload.to', 'rewards go to the candidate\'s miner')
-  const due = rewardAmount(value, rules.reward)
-  if (doc.amount !== due) reject('E_REWARD', 'payload.amount', `the certificate earns ${due}`)
+  const split = rewardSplit(rewardAmount(value, rules.reward), dataShareOf(rules.reward), value.trained_on !== null)
+  if (doc.amount !== split.miner) reject('E_REWARD', 'payload.amount', `the miner's part of what the certificate earns is ${split.miner}`)
+  const data = (doc as RewardDocument).data
+  if (split.data === 0) {
+    if (data !== undefined) reject('E_REWARD', 'payload.data', 'no data share is due')
+  } else {
+    // The data share goes to whoever proposed the pool the version learned from.
+    const pool = linked(view, value.trained_on as CID, 'certificate.trained_on')
+    if (data === undefined || data.amount !== split.data) reject('E_REWARD', 'payload.data', `the training pool's proposer is due ${split.data}`)
+    if (compareBytes(data.to, pool.header.miner_pub) !== 0) reject('E_REWARD', 'payload.data.to', 'the data share goes to the training pool\'s proposer')
+  }
   return Object.freeze({ cid: header.pol as CID, bytes: input.certificate, value })
 }
 

@@ -316,7 +316,8 @@ function rulesDetail(block: AcceptedBlock, view: ChainView): string {
   }
   if (h.chain_id === 'C') {
     const doc = block.document as LedgerDocument
-    parts.push(h.block_type === 'reward' ? `reward of ${doc.amount} to the certified block's miner` : `transfer of ${doc.amount} covered by the sender's balance`)
+    const data = doc.kind === 'blyan/reward' && doc.data !== undefined ? ` and ${doc.data.amount} to the proposer of the pool it learned from` : ''
+    parts.push(h.block_type === 'reward' ? `reward of ${doc.amount} to the certified block's miner${data}` : `transfer of ${doc.amount} covered by the sender's balance`)
   }
   if (h.chain_id !== 'B') parts.push(`document of ${h.payload_size} bytes hashes to ${short(h.payload.toString())}`)
   return parts.join('; ')

@@ -10,9 +10,12 @@ import { assembleDecision, decodeDecision, encodeDecision, type DecisionBody } f
 import { poolsInForce, validationPoolFor } from '../../src/chain/governance.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { encodeCbor } from '../../src/codec/cbor.ts'
-import { DEFAULT_GATE, decodeMeta, encodeMeta, gateOf } from '../../src/chain/meta.ts'
+import { DEFAULT_DATA_SHARE, DEFAULT_GATE, decodeMeta, encodeMeta, gateOf } from '../../src/chain/meta.ts'
 import { assertRule } from '../fixtures/assert-rule.ts'
-import { Devnet, reseal, testKey } from '../fixtures/devnet.ts'
+import { Devnet, reseal, testKey, type Built } from '../fixtures/devnet.ts'
+import { publicKeyOf } from '../../src/chain/keys.ts'
+import { rewardAmount, type RewardDocument } from '../../src/chain/ledger.ts'
+import type { CertificateBody } from '../../src/chain/pol.ts'
 
 const STRANGER = testKey('stranger')
 const TEXT = 'Once upon a time there was a cat.\n\nThe cat sat.\n'
@@ -123,6 +126,33 @@ describe('dataset governance', () => {
     await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, max_pii: 2 } })), 'E_META', 'gate.max_pii')
     await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, loss_min: 5, loss_max: 4 } })), 'E_META', 'gate.loss_max')
     await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, extra: 1 } as never })), 'E_META')
+  })
+
+  test('rewards for data: a version that learned from a pool pays the pool\'s proposer the data share; anything else is E_REWARD or E_POOL', async () => {
+    const d = await withProposal('train')
+    // A candidate on the rules block that brings the pools into force (A:1), judged under the next (A:2).
+    await d.submit(d.metaBlock('a2', 'beacon'))
+    const plain = await d.param('plain', 'layer1.expert0', { seed: 55, signer: d.miner, supersedes: 'expert1.0' })
+    const candidate = reseal(plain, { depends_on: [d.cid('beacon'), d.cid('expert1.0')].sort((x, y) => Buffer.compare(x.bytes, y.bytes)) }, d.miner)
+    d.built.set('learned', candidate)
+    const record = d.cid('approve-train') // the chain rules only need a dag-cbor link here; its content is the validators' (E_RECORD)
+    const body = (trainedOn: CID): CertificateBody => ({ ...d.certificateBody(candidate.sealed.cid, d.cid('expert1.0'), 2.5, 2.3, 'a2'), record, trained_on: trainedOn })
+    const good = d.certificate(body(d.cid('train')))
+    await assertRule(() => d.submit({ ...candidate, input: { ...candidate.input, certificate: d.certificate(body(d.cid('evil'))) } }), 'E_POOL', 'certificate.trained_on')
+    await d.submit({ ...candidate, input: { ...candidate.input, certificate: good } })
+
+    const total = rewardAmount(body(d.cid('train')), d.meta.reward)
+    const share = Math.floor(total * DEFAULT_DATA_SHARE)
+    const proposer = publicKeyOf(d.validators[0] as Uint8Array) // the fixture's pools are proposed by validator 0
+    const reward = (name: string, amount: number, data?: RewardDocument['data']): Built =>
+      d.reward(name, 'learned', good, 'transfer', amount, { rules: 'a2', ...(data === undefined ? {} : { data }) })
+    await assertRule(() => d.submit(reward('r1', total)), 'E_REWARD', 'payload.amount')
+    await assertRule(() => d.submit(reward('r2', total - share)), 'E_REWARD', 'payload.data')
+    await assertRule(() => d.submit(reward('r3', total - share, { to: publicKeyOf(d.miner), amount: share })), 'E_REWARD', 'payload.data.to')
+    const before = d.chain.balance(proposer, d.cid('transfer'))
+    const paid = await d.submit(reward('r4', total - share, { to: proposer, amount: share }))
+    assert.equal(d.chain.balance(proposer, paid.cid), before + share)
+    assert.equal(d.chain.balance(publicKeyOf(d.miner), paid.cid) - d.chain.balance(publicKeyOf(d.miner), d.cid('transfer')), total - share)
   })
 
   test('decision documents: schema errors are E_DECISION, and encoding is canonical', async () => {

@@ -238,7 +238,7 @@ describe('documents', () => {
     fc.assert(fc.property(arb, (r) => {
       const cert: Certificate = {
         kind: 'blyan/pol-certificate', version: 1, candidate: r.links[0], base: r.links[1], meta: r.links[2],
-        slice: { dataset: r.links[3], start: r.start, count: r.count }, loss_before: r.before, loss_after: r.after, record: r.start % 2 === 0 ? null : r.links[4 % r.links.length] as CID,
+        slice: { dataset: r.links[3], start: r.start, count: r.count }, loss_before: r.before, loss_after: r.after, record: r.start % 2 === 0 ? null : r.links[0], trained_on: r.start % 2 === 0 ? null : r.links[3],
         signatures: [...r.signers].sort((a, b) => Buffer.compare(a, b)).map((validator) => ({ validator, signature: r.sig }))
       }
       const bytes = encodeCertificate(cert)

@@ -104,7 +104,7 @@ describe('a stranger\'s datasets before approval', () => {
     const body: CertificateBody = {
       kind: 'blyan/pol-certificate', version: 1, candidate: candidate.sealed.cid, base: base.cid, meta: beacon.cid,
       slice: { dataset: proposals[0] as CID, start: sliceStart(candidate.sealed.cid, beacon.cid), count: meta.pol.eval_sequences },
-      loss_before: 2, loss_after: 1, record: null
+      loss_before: 2, loss_after: 1, record: null, trained_on: null
     }
     const certificate = encodeCertificate(assembleCertificate(body, validators.map((k) => signCertificate(body, k))))
     const input = { header: candidate.sealed.bytes, payload: candidate.payload, certificate }

@@ -14,6 +14,9 @@ import { DEFAULT_JOB_SETTINGS, leaseMessage, signLeaseRequest, type Job } from '
 import { main } from '../../relay/cli.ts'
 import { CID } from 'multiformats/cid'
 import { poolsInForce } from '../../src/chain/governance.ts'
+import { rewardAmount, type RewardDocument } from '../../src/chain/ledger.ts'
+import type { MetaDocument } from '../../src/chain/meta.ts'
+import type { Certificate } from '../../src/chain/pol.ts'
 import { batchOrderHash, decodeRecord } from '../../src/chain/record.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { batchOrder } from '../../src/model/random.ts'
@@ -152,6 +155,15 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     const audit = await runCli('audit', result.outcome.cid, '--relay', url)
     assert.equal(audit.code, 0, audit.out)
     assert.match(audit.out, /PASS \(exact\): \d+ steps replayed bit for bit/)
+
+    // Rewards for data: the pool's proposer got the data share of the reward, the miner the rest.
+    const reward = store.headers('C', 0, 1 << 20, 1 << 16).find((b) => b.certificate?.value.candidate.equals(version.cid) === true) as AcceptedBlock
+    const doc = reward.document as RewardDocument
+    const proposer = (store.get(record.dataset) as AcceptedBlock).header.miner_pub
+    const total = rewardAmount(version.certificate?.value as Certificate, (store.get(reward.meta)?.document as MetaDocument).reward)
+    assert.deepEqual([doc.amount, doc.data?.amount], [total - Math.floor(total * 0.1), Math.floor(total * 0.1)], 'the default data share is 10%')
+    assert.deepEqual(doc.data?.to, proposer)
+    assert.equal(store.balance(proposer, store.head('C')?.cid ?? null), doc.data?.amount)
   })
 
   test('an altered training record fails the audit at the step where the replay first differs; validators refuse one that is not the job\'s (E_RECORD)', async () => {
