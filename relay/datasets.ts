@@ -94,6 +94,7 @@ export function datasetLines(list: readonly DatasetInfo[]): string[] {
   return [...list].sort((a, b) => b.index - a.index).map((d) => {
     const failed = d.report?.checks.filter((c) => !c.pass).map((c) => c.name) ?? []
     const gate = d.report === null ? 'not screened' : d.report.pass ? 'gate passed' : `gate failed: ${failed.join(', ')}`
-    return `D:${d.index} ${d.cid}  ${d.name} (${d.split}, ${d.size} bytes, ${d.license})  ${d.stage}${d.tier === null ? '' : ` ${d.tier}`}${d.inForce ? ', in force' : ''}  ${gate}${d.reasons.length > 0 ? `  [${d.reasons.join('; ')}]` : ''}`
+    const use = d.learnedBy.length === 0 ? '' : `  ${d.learnedBy.length} version${d.learnedBy.length === 1 ? '' : 's'} learned from it, ${d.earned} earned`
+    return `D:${d.index} ${d.cid}  ${d.name} (${d.split}, ${d.size} bytes, ${d.license})  ${d.stage}${d.tier === null ? '' : ` ${d.tier}`}${d.inForce ? ', in force' : ''}  ${gate}${use}${d.reasons.length > 0 ? `  [${d.reasons.join('; ')}]` : ''}`
   })
 }

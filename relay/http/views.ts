@@ -16,6 +16,7 @@ import type { CandidateRecord } from '../pol/pol-store.ts'
 import type { DatasetScreener } from '../pol/screener.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import type { Decision } from '../../src/chain/decision.ts'
+import type { RewardDocument } from '../../src/chain/ledger.ts'
 import { datasetStates, poolsInForce, type DatasetState } from '../../src/chain/governance.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { toHex } from '../../src/codec/cbor.ts'
@@ -83,6 +84,17 @@ export function datasetsJson(store: ChainStore, screener: DatasetScreener | unde
   const head = store.head('A')
   const inForce = head === undefined ? { validation: [], train: [] } : poolsInForce(store, head)
   const states = datasetStates(store, store.head('D') ?? null)
+  // What each pool earned its proposer, and which versions learned from it: the rewards on the chain C head's branch.
+  const earned = new Map<string, number>()
+  const learned = new Map<string, { expert: string; version: string }[]>()
+  for (let b = store.head('C'); b !== undefined; b = b.header.prev === null ? undefined : store.get(b.header.prev)) {
+    const pool = b.certificate?.value.trained_on
+    if (b.header.block_type !== 'reward' || pool === null || pool === undefined) continue
+    const key = pool.toString()
+    earned.set(key, (earned.get(key) ?? 0) + ((b.document as RewardDocument).data?.amount ?? 0))
+    const version = store.get(b.certificate?.value.candidate as CID)
+    learned.set(key, [...(learned.get(key) ?? []), { expert: version?.header.expert_name ?? '', version: String(version?.cid) }])
+  }
   const datasets = [...states.values()].map((s) => {
     const block = store.get(s.dataset) as AcceptedBlock
     const doc = block.document as DatasetDocument
@@ -96,6 +108,8 @@ export function datasetsJson(store: ChainStore, screener: DatasetScreener | unde
       proposed_at: block.header.timestamp, stage: report !== null && s.stage === 'proposed' ? 'screened' : s.stage, tier: s.tier,
       decision: s.decision?.toString() ?? null, reasons: [...s.reasons],
       in_force: [...inForce.validation, ...inForce.train].some((c) => c.equals(s.dataset)),
+      earned: earned.get(s.dataset.toString()) ?? 0,
+      learned_by: learned.get(s.dataset.toString()) ?? [],
       report_cid: linked?.toString() ?? null,
       report: report === null ? null : { pass: report.pass, checks: report.checks.map((c) => ({ name: c.name, value: c.value, limit: c.limit, pass: c.pass, detail: c.detail })) }
     }

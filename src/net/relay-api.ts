@@ -152,6 +152,9 @@ export interface DatasetInfo {
   readonly reasons: readonly string[]
   /** A pool in force under the relay's chain A head. */
   readonly inForce: boolean
+  /** Units the proposer earned from versions that learned from it (data shares), and those versions. */
+  readonly earned: number
+  readonly learnedBy: readonly { readonly expert: string; readonly version: string }[]
   /** The report the decision links (a dag-cbor block), when one does. */
   readonly reportCid: string | null
   readonly report: { readonly pass: boolean; readonly checks: readonly DatasetCheckInfo[] } | null

@@ -268,6 +268,7 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
           size: Number(d['size']), description: String(d['description'] ?? ''), proposer: String(d['proposer']), stage: d['stage'] as DatasetInfo['stage'],
           tier: (d['tier'] ?? null) as DatasetInfo['tier'], decision: typeof d['decision'] === 'string' ? d['decision'] : null,
           reasons: Array.isArray(d['reasons']) ? d['reasons'].map(String) : [], inForce: d['in_force'] === true,
+          earned: typeof d['earned'] === 'number' ? d['earned'] : 0, learnedBy: Array.isArray(d['learned_by']) ? d['learned_by'] as DatasetInfo['learnedBy'] : [],
           reportCid: typeof d['report_cid'] === 'string' ? d['report_cid'] : null, report: (d['report'] ?? null) as DatasetInfo['report']
         }
       })

@@ -164,6 +164,8 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     assert.deepEqual([doc.amount, doc.data?.amount], [total - Math.floor(total * 0.1), Math.floor(total * 0.1)], 'the default data share is 10%')
     assert.deepEqual(doc.data?.to, proposer)
     assert.equal(store.balance(proposer, store.head('C')?.cid ?? null), doc.data?.amount)
+    const pool = (await createRelayClient(url).datasets()).find((p) => p.cid === record.dataset.toString())
+    assert.deepEqual([pool?.earned, pool?.learnedBy], [doc.data?.amount, [{ expert: result.expert, version: result.outcome.cid }]], 'the pool shows what it earned and who learned from it')
   })
 
   test('an altered training record fails the audit at the step where the replay first differs; validators refuse one that is not the job\'s (E_RECORD)', async () => {
