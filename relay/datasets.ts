@@ -13,7 +13,8 @@ import type { DatasetInfo } from '../src/net/relay-api.ts'
 import { MinerChain } from '../src/pol/chain.ts'
 import { decodeReport } from '../src/pol/gate.ts'
 import { DAG_CBOR, cidOf } from '../src/codec/cbor.ts'
-import { decisionSubmission, proposalSubmission, type ProposalRequest } from './node/governance.ts'
+import { proposalSubmission, type ProposalRequest } from '../src/chain/proposal.ts'
+import { decisionSubmission } from './node/governance.ts'
 
 /** How long `propose` waits for the node's gate before it stops watching. */
 const SCREEN_WAIT_MS = 120_000

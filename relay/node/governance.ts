@@ -10,7 +10,8 @@
 import type { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import { DAG_CBOR, cidOf } from '../../src/codec/cbor.ts'
-import { DATASET_KIND, DATASET_VERSION, decodeDataset, encodeDataset, type DatasetDocument, type DatasetSplit } from '../../src/chain/dataset.ts'
+import type { DatasetDocument } from '../../src/chain/dataset.ts'
+import type { ChainHeads } from '../../src/chain/proposal.ts'
 import { DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, signDecision, type DecisionBody, type Tier, type Verdict } from '../../src/chain/decision.ts'
 import { nextGovernance } from '../../src/chain/governance.ts'
 import type { SecretKey } from '../../src/chain/keys.ts'
@@ -18,45 +19,8 @@ import { isValidator, quorumSize, type MetaDocument } from '../../src/chain/meta
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import { encodeSubmission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { fetchUnixfsFile, importPayload } from '../../src/tensor/tiles.ts'
+import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { ChainStore } from './interface.ts'
-
-/** What a block maker reads of a chain: the node's store, or a light client's verified chain (MemoryChain). */
-export interface ChainHeads {
-  head(chain: 'A' | 'D'): AcceptedBlock | undefined
-  get(cid: CID): AcceptedBlock | undefined
-}
-
-export interface ProposalRequest {
-  readonly name: string
-  readonly license: string
-  readonly split: DatasetSplit
-  readonly description: string
-  /** The text: UTF-8, documents separated by blank lines. */
-  readonly content: Uint8Array
-}
-
-/**
- * A dataset proposal (a chain D `dataset` block) after the chain D head, under the chain A head,
- * signed by `key` (any key may propose), with its content file: the submission CAR.
- */
-export async function proposalSubmission(chain: ChainHeads, key: SecretKey, request: ProposalRequest, now: number): Promise<{ cid: CID; car: Uint8Array }> {
-  const rules = chain.head('A')
-  if (rules === undefined) throw new DecisionError('the chain has no chain A block yet')
-  const prev = chain.head('D')
-  const content = await importPayload(request.content)
-  const doc = documentPayload(encodeDataset({
-    kind: DATASET_KIND, version: DATASET_VERSION, name: request.name, license: request.license, split: request.split,
-    format: 'text/plain; blank-line-separated', content: content.cid, content_size: request.content.length, description: request.description
-  }))
-  decodeDataset(doc.bytes) // the document's own rules (name, licence, sizes), before any work is spent
-  const sealed = sealBlock({
-    chain_id: 'D', block_type: 'dataset', index: prev === undefined ? 0 : prev.header.index + 1, prev: prev?.cid ?? null, depends_on: [rules.cid],
-    expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
-    timestamp: Math.max(now, rules.header.timestamp, prev?.header.timestamp ?? 0), difficulty: (rules.document as MetaDocument).pow.D, supersedes: null, pol: null
-  } as HeaderDraft, key)
-  return { cid: sealed.cid, car: await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, files: [request.content] }) }
-}
 
 export interface DecisionRequest {
   readonly dataset: CID

@@ -15,6 +15,8 @@ import type { TrainBackend } from '../store/miner-run.ts'
 import type { RelayState } from '../net/relays.ts'
 import type { PolStatus, BlockSummary, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStep, VerifyReport } from '../explorer/types.ts'
 import type { WalletStatus, WalletResult, WalletActivity, WalletExport } from '../wallet/types.ts'
+import type { DatasetInfo } from '../net/relay-api.ts'
+import type { ProposalRequest as DatasetProposal } from '../chain/proposal.ts'
 
 // The types the client passes on are defined by the layers that make them; the UI finds them all here.
 export type { BackendChoice, Settings } from '../store/settings.ts'
@@ -25,6 +27,8 @@ export { TRAIN_BACKENDS } from '../store/miner-run.ts'
 export type { RelayHealth, RelayLie, RelayState } from '../net/relays.ts'
 export type { PolStatus, BlockSummary, BlockDetail, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStepStatus, VerifyStep, VerifyReport } from '../explorer/types.ts'
 export type { WalletInfo, WalletStatus, WalletResult, CandidateStatus, CandidateInfo, WalletActivity, WalletExport } from '../wallet/types.ts'
+export type { DatasetInfo } from '../net/relay-api.ts'
+export type { ProposalRequest as DatasetProposal } from '../chain/proposal.ts'
 
 // ------------------------------------------------------------------------------------ settings
 
@@ -309,6 +313,10 @@ export interface MinerApi {
   forgetWallet(): Promise<WalletStatus>
   /** Balance and history at `relay`; null without a wallet. */
   activity(relay: string): Promise<WalletActivity | null>
+  /** The datasets `relay` reports (proposals, stages, gate reports, earnings). */
+  datasets(relay: string): Promise<DatasetInfo[]>
+  /** Propose a dataset at `relay`, signed with the wallet's key, on the chain this worker verified. */
+  proposeDataset(relay: string, proposal: DatasetProposal): Promise<{ readonly ok: true; readonly cid: string } | { readonly ok: false; readonly code: string; readonly message: string }>
 
   device(): Promise<DeviceInfo>
   donateState(): Promise<DonateState>

@@ -24,6 +24,7 @@ import type { SecretKey } from '../chain/keys.ts'
 import type { MetaDocument } from '../chain/meta.ts'
 import { createRelayClient } from '../net/relay-client.ts'
 import { MinerChain } from '../pol/chain.ts'
+import { proposalSubmission } from '../chain/proposal.ts'
 import type { Job } from '../pol/job.ts'
 import { mineOnce, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
 import { trainExpert } from '../train/train.ts'
@@ -35,6 +36,8 @@ import { fetchActivity, followCandidate } from '../wallet/relay.ts'
 import { deleteWallet, loadWallet, saveWallet, walletKV, walletRecord, type LoadedWallet, type WalletRecord } from '../wallet/store.ts'
 import type {
   CandidateInfo,
+  DatasetInfo,
+  DatasetProposal,
   DeviceInfo,
   DonateJob,
   DonateOptions,
@@ -212,6 +215,28 @@ export class Miner implements MinerApi {
     const w = await loadWallet(this.#walletKV)
     if (w.kind !== 'ok') return null
     return fetchActivity(relay, w.record.publicKey, { fetch: this.#fetch(), now: this.#now() })
+  }
+
+  // ---------------------------------------------------------------------------- datasets
+
+  async datasets(relay: string): Promise<DatasetInfo[]> {
+    return createRelayClient(relay, this.#fetch()).datasets()
+  }
+
+  async proposeDataset(relay: string, proposal: DatasetProposal): Promise<{ ok: true; cid: string } | { ok: false; code: string; message: string }> {
+    const w = await loadWallet(this.#walletKV)
+    if (w.kind !== 'ok') return { ok: false, code: 'E_NO_WALLET', message: 'Create or import a wallet first: a proposal is signed with its key.' }
+    try {
+      // Built on the chain this worker verified (anchored like the donation runs), never on the relay's word.
+      const anchor = await (this.#env.anchor ?? (async () => (await loadSettings()).trustAnchor))()
+      const chain = new MinerChain(createRelayClient(relay, this.#fetch()), { anchor })
+      await chain.sync()
+      const { cid, car } = await proposalSubmission(chain.chain, w.key, proposal, this.#now())
+      await chain.relay.submit(car)
+      return { ok: true, cid: cid.toString() }
+    } catch (e) {
+      return { ok: false, code: codeOf(e), message: e instanceof Error ? e.message : String(e) }
+    }
   }
 
   // ---------------------------------------------------------------------------- device

@@ -1,5 +1,5 @@
 /**
- * Hash routes of the site: `#/chat`, `#/explorer`, `#/donate`, `#/wallet`, `#/settings`.
+ * Hash routes of the site: `#/chat`, `#/explorer`, `#/donate`, `#/datasets`, `#/wallet`, `#/settings`.
  *
  * Hash routing keeps the site a set of static files: any static host (the relay, an IPFS gateway)
  * can serve it without rewrite rules.
@@ -13,6 +13,7 @@ export const ROUTES = Object.freeze([
   { id: 'chat', label: 'Chat' },
   { id: 'explorer', label: 'Explorer' },
   { id: 'donate', label: 'Donate' },
+  { id: 'datasets', label: 'Datasets' },
   { id: 'wallet', label: 'Wallet' },
   { id: 'settings', label: 'Settings' }
 ] as const)

@@ -55,6 +55,8 @@ export function connectMiner(): MinerApi {
     exportWallet: () => m().exportWallet(),
     forgetWallet: () => m().forgetWallet(),
     activity: (relay) => m().activity(relay),
+    datasets: (relay) => m().datasets(relay),
+    proposeDataset: (relay, proposal) => m().proposeDataset(relay, proposal),
     device: () => m().device(),
     donateState: () => m().donateState(),
     onDonate: (listener) => m().onDonate(proxy(listener)),
