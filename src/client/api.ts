@@ -194,9 +194,28 @@ export interface ClientApi {
   dag(): Promise<DagView>
   /** Re-check a block step by step (onStep as each one settles); chain B checks `tile`'s Merkle path (default 0). */
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport>
+  /** Replay a certified version's training record on this device (a training run's cost). */
+  audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport>
 
   clearCache(): Promise<CacheUsage>
 }
+
+/** An audit of a training record on the page's device: the replay's verdict, or why none ran. */
+export type AuditReport =
+  | { readonly ok: false; readonly message: string }
+  | {
+    readonly ok: true
+    readonly pass: boolean
+    readonly mode: 'exact' | 'tolerance'
+    /** The first step where the replay left the record (`steps`: the final weights), or null. */
+    readonly firstDifference: number | null
+    readonly detail: string
+    readonly expert: string
+    readonly record: string
+    readonly dataset: string
+    readonly datasetName: string
+    readonly steps: number
+  }
 
 // ------------------------------------------------------------------------------------ wallet
 

@@ -27,6 +27,7 @@ import type {
   BackendChoice,
   BackendInfo,
   BlockPage,
+  AuditReport,
   BlockSummary,
   CacheUsage,
   ChatEvent,
@@ -293,6 +294,10 @@ export class Client implements ClientApi {
 
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport> {
     return this.#queries.verify(cid, tile, onStep)
+  }
+
+  audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport> {
+    return this.#queries.audit(cid, onStep)
   }
 
   get #queries(): ExplorerQueries {

@@ -21,7 +21,11 @@ import { unavailable, type PageBlocks } from '../net/blocks.ts'
 import type { RelaySet } from '../net/relays.ts'
 import { decodePayloadIndex, type PayloadIndex } from '../tensor/payload.ts'
 import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { BlockPage, BlockSummary, DagView, DatasetRecordFile, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
+import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
+import { decodeRecord } from '../chain/record.ts'
+import type { MetaDocument } from '../chain/meta.ts'
+import { createTokenizer } from '../model/tokenizer/index.ts'
+import { auditRecord } from '../pol/audit.ts'
 import type { ChainFollower } from './follower.ts'
 
 /** How long the explorer waits for a dataset's training record before it says no relay served it. */
@@ -134,6 +138,38 @@ export class ExplorerQueries {
       tile,
       now: Date.now()
     }, onStep)
+  }
+
+  /**
+   * Audit a certified version's training record on this device (src/pol/audit.ts): replay the
+   * training it names, every block fetched and verified like the chat's, and say where the replay
+   * first differs. Costs a training run of the record's steps.
+   */
+  async audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport> {
+    const version = this.#accepted(cid)
+    const recordCid = version?.certificate?.value.record ?? null
+    if (version === undefined || version.header.chain_id !== 'B') return { ok: false, message: `${cid} is not a chain B block of this page's verified chain` }
+    if (recordCid === null) return { ok: false, message: `${version.header.expert_name} has no training record (${version.certificate === null ? 'an initial version' : 'its certificate links none'}): nothing to audit` }
+    const get = async (x: CID): Promise<Uint8Array> => (await this.#options.blocks.get(x, 'a block the audit replays')).bytes
+    try {
+      const record = decodeRecord(await get(recordCid))
+      const rules = this.#chain.head('A')
+      const pool = this.#chain.get(record.dataset)
+      const t = (rules?.document as MetaDocument | undefined)?.tokenizer ?? null
+      if (rules === undefined || t === null) return { ok: false, message: 'the verified chain names no tokenizer' }
+      if (pool === undefined || pool.header.block_type !== 'dataset') return { ok: false, message: `the record's pool ${record.dataset} is not a dataset of this chain` }
+      const meta = rules.document as MetaDocument
+      const doc = pool.document as DatasetDocument
+      const result = await auditRecord({
+        record, version, architecture: meta.architecture, lookup: (c) => this.#chain.get(c), get,
+        tokenizer: createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id),
+        datasetText: new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get)),
+        ...(onStep === undefined ? {} : { onStep })
+      })
+      return { ok: true, ...result, expert: record.expert, record: recordCid.toString(), dataset: record.dataset.toString(), datasetName: doc.name, steps: record.steps }
+    } catch (e) {
+      return { ok: false, message: e instanceof Error ? e.message : String(e) }
+    }
   }
 
   /** What the relays refused lately: the first relay that answers (those up first). */

@@ -3,6 +3,7 @@
  * judging with the devnet's 3 validator keys), its job board and leases, and `blyan mine` taking a
  * job, training, submitting, and getting the candidate accepted and rewarded.
  */
+import 'fake-indexeddb/auto'
 import assert from 'node:assert/strict'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -26,6 +27,8 @@ import { MinerChain } from '../../src/pol/chain.ts'
 import { checkRecordAgainstJob } from '../../relay/pol/jobs.ts'
 import { assertRule } from '../fixtures/assert-rule.ts'
 import { runCli } from '../fixtures/cli.ts'
+import { clientEnvironment, untilStatus } from '../fixtures/client.ts'
+import { Client } from '../../src/client/client.ts'
 import type { Served } from '../../relay/serve.ts'
 import { readKeyFile } from '../../relay/devnet.ts'
 import { polDevnet, servePolDevnet } from '../fixtures/pol-devnet.ts'
@@ -194,5 +197,20 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     assert.doesNotThrow(() => checkRecordAgainstJob(record, rules, store, DEFAULT_JOB_SETTINGS))
     await assertRule(() => checkRecordAgainstJob({ ...record, start: record.start + 1 }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
     await assertRule(() => checkRecordAgainstJob({ ...record, seed }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.seed')
+
+    // The site's explorer audits the same version on the page's own device (its client, in Node here).
+    const client = new Client(clientEnvironment(`audit-${Date.now()}`))
+    try {
+      await client.start({ relays: [url] })
+      await untilStatus(client, 'live', (s) => s.sync.phase === 'live' && s.sync.verified === store.size)
+      const steps: number[] = []
+      const page = await client.audit(version.cid.toString(), (step) => steps.push(step))
+      assert.ok(page.ok && page.pass && page.mode === 'exact', JSON.stringify(page))
+      assert.equal(steps.length, record.steps, 'progress for every step')
+      const initial = await client.audit((store.paramIndex().get('embedding') as AcceptedBlock).cid.toString())
+      assert.ok(!initial.ok && /no training record/.test(initial.message))
+    } finally {
+      await client.close()
+    }
   })
 })
