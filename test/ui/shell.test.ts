@@ -12,7 +12,7 @@ test('routeFromHash maps hashes to views', () => {
     assert.equal(routeFromHash(hrefFor(id)), id)
     assert.equal(routeFromHash(`${hrefFor(id)}/bafyrei?x=1`), id)
   }
-  assert.deepEqual(ROUTES.map((r) => r.label), ['Chat', 'Explorer', 'Donate', 'Wallet', 'Settings'])
+  assert.deepEqual(ROUTES.map((r) => r.label), ['Chat', 'Explorer', 'Donate', 'Datasets', 'Wallet', 'Settings'])
   assert.equal(routeFromHash('#/nope'), undefined)
   assert.equal(routeFromHash('#/chatty'), undefined)
 })
