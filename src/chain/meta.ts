@@ -136,7 +136,11 @@ export interface GateParams {
   readonly near_duplicate: number
   /** Largest share of tokens that are byte-fallback tokens (text the tokenizer does not cover). */
   readonly max_byte_fallback: number
-  /** The current model's mean loss (nats per token) on a sample must lie in [loss_min, loss_max]: below, text it has memorised; above, gibberish. */
+  /**
+   * The current model's mean loss on a sample must lie in [loss_min, loss_max] × ln(vocab_size),
+   * the loss of a uniform guess: below, text it has memorised; above, text it reads no better than
+   * noise. Relative, so one setting fits a well-trained model and a freshly split one.
+   */
   readonly loss_min: number
   readonly loss_max: number
   /** Largest share of documents holding e-mail addresses, phone numbers or secret keys. */
@@ -151,8 +155,8 @@ export const DEFAULT_GATE: GateParams = Object.freeze({
   max_contamination: 0.01,
   near_duplicate: 0.8,
   max_byte_fallback: 0.01,
-  loss_min: 0.5,
-  loss_max: 4,
+  loss_min: 0.08,
+  loss_max: 0.85,
   max_pii: 0.01
 })
 const GATE_KEYS = ['max_bytes', 'min_documents', 'max_duplicate', 'max_contamination', 'near_duplicate', 'max_byte_fallback', 'loss_min', 'loss_max', 'max_pii'] as const
@@ -252,7 +256,7 @@ function checkGate(value: unknown): GateParams {
     loss_max: S.finite(o, 'loss_max', p, 'E_META'),
     max_pii: share('max_pii')
   }
-  if (!(g.loss_min >= 0 && g.loss_max > g.loss_min)) reject('E_META', 'gate.loss_max', 'needs 0 <= loss_min < loss_max')
+  if (!(g.loss_min >= 0 && g.loss_max > g.loss_min && g.loss_max <= 4)) reject('E_META', 'gate.loss_max', 'needs 0 <= loss_min < loss_max <= 4 (fractions of a uniform guess\'s loss)')
   return Object.freeze(g)
 }
 

@@ -15,7 +15,8 @@
  * 6. `pii`: the share of documents holding an e-mail address, a phone number or a secret key.
  * 7. `byte_fallback`: the share of tokens of a sample that are byte-fallback tokens.
  * 8. `loss`: the current model's mean next-token loss on windows of the sample lies in
- *    [`loss_min`, `loss_max`]: gibberish scores high, text the model memorised scores low.
+ *    [`loss_min`, `loss_max`] × ln(vocabulary size), a uniform guess's loss: gibberish scores high,
+ *    text the model memorised scores low.
  *
  * The report is a DAG-CBOR document (`blyan/dataset-report`) a decision links.
  *
@@ -172,8 +173,11 @@ export async function runGate(input: GateInput): Promise<GateReport> {
     return report()
   }
   const loss = await evaluateLoss(input.model, windows, input.signal === undefined ? {} : { signal: input.signal })
-  add('loss', loss, params.loss_max, loss >= params.loss_min && loss <= params.loss_max,
-    `the model's loss is ${loss.toFixed(3)} nats per token on ${windows.length} windows, must be in [${params.loss_min}, ${params.loss_max}]${loss < params.loss_min ? ': text the model already knows' : loss > params.loss_max ? ': text the model cannot read (gibberish, another language or format)' : ''}`)
+  // Limits relative to a uniform guess over the vocabulary (ln V nats).
+  const uniform = Math.log(input.tokenizer.vocabSize)
+  const [low, high] = [round(params.loss_min * uniform), round(params.loss_max * uniform)]
+  add('loss', loss, high, loss >= low && loss <= high,
+    `the model's loss is ${loss.toFixed(3)} nats per token on ${windows.length} windows, must be in [${low}, ${high}] (${params.loss_min} to ${params.loss_max} of a uniform guess, ${uniform.toFixed(3)})${loss < low ? ': text the model already knows' : loss > high ? ': text the model cannot read (gibberish, another language or format)' : ''}`)
   return report()
 }
 

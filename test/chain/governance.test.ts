@@ -121,10 +121,10 @@ describe('dataset governance', () => {
   test('chain A\'s gate thresholds: optional (defaults apply), and checked when present', async () => {
     const d = new Devnet()
     assert.deepEqual(gateOf(decodeMeta(encodeMeta(d.meta))), DEFAULT_GATE)
-    const tuned = { ...d.meta, gate: { ...DEFAULT_GATE, max_duplicate: 0.1, loss_max: 5.5 } }
+    const tuned = { ...d.meta, gate: { ...DEFAULT_GATE, max_duplicate: 0.1, loss_max: 0.9 } }
     assert.deepEqual(gateOf(decodeMeta(encodeMeta(tuned))), tuned.gate)
     await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, max_pii: 2 } })), 'E_META', 'gate.max_pii')
-    await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, loss_min: 5, loss_max: 4 } })), 'E_META', 'gate.loss_max')
+    await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, loss_min: 0.5, loss_max: 0.4 } })), 'E_META', 'gate.loss_max')
     await assertRule(() => decodeMeta(encodeMeta({ ...d.meta, gate: { ...DEFAULT_GATE, extra: 1 } as never })), 'E_META')
   })
 
