@@ -5,12 +5,11 @@
  * the same training again, plus loading the named blocks and comparing.
  */
 import { CID } from 'multiformats/cid'
-import { RECORD_KIND, RECORD_VERSION, batchOrderHash, weightsHash, type TrainingRecord } from '../src/chain/record.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
-import { chainModel } from '../src/model/source.ts'
-import { createTokenizer } from '../src/model/tokenizer/index.ts'
-import { batchOrder } from '../src/model/random.ts'
+import { chainModel, chainTokenizer } from '../src/model/source.ts'
+import type { Tokenizer } from '../src/model/tokenizer/index.ts'
 import { auditRecord } from '../src/pol/audit.ts'
+import { TrainingRecorder } from '../src/pol/recorder.ts'
 import { buildCandidate } from '../src/pol/candidate.ts'
 import { loadFloatModel } from '../src/pol/float-model.ts'
 import { SequencePool } from '../src/pol/sequences.ts'
@@ -31,8 +30,7 @@ export async function run(): Promise<void> {
     const meta = head.document as MetaDocument
     const model = chainModel(store)
     if ('missing' in model) throw new Error(model.missing)
-    const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
-    const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id)
+    const tokenizer = await chainTokenizer(meta, get) as Tokenizer
     const pool = store.get(poolsInForce(store, head).train[0] as CID) as AcceptedBlock
     const doc = pool.document as DatasetDocument
     const text = new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get))
@@ -43,22 +41,19 @@ export async function run(): Promise<void> {
     const t0 = performance.now()
     const floats = await loadFloatModel(meta.architecture, model.blocks, get)
     const sequences = SequencePool.fromText(text, tokenizer, meta.pol.seq_len).slice(start, count)
-    const hashes: Uint8Array[] = []
+    const recorder = new TrainingRecorder({
+      expert, base: base.cid, model: Object.fromEntries([...model.blocks].map(([n, r]) => [n, r.cid])), dataset: pool.cid,
+      start, count, seq_len: meta.pol.seq_len, seed, steps, batch_size: batchSize, learning_rate: lr
+    }, 'cpu')
     const trained = await trainExpert(floats, {
-      target: { layer: 0, expert: 1 }, sequences, steps, batchSize, learningRate: lr, seed,
-      onStep: (_s, _l, w) => void (w !== undefined && hashes.push(weightsHash([w.w1, w.w2, w.w3])))
+      target: { layer: 0, expert: 1 }, sequences, steps, batchSize, learningRate: lr, seed, onStep: (_s, _l, w) => recorder.step(w)
     })
     const trainSeconds = (performance.now() - t0) / 1000
     const candidate = await buildCandidate({
       architecture: meta.architecture, layer: 0, expert: 1, weights: trained.expert, dtype: 'int8', rules: head.cid,
       base: { cid: base.cid, index: base.header.index }, router: { cid: router.cid, index: router.header.index }, difficulty: 0, timestamp: Date.now(), key: randomSecretKey()
     })
-    const record: TrainingRecord = {
-      kind: RECORD_KIND, version: RECORD_VERSION, expert, base: base.cid, payload: candidate.sealed.header.payload,
-      model: Object.fromEntries([...model.blocks].map(([n, r]) => [n, r.cid])), dataset: pool.cid, start, count, seq_len: meta.pol.seq_len,
-      seed, steps, batch_size: batchSize, learning_rate: lr, batch_order: batchOrderHash(batchOrder(count, steps, batchSize, seed)), backend: 'cpu',
-      losses: [...trained.losses], step_hashes: hashes, weights: weightsHash([trained.expert.w1, trained.expert.w2, trained.expert.w3])
-    }
+    const record = recorder.record(trained, candidate.sealed.header.payload)
     // The version as the chain would hold it: its header, its payload bytes served by CID.
     const payloadBlocks = new Map<string, Uint8Array>()
     for (const [k, v] of (await importPayload(candidate.payload)).blocks) payloadBlocks.set(k, v)

@@ -9,7 +9,8 @@
 import type { CID } from 'multiformats/cid'
 import type { DatasetDocument } from '../src/chain/dataset.ts'
 import type { MetaDocument } from '../src/chain/meta.ts'
-import { createTokenizer } from '../src/model/tokenizer/index.ts'
+import type { Tokenizer } from '../src/model/tokenizer/index.ts'
+import { chainTokenizer } from '../src/model/source.ts'
 import { evaluatePair, trainExpert } from '../src/train/train.ts'
 import { DEFAULT_JOB_SETTINGS } from '../src/pol/job.ts'
 import { loadFloatModel, withExpert } from '../src/pol/float-model.ts'
@@ -31,8 +32,7 @@ export async function run(): Promise<void> {
     const arch = meta.architecture
     const get = async (cid: CID): Promise<Uint8Array> => store.getRaw(cid) as Uint8Array
     const refs = () => new Map([...store.paramIndex()].map(([n, b]) => [n, { name: n, cid: b.cid, payload: b.header.payload, payloadSize: b.header.payload_size }]))
-    const t = meta.tokenizer as NonNullable<MetaDocument['tokenizer']>
-    const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), arch.vocab_size, t.bos_id, t.eos_id)
+    const tokenizer = await chainTokenizer(meta, get) as Tokenizer
     const text = async (split: DatasetDocument['split']): Promise<string> => {
       const pool = poolsInForce(store, store.head('A') as AcceptedBlock)[split][0]
       const doc = (pool === undefined ? undefined : store.get(pool))?.document as DatasetDocument

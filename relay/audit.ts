@@ -5,9 +5,8 @@
  * @module
  */
 import { CID } from 'multiformats/cid'
-import { decodeRecord } from '../src/chain/record.ts'
 import { createRelayClient } from '../src/net/relay-client.ts'
-import { auditRecord, type AuditResult } from '../src/pol/audit.ts'
+import { auditCertifiedVersion, type AuditResult } from '../src/pol/audit.ts'
 import { MinerChain } from '../src/pol/chain.ts'
 
 export interface VersionAudit extends AuditResult {
@@ -28,22 +27,16 @@ export async function auditVersion(relayUrl: string, cid: string, print: (line: 
   const chain = new MinerChain(createRelayClient(relayUrl))
   await chain.sync(signal)
   const version = chain.chain.get(target)
-  if (version === undefined || version.header.chain_id !== 'B') throw new Error(`${cid} is not a chain B block of the chain verified from ${relayUrl}`)
-  const recordCid = version.certificate?.value.record ?? null
-  if (recordCid === null) throw new Error(`${version.header.expert_name} ${cid} has no training record (${version.certificate === null ? 'an initial version' : 'its certificate links none'}): nothing to audit`)
-  const record = decodeRecord(await chain.block(recordCid, 'the training record', signal))
-  const model = chain.model()
-  const { document } = chain.dataset(record.dataset)
-  print(`auditing ${record.expert} ${cid}: ${record.steps} steps on ${document.name} (${record.dataset}), windows ${record.start}+${record.count}, seed ${record.seed}, trained on ${record.backend}`)
+  if (version === undefined) throw new Error(`${cid} is not a block of the chain verified from ${relayUrl}`)
   let shown = -1
-  const result = await auditRecord({
-    record, version, architecture: model.architecture, lookup: (c) => chain.chain.get(c), get: chain.getter('the audited model', signal),
-    tokenizer: await chain.tokenizer(model, signal), datasetText: await chain.datasetText(record.dataset, signal),
+  const result = await auditCertifiedVersion(version, chain.chain, chain.getter('the audited version', signal), {
     ...(signal === undefined ? {} : { signal }),
+    onRecord: (record, name) => print(`auditing ${record.expert} ${cid}: ${record.steps} steps on ${name} (${record.dataset}), windows ${record.start}+${record.count}, seed ${record.seed}, trained on ${record.backend}`),
     onStep: (step, steps) => {
       const pct = Math.floor((100 * (step + 1)) / steps)
       if (pct >= shown + 25 || step + 1 === steps) print(`replay [${step + 1}/${steps}] ${(shown = pct)}%`)
     }
   })
-  return { ...result, version: cid, expert: record.expert, record: recordCid.toString(), dataset: record.dataset.toString() }
+  const { record, recordCid, datasetName: _name, ...verdict } = result
+  return { ...verdict, version: cid, expert: record.expert, record: recordCid.toString(), dataset: record.dataset.toString() }
 }

@@ -98,8 +98,7 @@ export function datasetsJson(store: ChainStore, screener: DatasetScreener | unde
   const datasets = [...states.values()].map((s) => {
     const block = store.get(s.dataset) as AcceptedBlock
     const doc = block.document as DatasetDocument
-    const decision = s.decision === null ? null : store.get(s.decision)
-    const linked = (decision?.document as Decision | undefined)?.report ?? null
+    const linked = linkedReport(store, s)
     const bytes = reportBytes(store, screener, s)
     const report = bytes === null ? null : decodeReport(bytes)
     return {
@@ -123,9 +122,14 @@ export function datasetReport(store: ChainStore, screener: DatasetScreener | und
   return state === undefined ? null : reportBytes(store, screener, state)
 }
 
-function reportBytes(store: ChainStore, screener: DatasetScreener | undefined, s: DatasetState): Uint8Array | null {
+/** The report a dataset's decision links, or null (no decision, or one without a report). */
+function linkedReport(store: ChainStore, s: DatasetState): CID | null {
   const decision = s.decision === null ? undefined : store.get(s.decision)
-  const linked = (decision?.document as Decision | undefined)?.report ?? null
+  return (decision?.document as Decision | undefined)?.report ?? null
+}
+
+function reportBytes(store: ChainStore, screener: DatasetScreener | undefined, s: DatasetState): Uint8Array | null {
+  const linked = linkedReport(store, s)
   if (linked !== null) return store.getRaw(linked) ?? null
   return screener?.report(s.dataset)?.bytes ?? null
 }

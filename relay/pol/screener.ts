@@ -21,8 +21,7 @@ import type { SecretKey } from '../../src/chain/keys.ts'
 import { gateOf, isValidator, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { createTokenizer } from '../../src/model/tokenizer/index.ts'
-import { chainModel } from '../../src/model/source.ts'
+import { chainModel, chainTokenizer } from '../../src/model/source.ts'
 import { encodeReport, runGate, type GateReport, type ReferencePool } from '../../src/pol/gate.ts'
 import { loadFloatModel } from '../../src/pol/float-model.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
@@ -111,9 +110,9 @@ export class DatasetScreener {
       const refDoc = ref.document as DatasetDocument
       references.push({ cid: s.dataset, role: s.role, text: new TextDecoder().decode(await fetchUnixfsFile(refDoc.content, refDoc.content_size, raw)) })
     }
-    const t = meta.tokenizer
     const model = chainModel(store)
-    if (t === null || 'missing' in model) throw new Error('the chain has no model and tokenizer to screen with')
+    const tokenizer = await chainTokenizer(meta, raw)
+    if (tokenizer === null || 'missing' in model) throw new Error('the chain has no model and tokenizer to screen with')
     const started = performance.now()
     const report = await runGate({
       dataset: cid,
@@ -121,7 +120,7 @@ export class DatasetScreener {
       content: await fetchUnixfsFile(doc.content, doc.content_size, raw),
       params: gateOf(meta),
       references,
-      tokenizer: createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, raw), meta.architecture.vocab_size, t.bos_id, t.eos_id),
+      tokenizer,
       model: await loadFloatModel(meta.architecture, model.blocks, raw),
       seqLen: meta.pol.seq_len
     })

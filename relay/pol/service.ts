@@ -34,10 +34,10 @@ import { dataShareOf, quorumSize, type MetaDocument } from '../../src/chain/meta
 import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../../src/chain/pol.ts'
 import { decodeSubmission, encodeSubmission, trainingRecordIn, type Submission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
-import { chainModel } from '../../src/model/source.ts'
+import { chainModel, chainTokenizer } from '../../src/model/source.ts'
 import { RuleError, reject, type RuleCode } from '../../src/errors.ts'
 import { evaluatePair, type FloatModel } from '../../src/train/train.ts'
-import { createTokenizer } from '../../src/model/tokenizer/index.ts'
+import type { Tokenizer } from '../../src/model/tokenizer/index.ts'
 import { dequantizeAll, expertWeights, readBlockTensors } from '../../src/model/weights.ts'
 import { DEFAULT_JOB_SETTINGS, leaseMessage, type Job, type JobSettings } from '../../src/pol/job.ts'
 import { loadFloatModel, withExpert } from '../../src/pol/float-model.ts'
@@ -490,8 +490,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
     if (cached !== undefined) return cached
     const doc = ds.document as DatasetDocument
     const text = new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, (cid) => this.#raw(cid)))
-    const tokenizer = createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, (cid) => this.#raw(cid)), meta.architecture.vocab_size, t.bos_id, t.eos_id)
-    const pool = SequencePool.fromText(text, tokenizer, meta.pol.seq_len)
+    const pool = SequencePool.fromText(text, await chainTokenizer(meta, (cid) => this.#raw(cid)) as Tokenizer, meta.pol.seq_len)
     this.#pools.set(key, pool)
     return pool
   }

@@ -66,13 +66,20 @@ export function linkedFiles(block: Pick<AcceptedBlock, 'header' | 'document'>): 
  * DAG-CBOR documents a block links, which its submission must carry: a decision's gate report, a
  * certified version's training record (its certificate's `record`).
  */
-export function linkedDocuments(block: Pick<AcceptedBlock, 'header' | 'document'> & { readonly certificate?: AcceptedBlock['certificate'] }): LinkedFile[] {
+export function linkedDocuments(block: Pick<AcceptedBlock, 'header' | 'document'> & { readonly certificate?: AcceptedBlock['certificate'] }): LinkedDocument[] {
   if (block.header.block_type === 'decision') {
     const report = (block.document as Decision).report
-    return report === null ? [] : [{ cid: report, size: 0, field: 'payload.report' }]
+    return report === null ? [] : [{ cid: report, field: 'payload.report' }]
   }
   const record = block.header.chain_id === 'B' ? block.certificate?.value.record ?? null : null
-  return record === null ? [] : [{ cid: record, size: 0, field: 'certificate.record' }]
+  return record === null ? [] : [{ cid: record, field: 'certificate.record' }]
+}
+
+/** A DAG-CBOR block a document or certificate links, which the submission carries whole. */
+export interface LinkedDocument {
+  readonly cid: CID
+  /** Where the link is, e.g. `payload.report`. */
+  readonly field: string
 }
 
 /**

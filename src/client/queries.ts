@@ -22,10 +22,7 @@ import type { RelaySet } from '../net/relays.ts'
 import { decodePayloadIndex, type PayloadIndex } from '../tensor/payload.ts'
 import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
 import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
-import { decodeRecord } from '../chain/record.ts'
-import type { MetaDocument } from '../chain/meta.ts'
-import { createTokenizer } from '../model/tokenizer/index.ts'
-import { auditRecord } from '../pol/audit.ts'
+import { auditCertifiedVersion } from '../pol/audit.ts'
 import type { ChainFollower } from './follower.ts'
 
 /** How long the explorer waits for a dataset's training record before it says no relay served it. */
@@ -147,26 +144,13 @@ export class ExplorerQueries {
    */
   async audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport> {
     const version = this.#accepted(cid)
-    const recordCid = version?.certificate?.value.record ?? null
-    if (version === undefined || version.header.chain_id !== 'B') return { ok: false, message: `${cid} is not a chain B block of this page's verified chain` }
-    if (recordCid === null) return { ok: false, message: `${version.header.expert_name} has no training record (${version.certificate === null ? 'an initial version' : 'its certificate links none'}): nothing to audit` }
-    const get = async (x: CID): Promise<Uint8Array> => (await this.#options.blocks.get(x, 'a block the audit replays')).bytes
+    if (version === undefined) return { ok: false, message: `${cid} is not a block of this page's verified chain` }
     try {
-      const record = decodeRecord(await get(recordCid))
-      const rules = this.#chain.head('A')
-      const pool = this.#chain.get(record.dataset)
-      const t = (rules?.document as MetaDocument | undefined)?.tokenizer ?? null
-      if (rules === undefined || t === null) return { ok: false, message: 'the verified chain names no tokenizer' }
-      if (pool === undefined || pool.header.block_type !== 'dataset') return { ok: false, message: `the record's pool ${record.dataset} is not a dataset of this chain` }
-      const meta = rules.document as MetaDocument
-      const doc = pool.document as DatasetDocument
-      const result = await auditRecord({
-        record, version, architecture: meta.architecture, lookup: (c) => this.#chain.get(c), get,
-        tokenizer: createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get), meta.architecture.vocab_size, t.bos_id, t.eos_id),
-        datasetText: new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get)),
-        ...(onStep === undefined ? {} : { onStep })
-      })
-      return { ok: true, ...result, expert: record.expert, record: recordCid.toString(), dataset: record.dataset.toString(), datasetName: doc.name, steps: record.steps }
+      const a = await auditCertifiedVersion(version, this.#chain, async (x) => (await this.#options.blocks.get(x, 'a block the audit replays')).bytes, onStep === undefined ? {} : { onStep })
+      return {
+        ok: true, pass: a.pass, mode: a.mode, firstDifference: a.firstDifference, detail: a.detail, expert: a.record.expert,
+        record: a.recordCid.toString(), dataset: a.record.dataset.toString(), datasetName: a.datasetName, steps: a.record.steps
+      }
     } catch (e) {
       return { ok: false, message: e instanceof Error ? e.message : String(e) }
     }

@@ -11,6 +11,8 @@ import type { CID } from 'multiformats/cid'
 import type { MetaDocument, Architecture } from '../chain/meta.ts'
 import { blockNames } from '../chain/params.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
+import { fetchUnixfsFile } from '../tensor/tiles.ts'
+import { createTokenizer, type Tokenizer } from './tokenizer/index.ts'
 
 /** Bytes by CID from somewhere (a relay, a cache, a store); callers say whether they are verified. */
 export type BlockGetter = (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
@@ -73,4 +75,11 @@ export function chainModel(chain: ModelChain): ChainModel | { readonly missing: 
   if (missing.length > 0) return { missing: `no verified block yet for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}` }
   const key = [rules.cid.toString(), ...[...blocks.values()].map((b) => b.cid.toString())].join(',')
   return { architecture: meta.architecture, blocks, meta, rules, key }
+}
+
+/** The tokenizer chain A's rules link (null when they link none), its file read through `get`. */
+export async function chainTokenizer(meta: MetaDocument, get: BlockGetter, signal?: AbortSignal): Promise<Tokenizer | null> {
+  const t = meta.tokenizer
+  if (t === null) return null
+  return createTokenizer(t.format, await fetchUnixfsFile(t.payload, t.size, get, signal === undefined ? {} : { signal }), meta.architecture.vocab_size, t.bos_id, t.eos_id)
 }

@@ -12,11 +12,12 @@
  * @module
  */
 import type { CID } from 'multiformats/cid'
-import type { Architecture } from '../chain/meta.ts'
-import { batchOrderHash, weightsHash, type TrainingRecord } from '../chain/record.ts'
+import type { Architecture, MetaDocument } from '../chain/meta.ts'
+import type { DatasetDocument } from '../chain/dataset.ts'
+import { batchOrderHash, decodeRecord, weightsHash, type TrainingRecord } from '../chain/record.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { batchOrder } from '../model/random.ts'
-import type { BlockRef } from '../model/source.ts'
+import { chainTokenizer, type BlockRef } from '../model/source.ts'
 import type { Tokenizer } from '../model/tokenizer/index.ts'
 import { dequantizeAll, expertWeights, readBlockTensors, type ExpertWeights } from '../model/weights.ts'
 import { fetchUnixfsFile, importPayload } from '../tensor/tiles.ts'
@@ -131,4 +132,53 @@ function relativeDifference(a: ExpertWeights, b: ExpertWeights): number {
     }
   }
   return scale === 0 ? diff : diff / scale
+}
+
+/** A version that cannot be audited: not a chain B block, no training record, or a record naming data the chain lacks. */
+export class AuditUnavailableError extends Error {
+  override readonly name = 'AuditUnavailableError'
+}
+
+/** What a verified chain must answer for an audit: accepted blocks, and chain A's head (the tokenizer). */
+export interface AuditedChain {
+  get(cid: CID): AcceptedBlock | undefined
+  head(chain: 'A'): AcceptedBlock | undefined
+}
+
+export interface VersionAudit extends AuditResult {
+  readonly record: TrainingRecord
+  readonly recordCid: CID
+  /** The training pool's name (its dataset document's). */
+  readonly datasetName: string
+}
+
+/**
+ * Audit certified version `version` of `chain`: read the record its certificate links, the pool and
+ * the tokenizer the chain names, every byte through `get` (a verifying getter), and replay.
+ * `onRecord` hears what is about to be replayed before the replay starts.
+ */
+export async function auditCertifiedVersion(
+  version: AcceptedBlock, chain: AuditedChain, get: BlockGetter,
+  options: { readonly signal?: AbortSignal; readonly onStep?: (step: number, steps: number) => void; readonly onRecord?: (record: TrainingRecord, datasetName: string) => void } = {}
+): Promise<VersionAudit> {
+  if (version.header.chain_id !== 'B') throw new AuditUnavailableError(`${version.cid} is not a chain B block`)
+  const recordCid = version.certificate?.value.record ?? null
+  if (recordCid === null) throw new AuditUnavailableError(`${version.header.expert_name} has no training record (${version.certificate === null ? 'an initial version' : 'its certificate links none'}): nothing to audit`)
+  const record = decodeRecord(await get(recordCid, options.signal))
+  const rules = chain.head('A')
+  const pool = chain.get(record.dataset)
+  if (rules === undefined) throw new AuditUnavailableError('the verified chain has no chain A block')
+  if (pool === undefined || pool.header.block_type !== 'dataset') throw new AuditUnavailableError(`the record's pool ${record.dataset} is not a dataset of this chain`)
+  const meta = rules.document as MetaDocument
+  const tokenizer = await chainTokenizer(meta, get, options.signal)
+  if (tokenizer === null) throw new AuditUnavailableError('the verified chain names no tokenizer')
+  const doc = pool.document as DatasetDocument
+  options.onRecord?.(record, doc.name)
+  const signal = options.signal === undefined ? {} : { signal: options.signal }
+  const result = await auditRecord({
+    record, version, architecture: meta.architecture, lookup: (c) => chain.get(c), get, tokenizer,
+    datasetText: new TextDecoder().decode(await fetchUnixfsFile(doc.content, doc.content_size, get, signal)),
+    ...signal, ...(options.onStep === undefined ? {} : { onStep: options.onStep })
+  })
+  return Object.freeze({ ...result, record, recordCid, datasetName: doc.name })
 }

@@ -17,8 +17,8 @@ import { poolsInForce } from '../chain/governance.ts'
 import { MemoryChain } from '../chain/memory.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import { reject } from '../errors.ts'
-import { createTokenizer, type Tokenizer } from '../model/tokenizer/index.ts'
-import { chainModel, type BlockGetter, type ChainModel } from '../model/source.ts'
+import { type Tokenizer } from '../model/tokenizer/index.ts'
+import { chainModel, chainTokenizer, type BlockGetter, type ChainModel } from '../model/source.ts'
 import { relayBlockGetter, type RelayClient } from '../net/relay-client.ts'
 import { HeaderSync, type Rejection } from '../net/sync.ts'
 import { inlinePool } from '../net/verify-pool.ts'
@@ -96,10 +96,9 @@ export class MinerChain {
 
   /** The tokenizer chain A links, its file checked block by block. */
   async tokenizer(model: ChainModel, signal?: AbortSignal): Promise<Tokenizer> {
-    const t = model.meta.tokenizer
-    if (t === null) throw new ChainNotReadyError('chain A links no tokenizer: there is no text to train on')
-    const bytes = await fetchUnixfsFile(t.payload, t.size, this.getter('tokenizer', signal))
-    return createTokenizer(t.format, bytes, model.architecture.vocab_size, t.bos_id, t.eos_id)
+    const tokenizer = await chainTokenizer(model.meta, this.getter('tokenizer', signal), signal)
+    if (tokenizer === null) throw new ChainNotReadyError('chain A links no tokenizer: there is no text to train on')
+    return tokenizer
   }
 
   /** An accepted chain D dataset block (E_DATASET for a CID this chain does not hold as one). */

@@ -31,8 +31,8 @@ import { dequantizeAll, expertWeights, readBlockTensors } from '../model/weights
 import type { CandidateInfo } from '../net/relay-api.ts'
 import { createRelayClient, RelayError, type RelayClient } from '../net/relay-client.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
-import { RECORD_KIND, RECORD_VERSION, batchOrderHash, encodeRecord, weightsHash, type TrainingBackend } from '../chain/record.ts'
-import { batchOrder } from '../model/random.ts'
+import { encodeRecord, type TrainingBackend } from '../chain/record.ts'
+import { TrainingRecorder } from './recorder.ts'
 import { buildCandidate, expertPayload } from './candidate.ts'
 import { MinerChain } from './chain.ts'
 import { requestTime, signLeaseRequest, type Job } from './job.ts'
@@ -199,13 +199,16 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
   const tokensPerStep = job.batchSize * job.seqLen
   let last = performance.now()
   const trainer = options.train ?? trainExpert
-  const backend = options.backend ?? (options.train === undefined ? 'cpu' : 'webgpu')
-  const stepHashes: Uint8Array[] = []
+  // What it learned from, and how (src/chain/record.ts): the validators check it, anyone can replay it.
+  const recorder = new TrainingRecorder({
+    expert: job.expert, base: CID.parse(job.base), model: Object.fromEntries([...model.blocks].map(([name, ref]) => [name, ref.cid])), dataset: trainSet,
+    start: job.shard.start, count: job.shard.count, seq_len: job.seqLen, seed: job.seed, steps: job.steps, batch_size: job.batchSize, learning_rate: job.learningRate
+  }, options.backend ?? (options.train === undefined ? 'cpu' : 'webgpu'))
   const trained = await trainer(floats, {
     target, sequences: train.slice(job.shard.start, job.shard.count), steps: job.steps, batchSize: job.batchSize,
     learningRate: job.learningRate, seed: job.seed, ...(signal === undefined ? {} : { signal }),
     onStep: (step, loss, expert) => {
-      if (backend === 'cpu' && expert !== undefined) stepHashes.push(weightsHash([expert.w1, expert.w2, expert.w3]))
+      recorder.step(expert)
       const now = performance.now()
       emit({ type: 'step', step, steps: job.steps, loss, tokensPerSecond: (tokensPerStep * 1000) / Math.max(now - last, 1e-3) })
       last = now
@@ -235,16 +238,7 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
     const rules = chain.chain.head('A')
     const router = chain.current(routerName(job.layer))
     if (rules === undefined || router === undefined) return reject('E_UNKNOWN_DEP', 'rules', 'the verified chain lost its chain A head or the router')
-    // What it learned from, and how (src/chain/record.ts): the validators check it, anyone can replay it.
-    const record = (payload: CID): Uint8Array[] => [encodeRecord({
-      kind: RECORD_KIND, version: RECORD_VERSION, expert: job.expert, base: CID.parse(job.base), payload,
-      model: Object.fromEntries([...model.blocks].map(([name, ref]) => [name, ref.cid])), dataset: trainSet,
-      start: job.shard.start, count: job.shard.count, seq_len: job.seqLen, seed: job.seed, steps: job.steps,
-      batch_size: job.batchSize, learning_rate: job.learningRate,
-      batch_order: batchOrderHash(batchOrder(job.shard.count, job.steps, job.batchSize, job.seed)), backend,
-      losses: [...trained.losses], step_hashes: backend === 'cpu' ? stepHashes : [],
-      weights: weightsHash([trained.expert.w1, trained.expert.w2, trained.expert.w3])
-    })]
+    const record = (payload: CID): Uint8Array[] => [encodeRecord(recorder.record(trained, payload))]
     const candidate = await buildCandidate({
       documents: record,
       architecture: arch, layer: job.layer, expert: job.expertIndex, weights: trained.expert, dtype, rules: rules.cid,

@@ -18,14 +18,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import type { Page } from 'playwright-core'
 import { CID } from 'multiformats/cid'
 import { decodeRecord } from '../../src/chain/record.ts'
 import type { RewardDocument } from '../../src/chain/ledger.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import type { Job } from '../../src/pol/job.ts'
 import { serve, type Served } from '../../relay/serve.ts'
-import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
+import { CHROMIUM_MISSING, FreshProfiles, attr, hasChromium } from '../fixtures/browser.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING, sharedData } from '../fixtures/shared-data.ts'
 import { buildSiteDist, holdJob } from '../fixtures/site-devnet.ts'
@@ -34,12 +33,6 @@ const SHOTS = join(fileURLToPath(new URL('../../', import.meta.url)), 'test-resu
 const dirP = polDevnet()
 const stories = sharedData('tinystories_train_slice.txt')
 const skip = dirP === null || stories === null ? SHARED_DATA_MISSING : !hasChromium() ? CHROMIUM_MISSING : false
-
-async function attr(page: Page, selector: string, name: string): Promise<string> {
-  const v = await page.locator(selector).first().getAttribute(name)
-  assert.ok(v !== null, `${selector} has ${name}`)
-  return v
-}
 
 describe('a dataset from proposal to an audited, rewarded version, in Chromium', { skip }, () => {
   let served: Served

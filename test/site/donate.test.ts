@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { serve, type Served } from '../../relay/serve.ts'
-import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
+import { CHROMIUM_MISSING, FreshProfiles, attr, hasChromium } from '../fixtures/browser.ts'
 import { copyPolDevnet, polDevnet } from '../fixtures/pol-devnet.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { PROMPT, buildSiteDist, holdJob, submitStaleCandidate } from '../fixtures/site-devnet.ts'
@@ -45,12 +45,6 @@ async function ask(page: Page, prompt: string): Promise<number> {
   await page.getByTestId('chat-send').click()
   await page.locator(ANSWER_DONE).nth(n).waitFor({ timeout: 120_000 })
   return n
-}
-
-async function attr(page: Page, selector: string, name: string): Promise<string> {
-  const v = await page.locator(selector).first().getAttribute(name)
-  assert.ok(v !== null, `${selector} has ${name}`)
-  return v
 }
 
 describe('donating in Chromium', { skip }, () => {
