@@ -4,7 +4,9 @@
  *   blyan init --data DIR --model FILE [--tokenizer FILE] [--experts N] [--top-k K] [--dtype int8|f32]
  *   blyan init --data DIR --genesis DIR [--validators N] [--difficulty D]
  *              [--dataset NAME=FILE ...] [--license SPDX] [--validators K] [--difficulty BITS]
- *   blyan start --data DIR [--port P] [--host H] [--site DIR]
+ *   blyan init --data DIR --join MULTIADDR|URL [--anchor CID] [--validator-key FILE]
+ *   blyan start --data DIR [--port P] [--host H] [--site DIR] [--listen MULTIADDR]... [--peer MULTIADDR]...
+ *   blyan relay --data DIR --peer MULTIADDR|URL... [--port P] [--host H] [--site DIR] [--listen MULTIADDR]...
  *   blyan verify --data DIR
  *   blyan export --data DIR --car FILE
  *   blyan import-car --data DIR --car FILE
@@ -17,13 +19,16 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { CID } from 'multiformats/cid'
 import { isRuleError } from '../src/errors.ts'
 import { ModelFormatError } from '../src/model/errors.ts'
-import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, readValidatorKeys, storePath, type DatasetFile } from './devnet.ts'
+import { JOBS_FILE, STORE_FILE, initDevnet, openExistingStore, readKeyFile, readValidatorKeys, storePath, writeValidatorKey, type DatasetFile } from './devnet.ts'
+import { joinNetwork } from './p2p/join.ts'
+import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
+import { publicKeyOf } from '../src/chain/keys.ts'
 import { datasetLines, decideDataset, listDatasets, proposeDataset } from './datasets.ts'
 import { auditVersion } from './audit.ts'
 import { devnetParts, readGenesis } from './genesis/genesis.ts'
@@ -59,12 +64,23 @@ const USAGE: Record<string, string> = {
                           validation pool, anything else a training shard; repeatable
     --license SPDX        licence of the datasets (default NOASSERTION)
     --validators K        number of validator keys (default 1)
-    --difficulty BITS     PoW difficulty of every chain (default 8)`,
+    --difficulty BITS     PoW difficulty of every chain (default 8)
+       blyan init --data DIR --join MULTIADDR|URL [--anchor CID] [--validator-key FILE]
+  A node of an existing network: its genesis and history from a peer (a multiaddr with /p2p/ID, or
+  the URL of a node whose /api/status lists its multiaddrs), judged block by block.
+    --anchor CID          the genesis to trust: refuse a peer on another network
+    --validator-key FILE  this node's own validator key (a secp256k1 key file), if it is a validator`,
   start: `blyan start --data DIR [--port P] [--host H] [--site DIR]
   Run the full node and relay: API, IPFS trustless gateway, /ws feed, and the built site.
     --port P              default 8080 (0 picks a free port)
     --host H              default 127.0.0.1
-    --site DIR            built site to serve (default: dist/ of this project, when built)`,
+    --site DIR            built site to serve (default: dist/ of this project, when built)
+    --listen MULTIADDR    join the peer network, listening here (e.g. /ip4/0.0.0.0/tcp/4001); repeatable
+    --peer MULTIADDR      a peer to dial and keep dialling (/ip4/HOST/tcp/PORT/p2p/ID); repeatable.
+                          Either puts the node on the peer network (a node made by init --join always is)`,
+  relay: `blyan relay --data DIR --peer MULTIADDR|URL... [--port P] [--host H] [--site DIR] [--listen MULTIADDR]...
+  A relay: a node without validator keys that follows the network (blocks by gossip and sync) and
+  serves browsers as blyan start does. An empty --data joins through the first --peer first.`,
   verify: `blyan verify --data DIR
   Re-verify the whole store from genesis: hashes, completeness, then every block replayed through
   the validation rules. Prints a summary; exits 1 on the first failure.`,
@@ -173,10 +189,12 @@ async function init(args: string[]): Promise<void> {
   const v = parse('init', args, {
     data: { type: 'string' }, model: { type: 'string' }, genesis: { type: 'string' }, tokenizer: { type: 'string' }, experts: { type: 'string' },
     'top-k': { type: 'string' }, dtype: { type: 'string' }, dataset: { type: 'string', multiple: true },
-    license: { type: 'string' }, validators: { type: 'string' }, difficulty: { type: 'string' }
+    license: { type: 'string' }, validators: { type: 'string' }, difficulty: { type: 'string' },
+    join: { type: 'string' }, anchor: { type: 'string' }, 'validator-key': { type: 'string' }
   })
   if (v['help'] === true) return void console.log(USAGE['init'])
   const dataDir = resolve(required('init', v, 'data'))
+  if (typeof v['join'] === 'string') return initJoin(dataDir, v['join'], v)
   if (typeof v['genesis'] === 'string') return initFromGenesis(dataDir, v['genesis'], v)
   const modelPath = required('init', v, 'model')
   const dtype = (v['dtype'] as string | undefined) ?? 'int8'
@@ -243,16 +261,75 @@ async function initFromGenesis(dataDir: string, dir: string, v: Values): Promise
   }
 }
 
+/** `blyan init --join`: a node of an existing network, its history synced from a peer. */
+async function initJoin(dataDir: string, target: string, v: Values): Promise<void> {
+  for (const option of ['model', 'genesis', 'tokenizer', 'experts', 'top-k', 'dtype', 'dataset', 'license', 'validators', 'difficulty']) {
+    if (v[option] !== undefined) throw new UsageError(`init: --${option} does not go with --join (the network's genesis decides)`)
+  }
+  const anchor = typeof v['anchor'] === 'string' ? parseAnchor('init', v['anchor']) : undefined
+  if (existsSync(storePath(dataDir))) throw new Error(`${dataDir} already holds a devnet (${STORE_FILE}); choose another --data`)
+  const keyFile = v['validator-key']
+  const key = typeof keyFile === 'string' ? readKeyFile(resolve(keyFile)) : undefined
+  mkdirSync(dataDir, { recursive: true })
+  const store = openChainStore(storePath(dataDir))
+  try {
+    const r = await joinNetwork({ node: new FullNode(store), dataDir, target, ...(anchor === undefined ? {} : { anchor }), onProgress: (line) => console.log(line) })
+    if (key !== undefined) {
+      const meta = store.head('A')?.document as MetaDocument
+      if (!isValidator(meta, publicKeyOf(key))) throw new Error(`${String(keyFile)} is not a validator of this network`)
+      writeValidatorKey(dataDir, key)
+    }
+    console.log(`joined the network of genesis ${r.genesis} through ${r.peer}: ${store.size} blocks, ${r.checkpoints} checkpoints in ${(r.ms / 1000).toFixed(1)} s${key === undefined ? '' : '; this node holds its validator key'}`)
+  } catch (e) {
+    store.close()
+    rmSync(storePath(dataDir), { force: true })
+    throw e
+  }
+  store.close()
+}
+
+function parseAnchor(command: string, text: string): CID {
+  try {
+    return CID.parse(text)
+  } catch {
+    throw new UsageError(`${command}: --anchor must be a CID, got "${text}"`)
+  }
+}
+
+const NETWORK_OPTIONS = { listen: { type: 'string', multiple: true }, peer: { type: 'string', multiple: true } } as const
+
 async function start(args: string[]): Promise<void> {
-  const v = parse('start', args, { data: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, site: { type: 'string' } })
+  const v = parse('start', args, { data: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, site: { type: 'string' }, ...NETWORK_OPTIONS })
   if (v['help'] === true) return void console.log(USAGE['start'])
-  const dataDir = resolve(required('start', v, 'data'))
+  await startNode('start', v)
+}
+
+/** `blyan relay`: a node without validator keys on the peer network; an empty data directory joins first. */
+async function relayCommand(args: string[]): Promise<void> {
+  const v = parse('relay', args, { data: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, site: { type: 'string' }, ...NETWORK_OPTIONS, anchor: { type: 'string' } })
+  if (v['help'] === true) return void console.log(USAGE['relay'])
+  const dataDir = resolve(required('relay', v, 'data'))
+  const peers = (v['peer'] as string[] | undefined) ?? []
+  if (peers.length === 0) throw new UsageError('relay: give at least one --peer')
+  if (readValidatorKeys(dataDir).keys.length > 0) throw new Error(`${join(dataDir, 'keys')} holds validator keys: a relay holds none (run the validator with blyan start)`)
+  if (!existsSync(storePath(dataDir))) {
+    await initJoin(dataDir, peers[0] as string, typeof v['anchor'] === 'string' ? { anchor: v['anchor'] } : {})
+  }
+  // A relay URL joined through is not a multiaddr to dial: start with the peers init --join remembered.
+  await startNode('relay', { ...v, peer: peers.filter((p) => !/^https?:\/\//.test(p)), listen: (v['listen'] as string[] | undefined) ?? ['/ip4/127.0.0.1/tcp/0'] })
+}
+
+async function startNode(command: string, v: Values): Promise<void> {
+  const dataDir = resolve(required(command, v, 'data'))
   const port = v['port'] === undefined ? 8080 : Number(v['port'])
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`start: --port must be an integer from 0 to 65535, got "${String(v['port'])}"`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${command}: --port must be an integer from 0 to 65535, got "${String(v['port'])}"`)
   const defaultSite = new URL('../dist', import.meta.url).pathname
   const site = typeof v['site'] === 'string' ? resolve(v['site']) : existsSync(join(defaultSite, 'index.html')) ? defaultSite : undefined
   if (site !== undefined && !statSync(site, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${site}: --site is not a directory`)
-  const served = await serve({ dataDir, port, host: (v['host'] as string | undefined) ?? '127.0.0.1', ...(site === undefined ? {} : { siteRoot: site }) })
+  const listen = v['listen'] as string[] | undefined
+  const peers = v['peer'] as string[] | undefined
+  const p2p = listen === undefined && peers === undefined ? undefined : { ...(listen === undefined ? {} : { listen }), peers: peers ?? [] }
+  const served = await serve({ dataDir, port, host: (v['host'] as string | undefined) ?? '127.0.0.1', ...(site === undefined ? {} : { siteRoot: site }), ...(p2p === undefined ? {} : { p2p }) })
   if (site === undefined) console.log('no built site found (run npm run build); serving API, gateway and feed only')
   stopOnSignals(served)
 }
@@ -457,7 +534,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   audit: auditCommand,
   mine: mineCommand,
   dataset: datasetCommand,
-  init, start, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand
+  init, start, relay: relayCommand, verify, export: exportCommand, 'import-car': importCommand, generate: generateCommand, eval: evalCommand
 }
 
 /** Run the CLI; resolves to the exit code (the server of `start` keeps the process alive). */

@@ -40,6 +40,17 @@ export const STORE_FILE = 'chain.sqlite'
 export const KEYS_DIR = 'keys'
 /** Node policy: the training settings of the jobs this node publishes (JobSettings JSON; absent: the defaults). */
 export const JOBS_FILE = 'jobs.json'
+/** Peers a node made by `blyan init --join` dials at every start (JSON list of multiaddrs). */
+export const PEERS_FILE = 'peers.json'
+
+/** The multiaddrs in `<data>/peers.json` (none when the file is absent). */
+export function readPeersFile(dataDir: string): string[] {
+  const path = join(dataDir, PEERS_FILE)
+  if (!existsSync(path)) return []
+  const peers = JSON.parse(readFileSync(path, 'utf8')) as unknown
+  if (!Array.isArray(peers) || !peers.every((p) => typeof p === 'string')) throw new Error(`${path}: expected a JSON list of multiaddrs`)
+  return peers
+}
 
 export interface DatasetFile {
   /** Dataset name in chain D (also its role when it is `train` or `validation`). */
@@ -106,6 +117,15 @@ export function readValidatorKeys(dataDir: string): { keys: SecretKey[]; files: 
   if (!existsSync(keysDir)) return { keys: [], files: [] }
   const files = readdirSync(keysDir).filter((f) => /^validator-\d+\.key$/.test(f)).sort().map((f) => join(keysDir, f))
   return { keys: files.map(readKeyFile), files }
+}
+
+/** Give a node its own validator key (`blyan init --join --validator-key`): `keys/validator-0.key`, no validators.json. */
+export function writeValidatorKey(dataDir: string, key: SecretKey): void {
+  const keysDir = join(dataDir, KEYS_DIR)
+  mkdirSync(keysDir, { recursive: true })
+  const path = join(keysDir, 'validator-0.key')
+  if (existsSync(path)) throw new Error(`${path} exists: refusing to overwrite a key`)
+  writeKeyFile(path, key)
 }
 
 export function readKeyFile(path: string): SecretKey {

@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { toHex } from '../src/codec/cbor.ts'
 import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
 import { isValidator, type MetaDocument } from '../src/chain/meta.ts'
-import { JOBS_FILE, KEYS_DIR, openExistingStore, readKeyFile, readValidatorKeys } from './devnet.ts'
+import { JOBS_FILE, KEYS_DIR, openExistingStore, readKeyFile, readPeersFile, readValidatorKeys } from './devnet.ts'
 import { createRelay } from './http/server.ts'
 import { CheckpointSigner } from './node/finality.ts'
 import { FullNode } from './node/full-node.ts'
@@ -25,6 +25,8 @@ import { PolStore } from './pol/pol-store.ts'
 import { DatasetScreener } from './pol/screener.ts'
 import { PolService } from './pol/service.ts'
 import { progressLine } from './progress.ts'
+import { PEER_KEY_FILE, loadPeerKey } from './p2p/host.ts'
+import { PeerNetwork } from './p2p/network.ts'
 
 /** This node's version (package.json): `blyan --version`, `/api/status` and the `/ws` hello. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
@@ -37,6 +39,12 @@ export interface ServeOptions {
   readonly siteRoot?: string
   /** Status lines (validator keys, the URL, finality). @default console.log */
   readonly log?: (line: string) => void
+  /**
+   * The peer network: multiaddrs to listen on and peers to dial (`--listen`, `--peer`; a node made
+   * by `blyan init --join` also dials the peers in `<data>/peers.json`). Absent, with no
+   * peers.json: a one-machine network (`npm start`).
+   */
+  readonly p2p?: { readonly listen?: readonly string[]; readonly peers?: readonly string[] }
 }
 
 export interface Served {
@@ -45,6 +53,8 @@ export interface Served {
   readonly pol: PolService
   /** Screens proposed datasets (a node with validator keys; else undefined). */
   readonly screener: DatasetScreener | undefined
+  /** The node on the peer network, when it is on one. */
+  readonly network: PeerNetwork | undefined
   close(): Promise<void>
 }
 
@@ -55,18 +65,26 @@ export interface Served {
  */
 export async function serve(options: ServeOptions): Promise<Served> {
   const log = options.log ?? ((line: string) => console.log(line))
+  const p2p = networkOptions(options)
   const store = openExistingStore(options.dataDir)
   let polStore: PolStore | undefined
   let node: FullNode
   let pol: PolService
   let screener: DatasetScreener | undefined
+  let validators: SecretKey[]
   try {
     const show = progressLine('checking store')
     store.check({ onProgress: (done, total) => total > 0 && show(done, total) })
     polStore = PolStore.open(join(options.dataDir, 'pol.sqlite'))
-    const validators = validatorKeys(options.dataDir, store)
+    validators = validatorKeys(options.dataDir, store)
+    if (p2p !== null && validators.length > 1) {
+      throw new Error(`${join(options.dataDir, KEYS_DIR)} holds ${validators.length} validator keys: on a peer network each validator runs its own node with its own key (move the others to their nodes)`)
+    }
     if (validators.length > 0) log(`validator keys: ${validators.length} (Proof-of-Learning rounds, finality votes)`)
-    node = new FullNode(store, validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) })
+    node = new FullNode(store, {
+      ...(validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) }),
+      ...(p2p === null ? {} : { aggregation: 'scheduled' as const })
+    })
     pol = polService(options.dataDir, node, polStore, validators, log)
     if (validators.length > 0) screener = new DatasetScreener({ node, validators, log })
   } catch (e) {
@@ -74,7 +92,20 @@ export async function serve(options: ServeOptions): Promise<Served> {
     store.close()
     throw e
   }
-  const relay = createRelay({ node, version: VERSION, pol, ...(screener === undefined ? {} : { screener }), ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
+  let network: PeerNetwork | undefined
+  if (p2p !== null) {
+    try {
+      network = await PeerNetwork.start({
+        node, privateKey: await loadPeerKey(join(options.dataDir, PEER_KEY_FILE)), ...p2p, log,
+        validator: validators.length === 1 ? publicKeyOf(validators[0] as SecretKey) : null
+      })
+    } catch (e) {
+      pol.polStore.close()
+      store.close()
+      throw e
+    }
+  }
+  const relay = createRelay({ node, version: VERSION, pol, ...(network === undefined ? {} : { network }), ...(screener === undefined ? {} : { screener }), ...(options.siteRoot === undefined ? {} : { siteRoot: options.siteRoot }) })
   await new Promise<void>((resolvePromise, rejectPromise) => {
     relay.server.once('error', (e: NodeJS.ErrnoException) => {
       const where = `${options.host}:${options.port}`
@@ -90,6 +121,10 @@ export async function serve(options: ServeOptions): Promise<Served> {
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}/`
   const genesis = store.genesis()
   log(`Blyan node at ${url}  (genesis ${genesis?.cid.toString() ?? 'none'}, ${store.size} blocks)`)
+  if (network !== undefined) {
+    network.setRelayUrl(url)
+    log(`peer network: ${network.multiaddrs().join(' ')}`)
+  }
   // Heads accepted while no key voted (a store from before finality, a crash) are finalized now.
   await node.vote()
   const final = store.checkpoint()
@@ -102,7 +137,9 @@ export async function serve(options: ServeOptions): Promise<Served> {
     node,
     pol,
     screener,
+    network,
     close: async () => {
+      await network?.stop()
       await pol.stop()
       await screener?.idle()
       await relay.close()
@@ -145,6 +182,14 @@ function polService(dataDir: string, node: FullNode, polStore: PolStore, validat
   return new PolService({ node, polStore, validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
 }
 
+
+/** The peer network's options: those given, with the peers a joined node remembers; null for a one-machine network. */
+function networkOptions(options: ServeOptions): { listen?: readonly string[]; peers: readonly string[] } | null {
+  const remembered = readPeersFile(options.dataDir)
+  if (options.p2p === undefined && remembered.length === 0) return null
+  const peers = [...new Set([...(options.p2p?.peers ?? []), ...remembered])]
+  return options.p2p?.listen === undefined ? { peers } : { listen: options.p2p.listen, peers }
+}
 
 /** Close the node cleanly on Ctrl+C or SIGTERM. */
 export function stopOnSignals(served: Served): void {

@@ -29,6 +29,7 @@ import type { GatewayStats } from './gateway.ts'
 import { BodyTooLargeError, readBody, sendError, sendJson, type Handler } from './respond.ts'
 import { matchRoute, type Route, type RouteCall } from './router.ts'
 import { DEFAULT_UPLOAD_POLICY, UploadAbortedError, UploadBusyError, UploadGate, readSubmission, submissionLimit, type UploadPolicy } from './upload.ts'
+import type { NetworkView } from '../p2p/network.ts'
 import { candidateJson, checkpointJson, datasetReport, datasetsJson, statusJson } from './views.ts'
 
 export interface ApiOptions {
@@ -43,6 +44,8 @@ export interface ApiOptions {
   readonly pol?: PolService
   /** The quality gate's reports on proposals this node screened (absent: none are shown). */
   readonly screener?: DatasetScreener
+  /** The peer network this node is on (absent: a one-machine network). */
+  readonly network?: NetworkView
 }
 
 /** What the API's handlers share: the node and its store, the PoL service, the upload budget. */
@@ -53,6 +56,7 @@ export interface ApiContext {
   readonly gatewayStats: GatewayStats | undefined
   readonly pol: PolService | undefined
   readonly screener: DatasetScreener | undefined
+  readonly network: NetworkView | undefined
   readonly policy: UploadPolicy
   readonly uploads: UploadGate
 }
@@ -85,9 +89,9 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   { methods: READ, path: '/api/datasets/:cid/report', handler: getDatasetReport }
 ])
 
-export function createApiHandler({ node, version, uploads, gatewayStats, pol, screener }: ApiOptions): Handler {
+export function createApiHandler({ node, version, uploads, gatewayStats, pol, screener, network }: ApiOptions): Handler {
   const policy: UploadPolicy = { ...DEFAULT_UPLOAD_POLICY, ...uploads }
-  const context: ApiContext = { node, store: node.store, version, gatewayStats, pol, screener, policy, uploads: new UploadGate(policy) }
+  const context: ApiContext = { node, store: node.store, version, gatewayStats, pol, screener, network, policy, uploads: new UploadGate(policy) }
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://relay')
     if (!url.pathname.startsWith('/api/')) return false
@@ -278,7 +282,7 @@ function getMiner(ctx: ApiContext, { res, params }: RouteCall, pol: PolService):
 
 /** `GET /api/status`. */
 function getStatus(ctx: ApiContext, { res }: RouteCall): void {
-  sendJson(res, 200, statusJson(ctx.node, ctx.version))
+  sendJson(res, 200, statusJson(ctx.node, ctx.version, ctx.network))
 }
 
 /** `GET /api/stats`: what the gateway served. */
@@ -304,7 +308,10 @@ function getBlock(ctx: ApiContext, { res, params }: RouteCall): void {
   const cid = parseCid(params['cid'])
   if (cid === null) return badRequest(res, `not a CID: ${params['cid']}`)
   const block = ctx.store.get(cid)
-  if (block !== undefined) return sendJson(res, 200, { status: 'accepted', ...blockToJson(block) })
+  if (block !== undefined) {
+    const received = ctx.network?.provenance(cid)
+    return sendJson(res, 200, { status: 'accepted', ...blockToJson(block), ...(received === undefined ? {} : { received: { from: received.from, at: received.at } }) })
+  }
   const rejection = ctx.store.rejectionOf(cid)
   if (rejection !== undefined) return sendJson(res, 200, { status: 'rejected', cid: cid.toString(), rejection: toJson(rejection) })
   // Only a submission of it was refused (its CAR, a certificate someone attached, admission): the block itself may still come.

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { NetworkView } from '../p2p/network.ts'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createApiHandler } from './routes.ts'
 import type { PolService } from '../pol/service.ts'
@@ -35,6 +36,8 @@ export interface RelayOptions {
   readonly pol?: PolService
   /** The node's dataset screener (gate reports in /api/datasets). */
   readonly screener?: DatasetScreener
+  /** The peer network (peers and relays in /api/status). */
+  readonly network?: NetworkView
 }
 
 export interface Relay {
@@ -54,6 +57,7 @@ export function createRelay(options: RelayOptions): Relay {
     gatewayStats: stats,
     ...(options.pol === undefined ? {} : { pol: options.pol }),
     ...(options.screener === undefined ? {} : { screener: options.screener }),
+    ...(options.network === undefined ? {} : { network: options.network }),
     ...(options.uploads === undefined ? {} : { uploads: options.uploads })
   })
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })

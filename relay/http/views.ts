@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { NetworkView } from '../p2p/network.ts'
 import { CID } from 'multiformats/cid'
 import { CHAIN_IDS } from '../../src/chain/header.ts'
 import { toJson, type Json } from '../../src/chain/json.ts'
@@ -23,7 +24,7 @@ import { toHex } from '../../src/codec/cbor.ts'
 import { decodeReport } from '../../src/pol/gate.ts'
 
 /** Status: what a client needs to start syncing and to check it talks to the network it trusts. */
-export function statusJson(node: FullNode, version: string): { [key: string]: Json } {
+export function statusJson(node: FullNode, version: string, network?: NetworkView): { [key: string]: Json } {
   const store = node.store
   const heads: { [key: string]: Json } = {}
   for (const chain of CHAIN_IDS) {
@@ -40,7 +41,22 @@ export function statusJson(node: FullNode, version: string): { [key: string]: Js
     heads,
     finality: finalityJson(node),
     paramIndex: { cid: encodeParamIndex(doc).cid.toString(), entries: toJson(doc.entries) },
-    blocks: store.size
+    blocks: store.size,
+    p2p: network === undefined ? null : peersJson(network),
+    relays: network === undefined ? [] : network.relays()
+  }
+}
+
+/** The node's peer network as status shows it: its id and listen multiaddrs, and each peer. */
+function peersJson(network: NetworkView): Json {
+  return {
+    peerId: network.peerId,
+    listen: network.multiaddrs(),
+    peers: network.peers().map((p) => ({
+      id: p.id, addrs: [...p.addrs], latencyMs: p.latencyMs, score: Number.isFinite(p.score) ? p.score : null, strikes: p.strikes, validator: p.validator,
+      checkpoint: p.checkpoint, seenAt: p.seenAt, relays: [...p.relays],
+      heads: p.heads === null ? null : Object.fromEntries(Object.entries(p.heads).map(([c, h]) => [c, { height: h.index, cid: h.cid.toString() }]))
+    }))
   }
 }
 

@@ -15,14 +15,14 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { CarReader, CarWriter } from '@ipld/car'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { DAG_CBOR, cidMatches, cidOf } from '../../src/codec/cbor.ts'
 import { decodeCheckpoint } from '../../src/chain/checkpoint.ts'
 import { decodeDecision } from '../../src/chain/decision.ts'
 import { MAX_PARAM_PAYLOAD_BYTES, decodeHeader, headerCid } from '../../src/chain/header.ts'
 import { MemoryChain } from '../../src/chain/memory.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
-import { checkSubmissionBlocks, type Submission } from '../../src/chain/submission.ts'
+import { checkSubmissionBlocks, writeCar, type Submission } from '../../src/chain/submission.ts'
 import { readUnixfsFile } from '../../src/tensor/tiles.ts'
 import { validateBlock } from '../../src/chain/validate.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
@@ -72,6 +72,13 @@ export function assembleSubmission(cid: CID, get: GetBlock, certificateOf: (cand
 /** Submission of an accepted block, rebuilt from the store. */
 export function storedSubmission(store: ChainStore, block: AcceptedBlock): Submission {
   return assembleSubmission(block.cid, (c) => store.getRaw(c), () => block.certificate?.cid)
+}
+
+/** The submission CAR of an accepted block, as its author sent it (roots: header, then certificate): what peers serve each other. */
+export function storedSubmissionCar(store: ChainStore, block: AcceptedBlock): Promise<Uint8Array> {
+  const submission = storedSubmission(store, block)
+  const roots = block.certificate === null ? [block.cid] : [block.cid, block.certificate.cid]
+  return writeCar(roots, [...submission.blocks].map(([key, bytes]) => ({ cid: CID.parse(key), bytes })))
 }
 
 /** Write every accepted block to a CAR file; returns the number of blocks and IPLD blocks written. */

@@ -110,12 +110,44 @@ export class CheckpointSigner {
     return signatures.length === 0 ? null : assembleCheckpoint(body, signatures)
   }
 
-  /** A later number, or the same number with heads extending the ones signed before. */
+  /**
+   * Heads extending (or equal to) the ones signed before, at the same or a later number: an honest
+   * key's signatures, whatever their numbers, all lie on one line of heads, so no two quorums (at
+   * any numbers) can finalize branches that exclude each other.
+   */
   #maySign(view: ChainView, signed: CheckpointBody, body: CheckpointBody): boolean {
-    if (body.number !== signed.number) return body.number > signed.number
+    if (body.number < signed.number) return false
     return extendsHeads(view, signed.heads, body.heads)
   }
+
+  /**
+   * True when a key held here aggregates checkpoint `number` after `elapsedMs` of votes for it (see
+   * `aggregatorOf`). A node without keys never aggregates: it applies the checkpoint it receives.
+   */
+  aggregates(meta: MetaDocument, number: number, elapsedMs: number): boolean {
+    const turn = aggregatorOf(meta, number, elapsedMs)
+    return this.#keys.some((k) => toHex(publicKeyOf(k)) === turn)
+  }
 }
+
+/** How long an aggregator has before the next validator in the schedule takes over. */
+export const AGGREGATOR_TAKEOVER_MS = 4000
+
+/**
+ * Which validator (hex key) assembles checkpoint `number` from the votes, `elapsedMs` after the
+ * first vote for it: validator number mod n of the signing set, then the next one every
+ * AGGREGATOR_TAKEOVER_MS (it is down, or slow). With validators on separate nodes, one assembler
+ * per number makes every node apply the same checkpoint document (the same signatures), instead of
+ * each pooling its own quorum.
+ */
+export function aggregatorOf(meta: MetaDocument, number: number, elapsedMs: number): string {
+  const n = meta.validators.length
+  const turn = (number + Math.floor(Math.max(0, elapsedMs) / AGGREGATOR_TAKEOVER_MS)) % n
+  return toHex(meta.validators[turn] as Uint8Array)
+}
+
+/** Whether this node may assemble checkpoint `number` from separate votes now (FullNode's option). */
+export type AggregationPolicy = (meta: MetaDocument, number: number, elapsedMs: number) => boolean
 
 /** What happened to a vote given to the pool. */
 export type VoteOutcome =
@@ -132,20 +164,47 @@ const MAX_BODIES = 16
 /**
  * Votes for the next checkpoint number, pooled by body until one has a quorum. Each vote is checked
  * (checkCheckpoint without the quorum: sequence, heads, every signature) before it counts.
+ *
+ * Each validator counts for its newest body only: with validators on separate nodes, heads move
+ * while votes travel, and a validator re-signs the same number for heads that extend its last
+ * vote. Its signature moves to the newer body (an older vote that arrives late, for heads the
+ * newer one extends, is ignored), so the pool holds at most one body per validator and the bodies
+ * for the heads everyone reached in the end gather the quorum.
  */
 export class VotePool {
   #number = -1
   readonly #bodies = new Map<string, { readonly body: Checkpoint; readonly signatures: Map<string, ValidatorSignature> }>()
+  /** Validator (hex) -> id of the body its newest vote is for. */
+  readonly #latest = new Map<string, string>()
 
-  /** Add a vote (RuleError when it breaks a rule, including a number beyond the next: fetch the missing checkpoints first). */
-  add(vote: Checkpoint, view: ChainView): VoteOutcome {
+  /** When the first vote for the current number arrived (ms, the pool's clock). */
+  #since = 0
+  readonly #now: () => number
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now
+  }
+
+  /**
+   * Add a vote (RuleError when it breaks a rule, including a number beyond the next: fetch the
+   * missing checkpoints first). A document that carries a quorum itself is final; votes pooled to a
+   * quorum are assembled only where `mayAggregate` says so (default: anywhere).
+   */
+  add(vote: Checkpoint, view: ChainView, mayAggregate?: AggregationPolicy): VoteOutcome {
     const last = view.checkpoint()
     const next = last === null ? 0 : last.number + 1
     if (vote.number < next) return { status: 'stale' }
     checkCheckpoint(vote, view, last, { quorum: false })
     if (next !== this.#number) {
       this.#bodies.clear()
+      this.#latest.clear()
       this.#number = next
+      this.#since = this.#now()
+    }
+    if (vote.signatures.length >= this.#needed(vote, view)) {
+      this.#bodies.clear()
+      this.#latest.clear()
+      return { status: 'final', checkpoint: vote }
     }
     const id = checkpointId(vote).toString()
     let entry = this.#bodies.get(id)
@@ -154,10 +213,45 @@ export class VotePool {
       entry = { body: vote, signatures: new Map() }
       this.#bodies.set(id, entry)
     }
-    for (const s of vote.signatures) entry.signatures.set(toHex(s.validator), s)
+    for (const s of vote.signatures) {
+      const validator = toHex(s.validator)
+      const before = this.#latest.get(validator)
+      const previous = before === undefined || before === id ? undefined : this.#bodies.get(before)
+      if (previous !== undefined) {
+        // A late vote for heads its newer vote already extends: the newer one stands.
+        if (extendsHeads(view, vote.heads, previous.body.heads)) continue
+        previous.signatures.delete(validator)
+        if (previous.signatures.size === 0) this.#bodies.delete(before as string)
+      }
+      this.#latest.set(validator, id)
+      entry.signatures.set(validator, s)
+    }
+    if (entry.signatures.size === 0) this.#bodies.delete(id)
     const needed = this.#needed(vote, view)
-    if (entry.signatures.size < needed) return { status: 'pooled', signatures: entry.signatures.size, needed }
+    if (entry.signatures.size < needed || !this.#mayAssemble(vote, view, mayAggregate)) return { status: 'pooled', signatures: entry.signatures.size, needed }
+    return this.#assemble(entry)
+  }
+
+  /** A body of the pool that has a quorum, assembled when this node's turn came (the aggregator's takeover); null otherwise. */
+  retry(view: ChainView, mayAggregate?: AggregationPolicy): Checkpoint | null {
+    const last = view.checkpoint()
+    if (this.#number !== (last === null ? 0 : last.number + 1)) return null
+    for (const entry of this.#bodies.values()) {
+      if (entry.signatures.size >= this.#needed(entry.body, view) && this.#mayAssemble(entry.body, view, mayAggregate)) {
+        const out = this.#assemble(entry)
+        return out.status === 'final' ? out.checkpoint : null
+      }
+    }
+    return null
+  }
+
+  #mayAssemble(vote: Checkpoint, view: ChainView, mayAggregate: AggregationPolicy | undefined): boolean {
+    return mayAggregate === undefined || mayAggregate(view.get(vote.meta)?.document as MetaDocument, vote.number, this.#now() - this.#since)
+  }
+
+  #assemble(entry: { readonly body: Checkpoint; readonly signatures: Map<string, ValidatorSignature> }): VoteOutcome {
     this.#bodies.clear()
+    this.#latest.clear()
     return { status: 'final', checkpoint: assembleCheckpoint(entry.body, [...entry.signatures.values()]) }
   }
 

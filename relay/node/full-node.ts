@@ -18,7 +18,7 @@ import { checkSubmissionBlocks, decodeSubmission, type Submission } from '../../
 import { validateBlock } from '../../src/chain/validate.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { RuleError, TRANSIENT_CODES, reject } from '../../src/errors.ts'
-import { VotePool, type CheckpointSigner, type VoteOutcome } from './finality.ts'
+import { VotePool, type AggregationPolicy, type CheckpointSigner, type VoteOutcome } from './finality.ts'
 import type { ChainStore, Rejection } from './interface.ts'
 
 export interface FullNodeOptions {
@@ -28,6 +28,13 @@ export interface FullNodeOptions {
   readonly maxSubmissionBytes?: number
   /** The validator keys this node holds, voting for checkpoints of its heads (none: it only pools others' votes). */
   readonly signer?: CheckpointSigner
+  /**
+   * Where votes pooled to a quorum are assembled into the checkpoint (finality.ts aggregatorOf).
+   * `anywhere` (default): on every node that pools them (one machine, or votes posted over HTTP).
+   * `scheduled`: only on the node holding the scheduled aggregator's key (a peer network, where every
+   * other node applies the checkpoint the aggregator gossips, so all hold the same document).
+   */
+  readonly aggregation?: 'anywhere' | 'scheduled'
 }
 
 /**
@@ -52,7 +59,8 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
   readonly #now: () => number
   readonly #maxBytes: number | undefined
   readonly #signer: CheckpointSigner | null
-  readonly #votes = new VotePool()
+  readonly #votes: VotePool
+  readonly #mayAggregate: AggregationPolicy | undefined
   #queue: Promise<unknown> = Promise.resolve()
 
   constructor(store: ChainStore, options: FullNodeOptions = {}) {
@@ -61,6 +69,9 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
     this.#now = options.now ?? Date.now
     this.#maxBytes = options.maxSubmissionBytes
     this.#signer = options.signer ?? null
+    this.#votes = new VotePool(this.#now)
+    const signer = this.#signer
+    this.#mayAggregate = options.aggregation !== 'scheduled' ? undefined : (meta, number, elapsed) => signer?.aggregates(meta, number, elapsed) === true
   }
 
   /** A submission CAR decoded, or the refusal (logged, typed) of one that does not decode. */
@@ -148,8 +159,16 @@ export class FullNode extends EventEmitter<FullNodeEvents> {
     this.#pool(vote)
   }
 
+  /** Assemble a pooled quorum if this node's turn as aggregator has come (the network calls this now and then). */
+  aggregate(): Promise<void> {
+    return this.#enqueue(async () => {
+      const checkpoint = this.#votes.retry(this.store, this.#mayAggregate)
+      if (checkpoint !== null) this.#finalize(checkpoint)
+    })
+  }
+
   #pool(vote: Checkpoint): VoteOutcome {
-    const outcome = this.#votes.add(vote, this.store)
+    const outcome = this.#votes.add(vote, this.store, this.#mayAggregate)
     if (outcome.status === 'final') this.#finalize(outcome.checkpoint)
     return outcome
   }

@@ -42,6 +42,10 @@ export interface RelayStatus {
   readonly genesis: string | null
   readonly heads: Readonly<Record<ChainId, { readonly height: number; readonly cid: string } | null>>
   readonly blocks: number
+  /** Other relays of the network the relay knows (HTTP base URLs; the site adds them to its relay set). */
+  readonly relays: readonly string[]
+  /** The node's libp2p listen multiaddrs (for `blyan init --join URL`); none off a peer network. */
+  readonly listen: readonly string[]
 }
 
 /** One header as `/api/headers` and `/ws` carry it: its CID and its DAG-CBOR bytes (hex). */
@@ -156,7 +160,12 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
       if (s === null || typeof s !== 'object' || typeof s.heads !== 'object' || s.heads === null || !(s.genesis === null || typeof s.genesis === 'string')) {
         throw new RelayError(base, 'protocol', '/api/status lacks genesis or heads')
       }
-      return { genesis: s.genesis, heads: s.heads, blocks: typeof s.blocks === 'number' ? s.blocks : 0 }
+      const raw = s as { relays?: unknown; p2p?: { listen?: unknown } | null }
+      const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string').slice(0, 64) : [])
+      return {
+        genesis: s.genesis, heads: s.heads, blocks: typeof s.blocks === 'number' ? s.blocks : 0,
+        relays: strings(raw.relays).filter((r) => /^https?:\/\//.test(r)), listen: strings(raw.p2p?.listen)
+      }
     },
 
     async headers(chain, from, signal) {

@@ -1,0 +1,83 @@
+/**
+ * Issue 16: many full nodes, one network. Five nodes on loopback (4 validators, each holding only
+ * its own key, and 1 relay) dial each other over libp2p; blocks are submitted over HTTP at random
+ * nodes and travel by gossip and sync; every store converges to the same content hash, finality
+ * checkpoints are formed from votes of validators on different nodes, and a node started later
+ * syncs the whole history from its peers.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import type { Served } from '../../relay/serve.ts'
+import { runCli } from '../fixtures/cli.ts'
+import { addressOf, headsOf, networkSeed, nodeDir, postBlock, rulesBlocks, startPeer, until, type NetworkSeed } from '../fixtures/network.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { serve } from '../../relay/serve.ts'
+
+describe('a network of five nodes on libp2p (4 validators on their own nodes, 1 relay)', () => {
+  let seed: NetworkSeed
+  const nodes: Served[] = []
+
+  before(async () => {
+    seed = await networkSeed(4)
+    const dirs = [...seed.keys.map((k) => nodeDir(seed, k)), nodeDir(seed, null)]
+    for (const dir of dirs) nodes.push(await startPeer(dir, nodes.map(addressOf)))
+  })
+
+  after(async () => {
+    for (const n of nodes) await n.close()
+  })
+
+  test('the nodes find each other: status lists listen multiaddrs, peers and validators', async () => {
+    await until('every node sees the 4 others', () => nodes.every((n) => (n.network?.peers().filter((p) => p.seenAt !== null).length ?? 0) === 4))
+    const status = (await (await fetch(`${nodes[4]?.url}api/status`)).json()) as { p2p: { peerId: string; listen: string[]; peers: { id: string; validator: string | null }[] }; relays: string[] }
+    assert.equal(status.p2p.listen.length, 1)
+    assert.match(status.p2p.listen[0] as string, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//)
+    assert.equal(status.p2p.peers.length, 4)
+    assert.equal(status.p2p.peers.filter((p) => p.validator !== null).length, 4, 'the relay sees four validators')
+    assert.equal(status.relays.length, 5, 'every node announces where it serves browsers')
+  })
+
+  test('blocks submitted at random nodes reach every store: the same content hash everywhere, and checkpoints from validators on separate nodes', async () => {
+    const cars = await rulesBlocks(seed, 12)
+    let seedRandom = 7
+    const random = (): number => (seedRandom = (seedRandom * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+    for (const car of cars) {
+      const target = nodes[Math.floor(random() * nodes.length)] as Served
+      // A node may not have the block's parent yet (it is on its way by gossip): retry as a client would.
+      await until('the block to be accepted', async () => {
+        const r = await postBlock(target.url, car)
+        return r.status === 200 || r.status === 201 || `${r.status} ${r.code}`
+      }, 20_000, 50)
+    }
+    const ms = await until('every store to hold the same content', () => {
+      const hashes = new Set(nodes.map((n) => n.node.store.contentHash()))
+      return hashes.size === 1 || nodes.map((n) => `${n.node.store.size}/${n.node.store.checkpoint()?.number}`).join(',')
+    }, 30_000)
+    console.log(`# 5 nodes converged ${ms} ms after the last submission`)
+    const headA = nodes[0]?.node.store.head('A')
+    assert.equal(headA?.header.index, 13, 'genesis, the decisions block and 12 rules blocks')
+    // Finality: votes of the four validators (each on its own node) meet, on every node.
+    await until('the last rules block to be final on every node', () => nodes.every((n) => n.node.store.checkpoint()?.heads.A.equals(headA?.cid as never) === true), 30_000)
+  })
+
+  test('a node started later joins (blyan init --join) and syncs the same heads, then follows gossip', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'blyan-join-'))
+    try {
+      const joined = await runCli('init', '--data', dir, '--join', nodes[1]?.url as string, '--anchor', nodes[0]?.node.store.genesis()?.cid.toString() as string)
+      assert.equal(joined.code, 0, joined.out)
+      assert.match(joined.out, /joined the network of genesis/)
+      const late = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', log: () => undefined })
+      try {
+        assert.ok(late.network !== undefined, 'a joined node is on the peer network without --peer (peers.json)')
+        assert.equal(headsOf(late.node.store), headsOf(nodes[0]?.node.store as never))
+        assert.equal(late.node.store.contentHash(), nodes[0]?.node.store.contentHash(), 'the same blocks and checkpoints')
+      } finally {
+        await late.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
