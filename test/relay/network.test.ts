@@ -10,10 +10,12 @@ import { after, before, describe, test } from 'node:test'
 import type { Served } from '../../relay/serve.ts'
 import { runCli } from '../fixtures/cli.ts'
 import { addressOf, headsOf, networkSeed, nodeDir, postBlock, rulesBlocks, startPeer, until, type NetworkSeed } from '../fixtures/network.ts'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { serve } from '../../relay/serve.ts'
+import { nextRulesSubmission } from '../../relay/node/governance.ts'
+import type { SecretKey } from '../../src/chain/keys.ts'
 
 describe('a network of five nodes on libp2p (4 validators on their own nodes, 1 relay)', () => {
   let seed: NetworkSeed
@@ -62,20 +64,48 @@ describe('a network of five nodes on libp2p (4 validators on their own nodes, 1 
     await until('the last rules block to be final on every node', () => nodes.every((n) => n.node.store.checkpoint()?.heads.A.equals(headA?.cid as never) === true), 30_000)
   })
 
-  test('a node started later joins (blyan init --join) and syncs the same heads, then follows gossip', async () => {
+  test('a node started after 200 more blocks joins (blyan init --join through a relay URL) and syncs the same heads and checkpoints', async () => {
+    // At most five nodes at once: the relay leaves, the newcomer takes its place.
+    await (nodes.pop() as Served).close()
+    const n0 = nodes[0] as Served
+    for (let i = 0; i < 200; i++) await n0.node.submitCar(await nextRulesSubmission(n0.node.store, seed.keys[i % 4] as SecretKey, Date.now()))
+    await until('the four validators to hold the 200 blocks and finalize them', () => {
+      const hashes = new Set(nodes.map((n) => n.node.store.contentHash()))
+      return (hashes.size === 1 && n0.node.store.checkpoint()?.heads.A.equals(n0.node.store.head('A')?.cid as never) === true) || nodes.map((n) => `${n.node.store.size}/${n.node.store.checkpoint()?.number}`).join(',')
+    }, 60_000)
     const dir = mkdtempSync(join(tmpdir(), 'blyan-join-'))
     try {
-      const joined = await runCli('init', '--data', dir, '--join', nodes[1]?.url as string, '--anchor', nodes[0]?.node.store.genesis()?.cid.toString() as string)
+      const t0 = Date.now()
+      const joined = await runCli('init', '--data', dir, '--join', (nodes[1] as Served).url, '--anchor', n0.node.store.genesis()?.cid.toString() as string)
       assert.equal(joined.code, 0, joined.out)
       assert.match(joined.out, /joined the network of genesis/)
+      console.log(`# joined: ${n0.node.store.size} blocks synced in ${Date.now() - t0} ms`)
       const late = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', log: () => undefined })
       try {
         assert.ok(late.network !== undefined, 'a joined node is on the peer network without --peer (peers.json)')
-        assert.equal(headsOf(late.node.store), headsOf(nodes[0]?.node.store as never))
-        assert.equal(late.node.store.contentHash(), nodes[0]?.node.store.contentHash(), 'the same blocks and checkpoints')
+        assert.equal(headsOf(late.node.store), headsOf(n0.node.store))
+        assert.equal(late.node.store.contentHash(), n0.node.store.contentHash(), 'the same blocks and checkpoints')
+        // Then it follows gossip: a block submitted at another node arrives.
+        const n2 = nodes[2] as Served
+        const block = await n2.node.submitCar(await nextRulesSubmission(n2.node.store, seed.keys[2] as SecretKey, Date.now()))
+        const ms = await until('the new block to reach the late node', () => late.node.store.get(block.cid) !== undefined, 20_000)
+        console.log(`# a block submitted at node 2 reached the late node in ${ms} ms`)
+        assert.equal(late.network?.provenance(block.cid)?.from !== 'local', true, 'it came from a peer')
       } finally {
         await late.close()
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('init --join refuses a peer on another network than the pinned genesis, and leaves no store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'blyan-join-'))
+    try {
+      const r = await runCli('init', '--data', dir, '--join', addressOf(nodes[0] as Served), '--anchor', 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy')
+      assert.equal(r.code, 1)
+      assert.match(r.out, /not the pinned bafyreigh2akiscaildc/)
+      assert.equal(existsSync(join(dir, 'chain.sqlite')), false)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
