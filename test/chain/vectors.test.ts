@@ -27,6 +27,7 @@ import { decodeMeta } from '../../src/chain/meta.ts'
 import { decodeParamIndex } from '../../src/chain/paramindex.ts'
 import { decodeCertificate } from '../../src/chain/pol.ts'
 import { decodeSubmission } from '../../src/chain/submission.ts'
+import { decodeBlockAnnouncement, decodeRequest, decodeResponseHead, decodeStatus } from '../../relay/p2p/messages.ts'
 import { decodeTensorBlock, dequantize, encodeTensorBlock } from '../../src/tensor/tensorblock.ts'
 import { decodeTBlockHeader } from '../../src/tensor/tblock.ts'
 import { importPayload, TILE_SIZE } from '../../src/tensor/tiles.ts'
@@ -236,6 +237,31 @@ describe('lease request vectors', () => {
       const digest = (await sha256.digest(new TextEncoder().encode(v.message))).digest
       assert.equal(secp256k1.verify(hex(v.signature_hex), digest, hex(v.miner_hex), { prehash: false, lowS: true, format: 'compact' }), true)
       assert.deepEqual(JSON.parse(v.body), { miner: v.miner_hex, at: v.at, signature: v.signature_hex })
+    })
+  }
+})
+
+describe('peer network vectors (docs/protocol.md §18), checked with @ipld/dag-cbor alone', () => {
+  const decoders: Record<string, (bytes: Uint8Array) => unknown> = {
+    'blyan/block-announcement': decodeBlockAnnouncement, 'blyan/status': decodeStatus, 'blyan/response': decodeResponseHead,
+    'blyan/blocks-by-range': decodeRequest, 'blyan/blocks-by-root': decodeRequest, 'blyan/checkpoints': decodeRequest
+  }
+  for (const v of vectors.peer) {
+    test(`${v.name}: a canonical DAG-CBOR map of its kind, which the node decodes`, async () => {
+      const bytes = hex(v.dag_cbor_hex)
+      const value = dagCbor.decode(bytes) as { kind: string; version: number; car?: Uint8Array | null; header?: Uint8Array }
+      assert.equal(Buffer.from(dagCbor.encode(value)).toString('hex'), v.dag_cbor_hex, 'canonical')
+      assert.equal(value.version, 1)
+      const decode = decoders[value.kind]
+      assert.ok(decode !== undefined, `known kind ${value.kind}`)
+      decode(bytes)
+      if (value.kind === 'blyan/block-announcement') {
+        assert.match(v.topic ?? '', /^\/blyan\/bafy[a-z0-9]+\/blocks\/1$/)
+        if (value.car !== null && value.car !== undefined) {
+          const roots = await (await CarReader.fromBytes(value.car)).getRoots()
+          assert.equal(roots[0]?.toString(), CID.create(1, 0x71, await sha256.digest(value.header as Uint8Array)).toString(), 'the CAR is the header\'s submission')
+        }
+      }
     })
   }
 })

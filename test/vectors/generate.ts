@@ -5,6 +5,7 @@
  * `npm run vectors` rewrites the file; test/chain/vectors.test.ts rebuilds the vectors and fails if
  * they differ from the committed file, so any change to an encoding is a deliberate, visible one.
  */
+import { PROTOCOLS, encodeBlockAnnouncement, encodeRequest, encodeResponseHead, encodeStatus, topicsOf } from '../../relay/p2p/messages.ts'
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { sha256 } from '@noble/hashes/sha2.js'
@@ -120,6 +121,7 @@ export interface ProtocolVectors {
   submissions: SubmissionVector[]
   checkpoints: CheckpointVector[]
   leases: LeaseVector[]
+  peer: PeerMessageVector[]
 }
 
 /** Tile CIDs of a payload, in byte order, read from its own UnixFS DAG. */
@@ -264,6 +266,25 @@ export async function buildVectors(): Promise<ProtocolVectors> {
   }
   const leases = [lease('lease', 'lease', 1796083200000), lease('release', 'release', 1796083260000)]
 
+  // The peer network (§18): a gossiped block, a status answer, the three requests and an answer's head.
+  const transferCar = await submissionCar(d.built.get('transfer')!)
+  const genesisCid = d.cid('genesis')
+  const peer = (name: string, bytes: Uint8Array, extra: Record<string, string> = {}): PeerMessageVector => ({ name, dag_cbor_hex: toHex(bytes), ...extra })
+  const transfer = d.chain.get(d.cid('transfer'))!
+  const peerMessages = [
+    peer('block announcement of the transfer, with its submission CAR', encodeBlockAnnouncement(d.built.get('transfer')!.input.header, transferCar), { topic: topicsOf(genesisCid).blocks }),
+    peer('block announcement of the transfer, header only', encodeBlockAnnouncement(d.built.get('transfer')!.input.header, null), { topic: topicsOf(genesisCid).blocks }),
+    peer('status of a relay', encodeStatus({
+      genesis: genesisCid, heads: { A: { cid: genesisCid, index: 0 }, C: { cid: transfer.cid, index: transfer.header.index } }, checkpoint: 0, blocks: 12, validator: null,
+      relays: ['http://127.0.0.1:8080']
+    }), { protocol: PROTOCOLS.status }),
+    peer('blocks by range: chain B heights 0..63', encodeRequest({ kind: 'blyan/blocks-by-range', version: 1, chain: 'B', from: 0, count: 64 }), { protocol: PROTOCOLS.blocksByRange }),
+    peer('blocks by root: the transfer', encodeRequest({ kind: 'blyan/blocks-by-root', version: 1, roots: [transfer.cid] }), { protocol: PROTOCOLS.blocksByRoot }),
+    peer('checkpoints from number 0', encodeRequest({ kind: 'blyan/checkpoints', version: 1, from: 0, count: 256 }), { protocol: PROTOCOLS.checkpoints }),
+    peer('answer head: 1 item follows', encodeResponseHead('ok', 1)),
+    peer('answer head: refused, over the request budget', encodeResponseHead('rate_limited', 0, 'over 50 requests/s'))
+  ]
+
   return {
     description: 'Blyan protocol test vectors (docs/protocol.md). Test keys: sha256("blyan test key <role>"). Regenerate with `npm run vectors`.',
     headers,
@@ -272,8 +293,16 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     payloads,
     submissions,
     checkpoints,
-    leases
+    leases,
+    peer: peerMessages
   }
+}
+
+export interface PeerMessageVector {
+  name: string
+  dag_cbor_hex: string
+  topic?: string
+  protocol?: string
 }
 
 export const VECTORS_PATH = fileURLToPath(new URL('./protocol.json', import.meta.url))
@@ -281,5 +310,5 @@ export const VECTORS_PATH = fileURLToPath(new URL('./protocol.json', import.meta
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const vectors = await buildVectors()
   writeFileSync(VECTORS_PATH, JSON.stringify(vectors, null, 2) + '\n')
-  console.log(`wrote ${VECTORS_PATH}: ${vectors.headers.length} headers, ${vectors.documents.length} documents, ${vectors.tensorblocks.length} TensorBlocks, ${vectors.payloads.length} payloads, ${vectors.checkpoints.length} checkpoints, ${vectors.leases.length} lease requests`)
+  console.log(`wrote ${VECTORS_PATH}: ${vectors.headers.length} headers, ${vectors.documents.length} documents, ${vectors.tensorblocks.length} TensorBlocks, ${vectors.payloads.length} payloads, ${vectors.checkpoints.length} checkpoints, ${vectors.leases.length} lease requests, ${vectors.peer.length} peer messages`)
 }
