@@ -23,7 +23,7 @@ import type { ChainStore } from './node/interface.ts'
 import { checkJobSettings } from './pol/jobs.ts'
 import { PolStore } from './pol/pol-store.ts'
 import { DatasetScreener } from './pol/screener.ts'
-import { PolService } from './pol/service.ts'
+import { PolService, type PolServiceOptions } from './pol/service.ts'
 import { progressLine } from './progress.ts'
 import { PEER_KEY_FILE, loadPeerKey } from './p2p/host.ts'
 import { PeerNetwork } from './p2p/network.ts'
@@ -45,6 +45,8 @@ export interface ServeOptions {
    * peers.json: a one-machine network (`npm start`).
    */
   readonly p2p?: { readonly listen?: readonly string[]; readonly peers?: readonly string[] }
+  /** On a peer network: how long PoL votes are awaited after a beacon (PolService voteDeadlineMs). */
+  readonly voteDeadlineMs?: number
 }
 
 export interface Served {
@@ -85,7 +87,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       ...(validators.length === 0 ? {} : { signer: new CheckpointSigner(validators, polStore) }),
       ...(p2p === null ? {} : { aggregation: 'scheduled' as const })
     })
-    pol = polService(options.dataDir, node, polStore, validators, log)
+    pol = polService(options.dataDir, node, polStore, validators, log, p2p === null ? {} : { schedule: 'network', ...(options.voteDeadlineMs === undefined ? {} : { voteDeadlineMs: options.voteDeadlineMs }) })
     if (validators.length > 0) screener = new DatasetScreener({ node, validators, log })
   } catch (e) {
     polStore?.close()
@@ -96,7 +98,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   if (p2p !== null) {
     try {
       network = await PeerNetwork.start({
-        node, privateKey: await loadPeerKey(join(options.dataDir, PEER_KEY_FILE)), ...p2p, log,
+        node, pol, privateKey: await loadPeerKey(join(options.dataDir, PEER_KEY_FILE)), ...p2p, log,
         validator: validators.length === 1 ? publicKeyOf(validators[0] as SecretKey) : null
       })
     } catch (e) {
@@ -176,10 +178,12 @@ function validatorKeys(dataDir: string, store: ChainStore): SecretKey[] {
 }
 
 /** The node's PoL service over `<data>/pol.sqlite`, judging with the node's validator keys. */
-function polService(dataDir: string, node: FullNode, polStore: PolStore, validators: SecretKey[], log: (line: string) => void): PolService {
+function polService(
+  dataDir: string, node: FullNode, polStore: PolStore, validators: SecretKey[], log: (line: string) => void, schedule: Pick<PolServiceOptions, 'schedule' | 'voteDeadlineMs'>
+): PolService {
   const jobsFile = join(dataDir, JOBS_FILE)
   const jobSettings = existsSync(jobsFile) ? checkJobSettings(JSON.parse(readFileSync(jobsFile, 'utf8')) as unknown, jobsFile) : undefined
-  return new PolService({ node, polStore, validators, log, ...(jobSettings === undefined ? {} : { jobSettings }) })
+  return new PolService({ node, polStore, validators, log, ...schedule, ...(jobSettings === undefined ? {} : { jobSettings }) })
 }
 
 

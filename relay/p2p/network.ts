@@ -7,7 +7,8 @@
  *   proof of work, signature) before it is forwarded, and is judged by the full node before it is
  *   stored. A block whose links this node lacks is fetched, with them, from the peer that sent it.
  * - **votes**: finality votes and final checkpoints (relay/node/finality.ts), pooled by the node.
- * - (candidates: issue 16 step 4, not yet.)
+ * - **candidates**: PoL candidates a node admitted, admitted in turn by every node's PoL service;
+ *   **votes** also carry PoL votes (a certificate with one validator's signature), counted by it.
  *
  * Peers are the ones the operator named (`--peer`), redialled while down, and whoever dials in.
  * Every few seconds the node asks each peer's status, measures its latency, and syncs from one
@@ -27,10 +28,13 @@ import { decodeHeader, headerCid } from '../../src/chain/header.ts'
 import { checkPow, checkSignature } from '../../src/chain/validate.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { RuleError } from '../../src/errors.ts'
+import { decodeCbor } from '../../src/codec/cbor.ts'
+import { CERT_KIND } from '../../src/chain/pol.ts'
+import type { PolService } from '../pol/service.ts'
 import { storedSubmissionCar } from '../node/archive.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { createPeerHost, type PeerHost } from './host.ts'
-import { decodeBlockAnnouncement, encodeBlockAnnouncement, topicsOf, type HeadInfo, type StatusMessage } from './messages.ts'
+import { MAX_GOSSIP_BYTES, decodeBlockAnnouncement, encodeBlockAnnouncement, topicsOf, type HeadInfo, type StatusMessage } from './messages.ts'
 import { PeerRequests, serveRequests, storeStatus } from './reqresp.ts'
 import { BlockImporter, OFFENCE_CODES, isAhead, type Offence } from './sync.ts'
 
@@ -44,6 +48,8 @@ export interface NetworkOptions {
   readonly listen?: readonly string[]
   /** Multiaddrs of peers to dial and keep dialling (with their /p2p/ id). */
   readonly peers?: readonly string[]
+  /** The node's PoL service: candidates and PoL votes travel through it (validators on their own nodes). */
+  readonly pol?: PolService
   /** This node's validator key (33 bytes), announced in its status; null for a relay. */
   readonly validator?: Uint8Array | null
   /** How often peers' status is polled (and a peer ahead synced from). @default 2000 */
@@ -122,6 +128,8 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
   readonly #onAccepted: (block: AcceptedBlock) => void
   readonly #onVote: (bytes: Uint8Array) => void
   readonly #onFinalized: (checkpoint: Checkpoint, bytes: Uint8Array) => void
+  readonly #pol: PolService | null
+  readonly #onCandidate: (header: Uint8Array, car: Uint8Array) => void
 
   private constructor(host: PeerHost, options: NetworkOptions, staticPeers: readonly Multiaddr[], genesis: CID, banned: Map<string, number>, strikes: Map<string, number>) {
     super()
@@ -139,6 +147,8 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.#onAccepted = (block) => this.#announce(block)
     this.#onVote = (bytes) => this.#publish(this.#topics.votes, bytes)
     this.#onFinalized = (_checkpoint, bytes) => this.#publish(this.#topics.votes, bytes)
+    this.#pol = options.pol ?? null
+    this.#onCandidate = (header, car) => this.#publish(this.#topics.candidates, encodeBlockAnnouncement(header, car))
   }
 
   /** Start the host, serve the protocols, join the topics, dial the peers, and follow the network. */
@@ -176,11 +186,15 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     const pubsub = this.host.services.pubsub
     pubsub.topicValidators.set(this.#topics.blocks, (peer, message) => this.#validateBlock(peer, message.data) as never)
     pubsub.topicValidators.set(this.#topics.votes, (peer, message) => this.#validateVote(peer, message.data) as never)
+    pubsub.topicValidators.set(this.#topics.candidates, (peer, message) => this.#validateCandidate(peer, message.data) as never)
     pubsub.subscribe(this.#topics.blocks)
     pubsub.subscribe(this.#topics.votes)
+    pubsub.subscribe(this.#topics.candidates)
     this.node.on('accepted', this.#onAccepted)
     this.node.on('vote', this.#onVote)
     this.node.on('finalized', this.#onFinalized)
+    this.#pol?.on('candidate', this.#onCandidate)
+    this.#pol?.on('vote', this.#onVote)
     this.host.addEventListener('peer:identify', (e) => {
       void this.#poll(e.detail.peerId).catch(() => undefined)
     })
@@ -252,6 +266,8 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.node.off('accepted', this.#onAccepted)
     this.node.off('vote', this.#onVote)
     this.node.off('finalized', this.#onFinalized)
+    this.#pol?.off('candidate', this.#onCandidate)
+    this.#pol?.off('vote', this.#onVote)
     await this.#syncing?.catch(() => undefined)
     await this.#unserve?.()
     await this.host.stop()
@@ -387,9 +403,39 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     }
   }
 
-  /** The votes topic: a finality vote or checkpoint, pooled by the node. */
-  async #validateVote(peer: PeerId, data: Uint8Array): Promise<Verdict> {
+  /**
+   * The candidates topic: a PoL candidate (a new expert version without its certificate), admitted
+   * by this node's PoL service with the same admission rules as an HTTP submission, so that every
+   * validator judges it and a copy is refused network-wide.
+   */
+  async #validateCandidate(peer: PeerId, data: Uint8Array): Promise<Verdict> {
+    if (this.#pol === null) return 'ignore'
+    let car: Uint8Array | null
     try {
+      car = decodeBlockAnnouncement(data).car
+    } catch (e) {
+      return this.#rejectGossip(peer, e)
+    }
+    if (car === null) return 'ignore'
+    try {
+      await this.node.submitOrQueue(car, this.#pol)
+      return 'accept'
+    } catch (e) {
+      if (e instanceof RuleError && OFFENCE_CODES.has(e.code)) return this.#rejectGossip(peer, e)
+      // Stale rules or base, a copy, a quota: not this node's to forward.
+      return 'ignore'
+    }
+  }
+
+  /** The votes topic: a finality vote or checkpoint (pooled by the node), or a PoL vote (counted by the PoL service). */
+  async #validateVote(peer: PeerId, data: Uint8Array): Promise<Verdict> {
+    let kind: unknown
+    try {
+      kind = (decodeCbor(data, MAX_GOSSIP_BYTES, 'vote') as { kind?: unknown } | null)?.kind
+      if (kind === CERT_KIND) {
+        if (this.#pol === null) return 'ignore'
+        return this.#pol.submitVote(data) === 'counted' ? 'accept' : 'ignore'
+      }
       decodeCheckpoint(data)
     } catch (e) {
       return this.#rejectGossip(peer, e)

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { EventEmitter } from 'node:events'
 import { CID } from 'multiformats/cid'
 import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/build.ts'
 import { compareCids, toHex } from '../../src/codec/cbor.ts'
@@ -30,8 +31,9 @@ import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import { decodeHeader, type ParamHeader } from '../../src/chain/header.ts'
 import { isValidPublicKey, publicKeyOf, verifyMessage, type SecretKey } from '../../src/chain/keys.ts'
 import { encodeLedgerDocument, rewardAmount, rewardSplit } from '../../src/chain/ledger.ts'
-import { dataShareOf, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
-import { assembleCertificate, certificateBodyBytes, encodeCertificate, meetsThreshold, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../../src/chain/pol.ts'
+import { dataShareOf, isValidator, type MetaDocument } from '../../src/chain/meta.ts'
+import { assembleCertificate, certificateBodyBytes, decodeCertificate, encodeCertificate, signCertificate, sliceStart, type CertificateBody, type CertificateSignature } from '../../src/chain/pol.ts'
+import { checkSignatures } from '../../src/chain/quorum.ts'
 import { decodeSubmission, encodeSubmission, trainingRecordIn, type Submission } from '../../src/chain/submission.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { chainModel, chainTokenizer } from '../../src/model/source.ts'
@@ -49,6 +51,7 @@ import { nextGovernance, poolsAt, poolsInForce, validationPoolFor } from '../../
 import { decisionsPending, nextRulesSubmission } from '../node/governance.ts'
 import type { CandidateGate, FullNode } from '../node/full-node.ts'
 import type { CandidateRecord, Lease, PolStore } from './pol-store.ts'
+import { PolVotes } from './votes.ts'
 import { DAY_MS, QUOTAS, trustLevel, type TrustLevel } from './trust.ts'
 
 export interface PolServiceOptions {
@@ -61,7 +64,36 @@ export interface PolServiceOptions {
   readonly leaseMs?: number
   readonly jobSettings?: JobSettings
   readonly log?: (line: string) => void
+  /**
+   * `local` (default): this node's keys are the validators that vote; it seals beacons and rewards
+   * with its first key and decides as soon as its keys have voted (one machine, a devnet).
+   * `network`: validators run on their own nodes (relay/p2p). Candidates and votes travel by gossip
+   * (the 'candidate' and 'vote' events out, `submitVote` in); a beacon is sealed by the validator a
+   * schedule names (takeover after BEACON_TAKEOVER_MS), the beacon's sealer assembles the
+   * certificate and mints the reward (takeover after AGGREGATOR_TAKEOVER_MS), and a candidate
+   * without a quorum when every validator voted, or at `voteDeadlineMs` after its beacon, is refused.
+   */
+  readonly schedule?: 'local' | 'network'
+  /** Network schedule: how long votes are awaited after the beacon. @default 60 s */
+  readonly voteDeadlineMs?: number
 }
+
+export interface PolServiceEvents {
+  /** A candidate this node admitted (its header and submission CAR), for the network to carry to the other validators. */
+  candidate: [header: Uint8Array, car: Uint8Array]
+  /** A vote of this node's key (a certificate with its one signature), for the network to carry. */
+  vote: [bytes: Uint8Array]
+}
+
+/**
+ * Network schedule: how long a candidate waits before its beacon is sealed, so that the candidate's
+ * gossip reaches every validator before the beacon makes its rules block stale (E_STALE_RULES).
+ */
+export const BEACON_DELAY_MS = 1000
+/** How long the scheduled beacon sealer has before the next validator seals instead. */
+export const BEACON_TAKEOVER_MS = 5000
+/** How long a quorum may wait for the beacon's sealer to assemble it before another validator does. */
+export const AGGREGATOR_TAKEOVER_MS = 10_000
 
 /** One validator's verdict on a candidate. */
 export interface Verdict {
@@ -93,7 +125,7 @@ export class LeaseError extends Error {
 /** How far a lease request's clock may be from ours. */
 const LEASE_CLOCK_SKEW_MS = 5 * 60 * 1000
 
-export class PolService implements CandidateGate<CandidateRecord> {
+export class PolService extends EventEmitter<PolServiceEvents> implements CandidateGate<CandidateRecord> {
   readonly node: FullNode
   readonly store: ChainStore
   readonly polStore: PolStore
@@ -110,8 +142,15 @@ export class PolService implements CandidateGate<CandidateRecord> {
   #rulesQueue: Promise<unknown> = Promise.resolve()
   /** The validation pool's windows, by dataset CID and seq_len (tokenizing is the slow part). */
   #pools = new Map<string, SequencePool>()
+  readonly #network: boolean
+  readonly #voteDeadlineMs: number
+  /** Votes on candidates: this node's keys' and, on a network, other validators'. */
+  readonly #votes = new PolVotes()
+  /** When this node first held a quorum for a candidate it does not aggregate (for the takeover). */
+  readonly #quorumSeen = new Map<string, number>()
 
   constructor(options: PolServiceOptions) {
+    super()
     this.node = options.node
     this.store = options.node.store
     this.polStore = options.polStore
@@ -120,8 +159,12 @@ export class PolService implements CandidateGate<CandidateRecord> {
     this.#leaseMs = options.leaseMs ?? 15 * 60 * 1000
     this.#jobSettings = options.jobSettings ?? DEFAULT_JOB_SETTINGS
     this.#log = options.log ?? (() => undefined)
+    this.#network = options.schedule === 'network'
+    this.#voteDeadlineMs = options.voteDeadlineMs ?? 60_000
     // A dataset decision comes into force with the next chain A block: a node with validator keys makes it at once.
     this.node.on('accepted', (block) => {
+      // On a network, a beacon, a certified version or a reward from another node moves a waiting candidate on.
+      if (this.#network && block.header.block_type !== 'decision' && this.polStore.pending().length > 0) this.#wake()
       if (block.header.block_type !== 'decision' || this.#validators.length === 0) return
       this.#takeIntoForce().catch((e: unknown) => this.#log(`governance: could not bring ${block.cid} into force: ${e instanceof Error ? e.message : String(e)}`))
     })
@@ -130,7 +173,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
   // ------------------------------------------------------------------------------ admission
 
   /** CandidateGate: the admission policy, then the candidate waits (called in the node's queue). */
-  admit(block: AcceptedBlock, _submission: Submission, car: Uint8Array): CandidateRecord {
+  admit(block: AcceptedBlock, submission: Submission, car: Uint8Array): CandidateRecord {
     const cid = block.cid.toString()
     const known = this.polStore.get(cid)
     if (known !== undefined && known.status === 'rejected') reject((known.code ?? 'E_POL') as RuleCode, 'candidate', `already judged: ${known.message ?? 'rejected'}`)
@@ -159,6 +202,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
     if (this.polStore.submittedSince(miner, now - DAY_MS) >= quota.perDay) reject('E_QUOTA', 'miner_pub', `${quota.perDay} candidates in 24 hours is the ${level} quota`)
     this.polStore.add({ cid, miner, expert: header.expert_name, base: header.supersedes.toString(), rules: block.meta.toString(), payload, receivedAt: now }, car)
     this.#log(`pol: candidate ${cid} for ${header.expert_name} by ${miner.slice(0, 12)}… (${level}) waits for the validators`)
+    this.emit('candidate', submission.input.header, car)
     this.#wake()
     return this.polStore.get(cid) as CandidateRecord
   }
@@ -275,20 +319,23 @@ export class PolService implements CandidateGate<CandidateRecord> {
 
   async #roundNow(signal: AbortSignal | undefined): Promise<RoundReport> {
     const waiting = this.polStore.pending()
-    if (waiting.length === 0 || this.#validators.length === 0) return { beacon: null, decided: [], failed: [] }
+    // A node without keys judges nothing, except on a network, where it follows the validators' votes.
+    if (waiting.length === 0 || (this.#validators.length === 0 && !this.#network)) return { beacon: null, decided: [], failed: [] }
     const decided: RoundReport['decided'][number][] = []
     const failed: RoundReport['failed'][number][] = []
     let lastBeacon: string | null = null
     for (const c of waiting) {
       signal?.throwIfAborted()
       try {
-        const beacon = await this.#beaconFor(CID.parse(c.rules))
+        const beacon = await this.#beaconFor(c)
+        if (beacon === 'waiting') continue
         if (beacon === null) {
           decided.push(await this.#reject(c, new RuleError('E_STALE_RULES', 'depends_on', 'its rules block has no successor on chain A and is not the head'), null, []))
           continue
         }
         lastBeacon = beacon.cid.toString()
-        decided.push(await this.#judge(c, beacon, signal))
+        const outcome = await this.#judge(c, beacon, signal)
+        if (outcome !== null) decided.push(outcome)
       } catch (e) {
         if (signal?.aborted === true) throw e
         // Not a verdict: the node could not judge it this time (a missing dataset, a store error).
@@ -302,8 +349,13 @@ export class PolService implements CandidateGate<CandidateRecord> {
     return { beacon: lastBeacon, decided, failed }
   }
 
-  /** The chain A block after `rules` (the beacon): an accepted one, or a new one when `rules` is the head. */
-  #beaconFor(rules: CID): Promise<AcceptedBlock | null> {
+  /**
+   * The chain A block after the candidate's rules block (the beacon): an accepted one, or a new one
+   * when the rules block is the head and this node seals it (local: its first key; network: the key
+   * the schedule names now), or `waiting` for the scheduled validator's beacon to arrive.
+   */
+  #beaconFor(c: CandidateRecord): Promise<AcceptedBlock | null | 'waiting'> {
+    const rules = CID.parse(c.rules)
     return this.#nextRules(async () => {
       const r = this.store.get(rules)
       if (r === undefined) return null
@@ -311,14 +363,33 @@ export class PolService implements CandidateGate<CandidateRecord> {
       if (next.length > 0) return next.sort((a, b) => compareCids(a.cid, b.cid))[0] as AcceptedBlock
       const head = this.store.head('A')
       if (head === undefined || !head.cid.equals(rules)) return null
+      const waited = this.#now() - c.receivedAt
+      if (this.#network && waited < BEACON_DELAY_MS) {
+        this.#schedule(BEACON_DELAY_MS - waited)
+        return 'waiting'
+      }
+      const sealer = this.#network ? this.#scheduledSealer(r, waited) : (this.#validators[0] ?? null)
+      if (sealer === null) return 'waiting'
       // A beacon fixes the pool its candidates are judged on: none is made before validators approve one.
       if (poolsAt(this.store, nextGovernance(this.store, head, this.store.head('D'))[0] ?? null).validation.length === 0) {
         throw new Error('no validation pool is in force: candidates wait until validators approve one (blyan dataset approve)')
       }
-      const beacon = await this.node.submitCar(await nextRulesSubmission(this.store, this.#validators[0] as SecretKey, this.#now()))
+      const beacon = await this.node.submitCar(await nextRulesSubmission(this.store, sealer, this.#now()))
       this.#log(`pol: beacon A:${beacon.header.index} ${beacon.cid}`)
       return beacon
     })
+  }
+
+  /**
+   * Network schedule: the validator that seals the beacon after `rules`, `elapsedMs` after the
+   * candidate arrived: validator (rules index + 1) mod n, then the next every BEACON_TAKEOVER_MS.
+   * Its key if this node holds it, else null (this node waits for the beacon).
+   */
+  #scheduledSealer(rules: AcceptedBlock, elapsedMs: number): SecretKey | null {
+    const validators = (rules.document as MetaDocument).validators
+    const turn = (rules.header.index + 1 + Math.floor(Math.max(0, elapsedMs) / BEACON_TAKEOVER_MS)) % validators.length
+    const pub = toHex(validators[turn] as Uint8Array)
+    return this.#validators.find((k) => toHex(publicKeyOf(k)) === pub) ?? null
   }
 
   /** Decisions on chain D come into force with a new chain A block (when the head does not already bring them). */
@@ -332,17 +403,21 @@ export class PolService implements CandidateGate<CandidateRecord> {
   }
 
   /** Chain A blocks this node makes, one at a time: a beacon and a governance block never race for one height. */
-  #nextRules(make: () => Promise<AcceptedBlock | null>): Promise<AcceptedBlock | null> {
+  #nextRules<T>(make: () => Promise<T>): Promise<T> {
     const run = this.#rulesQueue.then(make)
     this.#rulesQueue = run.catch(() => undefined)
     return run
   }
 
-  async #judge(c: CandidateRecord, beacon: AcceptedBlock, signal: AbortSignal | undefined): Promise<RoundReport['decided'][number]> {
+  /**
+   * Judge a candidate on its beacon: this node's keys vote (once), then the votes are counted. The
+   * decided outcome, or null while votes are awaited (network schedule) or another node assembles.
+   */
+  async #judge(c: CandidateRecord, beacon: AcceptedBlock, signal: AbortSignal | undefined): Promise<RoundReport['decided'][number] | null> {
     const submission = await decodeSubmission(this.polStore.car(c.cid) as Uint8Array)
     const stored = this.store.get(CID.parse(c.cid))
     if (stored !== undefined) {
-      // Certified in an earlier round that did not finish (a crash before the reward): finish it.
+      // Certified in an earlier round that did not finish (a crash before the reward), or by another node: finish it.
       if (stored.certificate !== null) return this.#reward(c, stored, beacon, [])
       return this.#reject(c, new RuleError('E_REPLAY', 'header', 'already accepted'), beacon, [])
     }
@@ -360,58 +435,106 @@ export class PolService implements CandidateGate<CandidateRecord> {
       throw e
     }
     const meta = beacon.document as MetaDocument
-    const arch = meta.architecture
     const start = sliceStart(CID.parse(c.cid), beacon.cid)
     const validation = validationPoolFor(poolsInForce(this.store, beacon), start)
     // The beacon fixes the pools: one without a validation pool can never certify this candidate.
     if (validation === undefined) return this.#reject(c, new RuleError('E_POOL', 'certificate.slice.dataset', `no validation pool is in force under the beacon A:${beacon.header.index}`), beacon, [])
-    const pool = await this.#pool(validation, meta)
-    const sequences = pool.slice(start, meta.pol.eval_sequences)
-    const [layer, expert] = (/^layer(\d+)\.expert(\d+)$/.exec(c.expert) ?? []).slice(1).map(Number) as [number, number]
-    let candidateWeights
-    try {
-      candidateWeights = expertWeights(dequantizeAll(readBlockTensors(c.expert, arch, submission.input.payload)))
-    } catch (e) {
-      if (e instanceof RuleError) return this.#reject(c, e, beacon, [])
-      throw e
+    const body = { candidate: CID.parse(c.cid), base: CID.parse(c.base), meta: beacon.cid, slice: { dataset: validation, start, count: meta.pol.eval_sequences }, record: record?.cid ?? null, trained_on: record?.record.dataset ?? null }
+    const voters = this.#validators.filter((k) => isValidator(meta, publicKeyOf(k)) && !this.#votes.has(c.cid, toHex(publicKeyOf(k))))
+    if (voters.length > 0) {
+      try {
+        await this.#vote(c, submission, beacon, body, voters, signal)
+      } catch (e) {
+        if (e instanceof RuleError) return this.#reject(c, e, beacon, [])
+        throw e
+      }
     }
-    // Each validator evaluates on its own: its own model load, its own two passes.
-    const verdicts: Verdict[] = []
-    const signed = new Map<string, { body: CertificateBody; signatures: CertificateSignature[] }>()
-    for (const key of this.#validators) {
+    return this.#count(c, submission, beacon, record?.bytes)
+  }
+
+  /**
+   * Each of `keys` evaluates on its own (its own model load, its own two passes: base and candidate,
+   * on the beacon's slice) and signs the body with the losses it measured: its vote, counted here
+   * and, on a network, sent to the other validators.
+   */
+  async #vote(
+    c: CandidateRecord, submission: Submission, beacon: AcceptedBlock, fields: Omit<CertificateBody, 'kind' | 'version' | 'loss_before' | 'loss_after'>,
+    keys: readonly SecretKey[], signal: AbortSignal | undefined
+  ): Promise<void> {
+    const meta = beacon.document as MetaDocument
+    const arch = meta.architecture
+    const pool = await this.#pool(fields.slice.dataset, meta)
+    const sequences = pool.slice(fields.slice.start, meta.pol.eval_sequences)
+    const [layer, expert] = (/^layer(\d+)\.expert(\d+)$/.exec(c.expert) ?? []).slice(1).map(Number) as [number, number]
+    const candidateWeights = expertWeights(dequantizeAll(readBlockTensors(c.expert, arch, submission.input.payload)))
+    for (const key of keys) {
       const base = await this.#model(arch, signal)
       // The two models differ from `layer` up: layers below it run once per window.
       const { lossBefore, lossAfter } = await evaluatePair(base, withExpert(base, { layer, expert }, candidateWeights), layer, sequences, signal === undefined ? {} : { signal })
-      const accept = meetsThreshold(lossBefore, lossAfter, meta.pol.delta)
-      verdicts.push({ validator: toHex(publicKeyOf(key)), lossBefore, lossAfter, accept })
-      if (!accept) continue
-      const body: CertificateBody = {
-        kind: 'blyan/pol-certificate', version: 1, candidate: CID.parse(c.cid), base: CID.parse(c.base), meta: beacon.cid,
-        slice: { dataset: validation, start, count: meta.pol.eval_sequences }, loss_before: lossBefore, loss_after: lossAfter,
-        record: record?.cid ?? null,
-        trained_on: record?.record.dataset ?? null
-      }
-      const id = toHex(certificateBodyBytes(body))
-      const entry = signed.get(id) ?? { body, signatures: [] }
-      entry.signatures.push(signCertificate(body, key))
-      signed.set(id, entry)
+      const body: CertificateBody = { kind: 'blyan/pol-certificate', version: 1, ...fields, loss_before: lossBefore, loss_after: lossAfter }
+      const vote = assembleCertificate(body, [signCertificate(body, key)])
+      this.#votes.add(vote, meta.pol.delta)
+      if (this.#network) this.emit('vote', encodeCertificate(vote))
     }
-    const first = verdicts[0] as Verdict
-    const need = quorumSize(meta.validators.length)
-    const quorum = [...signed.values()].find((s) => s.signatures.length >= need)
-    if (quorum === undefined) {
-      const accepting = verdicts.filter((v) => v.accept).length
-      const why = accepting === 0
-        ? new RuleError('E_POL_THRESHOLD', 'loss_after', `loss ${first.lossBefore.toFixed(5)} -> ${first.lossAfter.toFixed(5)} nats on ${sequences.length} validation windows from ${start}: needs at most ${(first.lossBefore * (1 - meta.pol.delta)).toFixed(5)} (delta ${meta.pol.delta})`)
-        : new RuleError('E_QUORUM', 'certificate.signatures', `${accepting} of ${meta.validators.length} validators accepted, ${need} needed${signed.size > 1 ? ' (their losses differ)' : ''}`)
-      return this.#reject(c, why, beacon, verdicts)
+  }
+
+  /**
+   * A vote from another validator's node (a certificate with its signatures): counted when its
+   * beacon and candidate are known here and its signatures are by the beacon's validators (a
+   * RuleError, E_CERT_SIG / E_CERT_SIGNER, otherwise). `ignored` when it cannot be used (yet).
+   */
+  submitVote(bytes: Uint8Array): 'counted' | 'ignored' {
+    const vote = decodeCertificate(bytes)
+    const beacon = this.store.get(vote.meta)
+    if (beacon === undefined || beacon.header.chain_id !== 'A') return 'ignored'
+    const meta = beacon.document as MetaDocument
+    checkSignatures(certificateBodyBytes(vote), vote.signatures, meta, 'vote', false)
+    const c = this.polStore.get(vote.candidate.toString())
+    if (c === undefined || c.status !== 'pending') return 'ignored'
+    if (!this.#votes.add(vote, meta.pol.delta)) return 'ignored'
+    this.#wake()
+    return 'counted'
+  }
+
+  /** Count the votes on `c`: certify (where this node assembles), refuse (no quorum possible), or wait (null). */
+  async #count(c: CandidateRecord, submission: Submission, beacon: AcceptedBlock, record: Uint8Array | undefined): Promise<RoundReport['decided'][number] | null> {
+    const meta = beacon.document as MetaDocument
+    const late = this.#network && this.#now() - beacon.header.timestamp > this.#voteDeadlineMs
+    const tally = this.#votes.tally(c.cid, meta, !this.#network || late)
+    const verdicts: Verdict[] = tally.votes.map((v) => ({ validator: v.validator, lossBefore: v.body.loss_before, lossAfter: v.body.loss_after, accept: v.accept }))
+    if (tally.quorum !== null) {
+      if (!this.#assembles(c, beacon)) return null
+      return this.#accept(c, submission, beacon, tally.quorum.body, tally.quorum.signatures, verdicts, record)
     }
-    return this.#accept(c, submission, beacon, quorum.body, quorum.signatures, verdicts, record?.bytes)
+    if (!tally.impossible) return null
+    const first = tally.votes.find((v) => this.#validators.some((k) => toHex(publicKeyOf(k)) === v.validator)) ?? tally.votes[0]
+    const n = meta.validators.length
+    const why = first === undefined
+      ? new RuleError('E_QUORUM', 'certificate.signatures', `no validator voted within ${this.#voteDeadlineMs / 1000} s of the beacon`)
+      : tally.accepting === 0
+        ? new RuleError('E_POL_THRESHOLD', 'loss_after', `loss ${first.body.loss_before.toFixed(5)} -> ${first.body.loss_after.toFixed(5)} nats on ${first.body.slice.count} validation windows from ${first.body.slice.start}: needs at most ${(first.body.loss_before * (1 - meta.pol.delta)).toFixed(5)} (delta ${meta.pol.delta})`)
+        : new RuleError('E_QUORUM', 'certificate.signatures', `${tally.accepting} of ${n} validators accepted${tally.votes.length < n ? ` (${tally.votes.length} voted)` : ''}, ${tally.need} needed${tally.accepting > 0 && new Set(tally.votes.filter((v) => v.accept).map((v) => toHex(certificateBodyBytes(v.body)))).size > 1 ? ' (their losses differ)' : ''}`)
+    return this.#reject(c, why, beacon, verdicts)
+  }
+
+  /**
+   * Whether this node assembles the certificate (and mints the reward): always on one machine; on a
+   * network, the node holding the beacon's sealer key, or any validator's node once a quorum waited
+   * AGGREGATOR_TAKEOVER_MS here (the sealer went away).
+   */
+  #assembles(c: CandidateRecord, beacon: AcceptedBlock): boolean {
+    if (!this.#network) return true
+    if (this.#validators.length === 0) return false
+    const sealer = toHex(beacon.header.miner_pub)
+    if (this.#validators.some((k) => toHex(publicKeyOf(k)) === sealer)) return true
+    const seen = this.#quorumSeen.get(c.cid) ?? this.#now()
+    this.#quorumSeen.set(c.cid, seen)
+    return this.#now() - seen >= AGGREGATOR_TAKEOVER_MS
   }
 
   async #accept(
     c: CandidateRecord, submission: Submission, beacon: AcceptedBlock, body: CertificateBody, signatures: CertificateSignature[], verdicts: Verdict[], record: Uint8Array | undefined
-  ): Promise<RoundReport['decided'][number]> {
+  ): Promise<RoundReport['decided'][number] | null> {
     const certificate = encodeCertificate(assembleCertificate(body, signatures))
     let accepted: AcceptedBlock
     try {
@@ -426,7 +549,7 @@ export class PolService implements CandidateGate<CandidateRecord> {
   }
 
   /** Mint the reward of an accepted candidate (unless this branch already paid it) and record the verdict. */
-  async #reward(c: CandidateRecord, accepted: AcceptedBlock, beacon: AcceptedBlock, verdicts: Verdict[]): Promise<RoundReport['decided'][number]> {
+  async #reward(c: CandidateRecord, accepted: AcceptedBlock, beacon: AcceptedBlock, verdicts: Verdict[]): Promise<RoundReport['decided'][number] | null> {
     const cert = accepted.certificate as NonNullable<AcceptedBlock['certificate']>
     const meta = beacon.document as MetaDocument
     // The miner's part, and the data share for whoever proposed the pool it learned from (src/chain/ledger.ts rewardSplit).
@@ -435,16 +558,21 @@ export class PolService implements CandidateGate<CandidateRecord> {
     const amount = split.miner
     const prev = this.store.head('C')
     let rewardCid: CID | null = null
-    if (!this.store.isRewarded(accepted.cid, prev?.cid ?? null)) {
+    const paid = this.store.isRewarded(accepted.cid, prev?.cid ?? null)
+    // On a network the assembler mints; the others wait for its reward block.
+    if (!paid && !this.#assembles(c, beacon)) return null
+    if (!paid) {
       const data = trainedOn === undefined || split.data === 0 ? {} : { data: { to: trainedOn.header.miner_pub, amount: split.data } }
       const doc = documentPayload(encodeLedgerDocument({ kind: 'blyan/reward', version: 1, to: accepted.header.miner_pub, amount, ...data }))
       const sealed = sealBlock({
         chain_id: 'C', block_type: 'reward', index: prev === undefined ? 0 : prev.header.index + 1, prev: prev?.cid ?? null,
         depends_on: [beacon.cid, accepted.cid].sort(compareCids), expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
         timestamp: Math.max(this.#now(), accepted.header.timestamp + 1, (prev?.header.timestamp ?? 0) + 1), difficulty: meta.pow.C, supersedes: null, pol: cert.cid
-      } as HeaderDraft, this.#validators[0] as SecretKey)
+      } as HeaderDraft, this.#sealingKey(beacon))
       rewardCid = (await this.node.submitCar(await encodeSubmission({ header: sealed.bytes, payload: doc.bytes, certificate: cert.bytes }))).cid
     }
+    this.#votes.forget(c.cid)
+    this.#quorumSeen.delete(c.cid)
     this.polStore.decide(c.cid, {
       status: 'accepted', beacon: beacon.cid.toString(), certificate: cert.cid.toString(), reward: rewardCid?.toString() ?? null, amount,
       lossBefore: cert.value.loss_before, lossAfter: cert.value.loss_after, at: this.#now()
@@ -453,8 +581,16 @@ export class PolService implements CandidateGate<CandidateRecord> {
     return { cid: c.cid, status: 'accepted', code: null, verdicts }
   }
 
+  /** The key that seals a reward: the beacon's sealer when held here, else this node's first. */
+  #sealingKey(beacon: AcceptedBlock): SecretKey {
+    const sealer = toHex(beacon.header.miner_pub)
+    return this.#validators.find((k) => toHex(publicKeyOf(k)) === sealer) ?? (this.#validators[0] as SecretKey)
+  }
+
   async #reject(c: CandidateRecord, e: RuleError, beacon: AcceptedBlock | null, verdicts: Verdict[]): Promise<RoundReport['decided'][number]> {
     const v = verdicts[0]
+    this.#votes.forget(c.cid)
+    this.#quorumSeen.delete(c.cid)
     this.polStore.decide(c.cid, {
       status: 'rejected', code: e.code, message: e.message, beacon: beacon?.cid.toString() ?? null,
       lossBefore: v?.lossBefore ?? null, lossAfter: v?.lossAfter ?? null, at: this.#now()
