@@ -16,6 +16,7 @@ import type { RelayState } from '../net/relays.ts'
 import type { PolStatus, BlockSummary, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStep, VerifyReport } from '../explorer/types.ts'
 import type { WalletStatus, WalletResult, WalletActivity, WalletExport } from '../wallet/types.ts'
 import type { DatasetInfo } from '../net/relay-api.ts'
+import type { NetworkStatus } from '../net/relay-client.ts'
 import type { ProposalRequest as DatasetProposal } from '../chain/proposal.ts'
 
 // The types the client passes on are defined by the layers that make them; the UI finds them all here.
@@ -194,10 +195,17 @@ export interface ClientApi {
   dag(): Promise<DagView>
   /** Re-check a block step by step (onStep as each one settles); chain B checks `tile`'s Merkle path (default 0). */
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport>
+  /** The peer network as each relay's node sees it (its peers, their heads, latency, score, validator keys). */
+  network(): Promise<NetworkView>
   /** Replay a certified version's training record on this device (a training run's cost). */
   audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport>
 
   clearCache(): Promise<CacheUsage>
+}
+
+/** The peer network through the page's relays: what each relay's node reports (unverified), or why it did not answer. */
+export interface NetworkView {
+  readonly relays: readonly { readonly url: string; readonly health: RelayState['health']; readonly network: NetworkStatus | null; readonly error: string | null }[]
 }
 
 /** An audit of a training record on the page's device: the replay's verdict, or why none ran. */

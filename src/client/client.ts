@@ -35,7 +35,7 @@ import type {
   ChatResult,
   ClientApi,
   ClientStatus,
-  DagView,
+  DagView, NetworkView,
   DatasetRecordFile,
   RejectionInfo,
   RejectionList,
@@ -290,6 +290,10 @@ export class Client implements ClientApi {
 
   async dag(): Promise<DagView> {
     return this.#queries.dag()
+  }
+
+  network(): Promise<NetworkView> {
+    return this.#queries.network()
   }
 
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport> {

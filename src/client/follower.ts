@@ -16,6 +16,10 @@ import type { AcceptedBlock } from '../chain/view.ts'
 import type { PageBlocks } from '../net/blocks.ts'
 import { DEFAULT_BACKOFF, RelayError, openFeed, type Backoff, type WebSocketFactory } from '../net/relay-client.ts'
 import type { RelaySet } from '../net/relays.ts'
+import { normalizeRelayUrl } from '../net/relay-client.ts'
+
+/** Most relays a page adds from announcements (a relay cannot make a tab open connections without bound). */
+const MAX_DISCOVERED_RELAYS = 8
 import { HeaderSync, WrongNetworkError } from '../net/sync.ts'
 import type { VerifyPool } from '../net/verify-pool.ts'
 import type { StoredSyncState } from '../store/settings.ts'
@@ -54,6 +58,8 @@ export class ChainFollower {
   readonly #sync: HeaderSync
   readonly #feeds = new Map<string, { close(): void; wake(): void }>()
   readonly #syncing = new Set<string>()
+  /** Relays added from other relays' announcements. */
+  #discovered = 0
   #phase: SyncState['phase'] = 'starting'
   readonly #startedAt = performance.now()
   #liveMs: number | null = null
@@ -165,6 +171,24 @@ export class ChainFollower {
     }
   }
 
+  /**
+   * A relay another relay of this network announced (its /api/status `relays`): followed like the
+   * configured ones, so the tab keeps working when the relay it started from goes away. Its chain is
+   * judged by the same rules and anchor (a relay on another network is marked so and left).
+   */
+  #discover(url: string): void {
+    if (this.#discovered >= MAX_DISCOVERED_RELAYS) return
+    let added: boolean
+    try {
+      added = this.#options.relays.add(url)
+    } catch {
+      return // not an http(s) URL
+    }
+    if (!added) return
+    this.#discovered++
+    this.#follow(normalizeRelayUrl(url))
+  }
+
   /** Open a relay's feed; each (re)connect syncs what was missed. */
   #follow(url: string): void {
     const relays = this.#options.relays
@@ -193,8 +217,9 @@ export class ChainFollower {
     this.#syncing.add(url)
     this.#changed()
     try {
-      await this.#sync.syncRelay(relays.client(url))
+      const { relays: announced } = await this.#sync.syncRelay(relays.client(url))
       this.#error = null
+      for (const other of announced) this.#discover(other)
     } catch (e) {
       if (e instanceof WrongNetworkError) {
         relays.markWrongNetwork(url, e.message)

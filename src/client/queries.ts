@@ -21,7 +21,7 @@ import { unavailable, type PageBlocks } from '../net/blocks.ts'
 import type { RelaySet } from '../net/relays.ts'
 import { decodePayloadIndex, type PayloadIndex } from '../tensor/payload.ts'
 import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
+import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, NetworkView, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
 import { auditCertifiedVersion } from '../pol/audit.ts'
 import type { ChainFollower } from './follower.ts'
 
@@ -167,6 +167,21 @@ export class ExplorerQueries {
       }
     }
     return { relay: null, rejections: [], error: errors.length === 0 ? 'no relay is configured' : errors.join('; ') }
+  }
+
+  /** Every relay's report of its node's peers, asked at once (a relay off the peer network reports none). */
+  async network(): Promise<NetworkView> {
+    const relays = this.#options.relays
+    const states = new Map(relays.states().map((s) => [s.url, s.health]))
+    return {
+      relays: await Promise.all(relays.urls.map(async (url) => {
+        try {
+          return { url, health: states.get(url) ?? 'unknown', network: await relays.client(url).network(AbortSignal.timeout(10_000)), error: null }
+        } catch (e) {
+          return { url, health: states.get(url) ?? 'unknown', network: null, error: e instanceof Error ? e.message : String(e) }
+        }
+      }))
+    }
   }
 
   /** A relay's refusal of `cid`, from the first relay that has one. */

@@ -48,6 +48,43 @@ export interface RelayStatus {
   readonly listen: readonly string[]
 }
 
+/** A peer a relay's node sees on the peer network (`/api/status` `p2p.peers`). */
+export interface NetworkPeer {
+  readonly id: string
+  readonly latencyMs: number | null
+  readonly score: number | null
+  readonly strikes: number
+  /** Its validator key (hex), or null for a relay. */
+  readonly validator: string | null
+  readonly heads: Readonly<Partial<Record<ChainId, { readonly height: number; readonly cid: string }>>> | null
+  readonly checkpoint: number | null
+  readonly seenAt: number | null
+}
+
+/** A relay's node on the peer network: its peer id, listen multiaddrs and peers; null off one. Unverified (what the relay says). */
+export interface NetworkStatus {
+  readonly peerId: string
+  readonly listen: readonly string[]
+  readonly peers: readonly NetworkPeer[]
+}
+
+/** `/api/status`'s `p2p` part, checked for shape. */
+function networkStatusOf(p2p: unknown): NetworkStatus | null {
+  const o = p2p as { peerId?: unknown; listen?: unknown; peers?: unknown } | null
+  if (o === null || typeof o !== 'object' || typeof o.peerId !== 'string' || !Array.isArray(o.peers)) return null
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
+  const peers = (o.peers as unknown[]).slice(0, 256).flatMap((raw): NetworkPeer[] => {
+    const p = raw as Record<string, unknown> | null
+    if (p === null || typeof p !== 'object' || typeof p['id'] !== 'string') return []
+    const heads = p['heads'] !== null && typeof p['heads'] === 'object' ? p['heads'] as NetworkPeer['heads'] : null
+    return [{
+      id: p['id'], latencyMs: num(p['latencyMs']), score: num(p['score']), strikes: num(p['strikes']) ?? 0,
+      validator: typeof p['validator'] === 'string' ? p['validator'] : null, heads, checkpoint: num(p['checkpoint']), seenAt: num(p['seenAt'])
+    }]
+  })
+  return { peerId: o.peerId, listen: Array.isArray(o.listen) ? o.listen.filter((a): a is string => typeof a === 'string') : [], peers }
+}
+
 /** One header as `/api/headers` and `/ws` carry it: its CID and its DAG-CBOR bytes (hex). */
 export interface HeaderEntry {
   readonly cid: string
@@ -93,6 +130,8 @@ export function normalizeRelayUrl(url: string): string {
 export interface RelayClient {
   readonly url: string
   status(signal?: AbortSignal): Promise<RelayStatus>
+  /** The relay's node on the peer network (null: a one-machine network). */
+  network(signal?: AbortSignal): Promise<NetworkStatus | null>
   /** Every accepted header of a chain with index >= from, page by page. */
   headers(chain: ChainId, from: number, signal?: AbortSignal): Promise<HeaderEntry[]>
   /** A block's raw bytes from the trustless gateway, or null when the relay does not have it (404). Unverified. */
@@ -166,6 +205,11 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
         genesis: s.genesis, heads: s.heads, blocks: typeof s.blocks === 'number' ? s.blocks : 0,
         relays: strings(raw.relays).filter((r) => /^https?:\/\//.test(r)), listen: strings(raw.p2p?.listen)
       }
+    },
+
+    async network(signal) {
+      const s = (await json('/api/status', signal)) as { p2p?: unknown } | null
+      return networkStatusOf(s?.p2p ?? null)
     },
 
     async headers(chain, from, signal) {

@@ -112,6 +112,15 @@ export class RelaySet {
     this.#changed()
   }
 
+  /** Add a relay (one another relay announced); false when it is already in the set. */
+  add(url: string): boolean {
+    const key = normalizeRelayUrl(url)
+    if (this.#entries.has(key)) return false
+    this.#entries.set(key, { client: createRelayClient(key, this.#fetch), health: 'unknown', error: null, lies: [], blocks: 0, bytes: 0, lastSeen: null, retryAt: null })
+    this.#changed()
+    return true
+  }
+
   get urls(): string[] {
     return [...this.#entries.keys()]
   }

@@ -110,9 +110,9 @@ export class HeaderSync {
    * Everything a relay has that this page lacks. A relay on another network (its genesis is not the
    * anchor) throws WrongNetworkError before any header is taken from it.
    */
-  async syncRelay(relay: RelayClient, signal?: AbortSignal): Promise<{ accepted: number }> {
+  async syncRelay(relay: RelayClient, signal?: AbortSignal): Promise<{ accepted: number; relays: readonly string[] }> {
     const status = await relay.status(signal)
-    if (status.genesis === null) return { accepted: 0 }
+    if (status.genesis === null) return { accepted: 0, relays: [] }
     if (this.#anchor !== null && status.genesis !== this.#anchor) {
       throw new WrongNetworkError(relay.url, status.genesis, this.#anchor)
     }
@@ -124,7 +124,8 @@ export class HeaderSync {
     }
     const result = await this.ingest(offered, signal)
     await this.syncCheckpoints(relay, signal)
-    return result
+    // The other relays of its network it announces (a relay on a peer network): the page may follow them too.
+    return { ...result, relays: status.relays ?? [] }
   }
 
   /** The finality checkpoints a relay has beyond this page's last one, applied in sequence. */

@@ -52,6 +52,7 @@ export type ExplorerRoute =
   | { readonly kind: 'chain'; readonly chain: ExplorerChain }
   | { readonly kind: 'dag' }
   | { readonly kind: 'rejections' }
+  | { readonly kind: 'network' }
   | { readonly kind: 'search'; readonly query: string }
   | { readonly kind: 'block'; readonly cid: string }
 
@@ -65,7 +66,7 @@ function decode(part: string): string {
 
 /**
  * `#/explorer` and `#/explorer/chain/<A-D>` list a chain, `#/explorer/dag` draws chain B,
- * `#/explorer/rejections` lists refused submissions, `#/explorer/search/<query>` searches,
+ * `#/explorer/rejections` lists refused submissions, `#/explorer/network` shows the peer network, `#/explorer/search/<query>` searches,
  * `#/explorer/<cid>` shows one block.
  */
 export function explorerRouteFromHash(hash: string): ExplorerRoute {
@@ -75,6 +76,7 @@ export function explorerRouteFromHash(hash: string): ExplorerRoute {
   if (first === undefined) return { kind: 'chain', chain: DEFAULT_CHAIN }
   if (first === 'dag') return { kind: 'dag' }
   if (first === 'rejections') return { kind: 'rejections' }
+  if (first === 'network') return { kind: 'network' }
   if (first === 'chain') {
     const chain = EXPLORER_CHAINS.find((c) => c === second?.toUpperCase())
     return { kind: 'chain', chain: chain ?? DEFAULT_CHAIN }
@@ -95,6 +97,8 @@ export function hrefForExplorer(route: ExplorerRoute): string {
       return '#/explorer/dag'
     case 'rejections':
       return '#/explorer/rejections'
+    case 'network':
+      return '#/explorer/network'
     case 'search':
       return `#/explorer/search/${encodeURIComponent(route.query)}`
     case 'block':

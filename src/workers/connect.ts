@@ -30,6 +30,7 @@ export async function connectClient(): Promise<ClientApi> {
     datasetRecord: (cid) => remote.datasetRecord(cid),
     currentExperts: () => remote.currentExperts(),
     dag: () => remote.dag(),
+    network: () => remote.network(),
     verify: (cid, tile, onStep) => remote.verify(cid, tile, onStep === undefined ? undefined : proxy(onStep)),
     audit: (cid, onStep) => remote.audit(cid, onStep === undefined ? undefined : proxy(onStep)),
     clearCache: () => remote.clearCache()

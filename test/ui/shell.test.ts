@@ -39,6 +39,7 @@ test('explorer sub-routes round-trip through their links', () => {
     { kind: 'chain', chain: 'D' },
     { kind: 'dag' },
     { kind: 'rejections' },
+    { kind: 'network' },
     { kind: 'search', query: 'layer0.expert1' },
     { kind: 'search', query: 'A:3 / odd?&' },
     { kind: 'block', cid }
