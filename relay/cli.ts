@@ -279,7 +279,7 @@ async function initJoin(dataDir: string, target: string, v: Values): Promise<voi
       if (!isValidator(meta, publicKeyOf(key))) throw new Error(`${String(keyFile)} is not a validator of this network`)
       writeValidatorKey(dataDir, key)
     }
-    console.log(`joined the network of genesis ${r.genesis} through ${r.peer}: ${store.size} blocks, ${r.checkpoints} checkpoints in ${(r.ms / 1000).toFixed(1)} s${key === undefined ? '' : '; this node holds its validator key'}`)
+    console.log(`joined the network of genesis ${r.genesis} through ${r.peer}: ${store.size} blocks, ${r.checkpoints} checkpoints in ${(r.ms / 1000).toFixed(1)} s (${r.bitswap.blocks} payload blocks, ${(r.bitswap.bytes / 2 ** 20).toFixed(1)} MiB, by bitswap)${key === undefined ? '' : '; this node holds its validator key'}`)
   } catch (e) {
     store.close()
     rmSync(storePath(dataDir), { force: true })

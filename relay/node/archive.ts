@@ -74,11 +74,17 @@ export function storedSubmission(store: ChainStore, block: AcceptedBlock): Submi
   return assembleSubmission(block.cid, (c) => store.getRaw(c), () => block.certificate?.cid)
 }
 
-/** The submission CAR of an accepted block, as its author sent it (roots: header, then certificate): what peers serve each other. */
-export function storedSubmissionCar(store: ChainStore, block: AcceptedBlock): Promise<Uint8Array> {
+/**
+ * The submission CAR of an accepted block, as its author sent it (roots: header, then certificate):
+ * what peers serve each other. `files: false` leaves out a chain B payload's UnixFS blocks (the
+ * receiver fetches those tiles by bitswap): only the DAG-CBOR blocks (header, certificate, record).
+ */
+export function storedSubmissionCar(store: ChainStore, block: AcceptedBlock, options: { files?: boolean } = {}): Promise<Uint8Array> {
   const submission = storedSubmission(store, block)
   const roots = block.certificate === null ? [block.cid] : [block.cid, block.certificate.cid]
-  return writeCar(roots, [...submission.blocks].map(([key, bytes]) => ({ cid: CID.parse(key), bytes })))
+  const light = options.files === false && block.header.chain_id === 'B'
+  const blocks = [...submission.blocks].map(([key, bytes]) => ({ cid: CID.parse(key), bytes })).filter((b) => !light || b.cid.code === DAG_CBOR)
+  return writeCar(roots, blocks)
 }
 
 /** Write every accepted block to a CAR file; returns the number of blocks and IPLD blocks written. */

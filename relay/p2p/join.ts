@@ -14,7 +14,8 @@ import { PEERS_FILE } from '../devnet.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { PEER_KEY_FILE, createPeerHost, loadPeerKey } from './host.ts'
 import { PeerRequests } from './reqresp.ts'
-import { BlockImporter, type SyncReport } from './sync.ts'
+import { BlockImporter, type BitswapStats, type SyncReport } from './sync.ts'
+import { startBitswap, wantBlock } from './bitswap.ts'
 
 /** The network could not be joined: nothing useful was written (the caller removes the store). */
 export class JoinError extends Error {
@@ -39,11 +40,12 @@ export async function peerAddresses(target: string): Promise<string[]> {
   return [...listen]
 }
 
-export async function joinNetwork(options: JoinOptions): Promise<SyncReport & { genesis: CID; peer: string }> {
+export async function joinNetwork(options: JoinOptions): Promise<SyncReport & { genesis: CID; peer: string; bitswap: BitswapStats }> {
   const { node, dataDir } = options
   const log = options.onProgress ?? (() => undefined)
   const addresses = await peerAddresses(options.target)
   const host = await createPeerHost({ privateKey: await loadPeerKey(join(dataDir, PEER_KEY_FILE)), listen: [] })
+  const bitswap = await startBitswap(host, node.store)
   try {
     const { multiaddr } = await import('@multiformats/multiaddr')
     let lastError: unknown = null
@@ -64,7 +66,7 @@ export async function joinNetwork(options: JoinOptions): Promise<SyncReport & { 
       }
       log(`joining the network of genesis ${status.genesis} through ${address} (${status.blocks} blocks)`)
       let offence: string | null = null
-      const importer = new BlockImporter({ node, requests, onOffence: (o) => { offence ??= o.message } })
+      const importer = new BlockImporter({ node, requests, onOffence: (o) => { offence ??= o.message }, want: (cid, signal) => wantBlock(bitswap, cid, signal) })
       const [genesisCar] = await requests.blocksByRoot(peer, [status.genesis])
       if (genesisCar === undefined) throw new JoinError(`${address} did not send its genesis block`)
       const genesis = await importer.importCar(genesisCar, peer)
@@ -72,10 +74,11 @@ export async function joinNetwork(options: JoinOptions): Promise<SyncReport & { 
       const report = await importer.syncFrom(peer, status)
       if (offence !== null) throw new JoinError(`${address} sent blocks that break the rules: ${offence}`)
       writeFileSync(join(dataDir, PEERS_FILE), JSON.stringify([address], null, 2) + '\n')
-      return { ...report, accepted: report.accepted + 1, genesis: status.genesis, peer: address }
+      return { ...report, accepted: report.accepted + 1, genesis: status.genesis, peer: address, bitswap: { ...importer.bitswap } }
     }
     throw new JoinError(`could not reach ${addresses.join(' or ')}: ${lastError instanceof Error ? lastError.message : String(lastError)}`)
   } finally {
+    await bitswap.stop()
     await host.stop()
   }
 }

@@ -140,20 +140,26 @@ export const RANGE_KIND = 'blyan/blocks-by-range'
 export const ROOT_KIND = 'blyan/blocks-by-root'
 export const CHECKPOINTS_KIND = 'blyan/checkpoints'
 
-/** Accepted blocks of `chain` with from <= index < from + count (every branch), in index order, at most MAX_ITEMS_PER_RESPONSE. */
+/**
+ * Accepted blocks of `chain` with from <= index < from + count (every branch), in index order, at
+ * most MAX_ITEMS_PER_RESPONSE. `files`: false leaves the UnixFS blocks of chain B payloads out of
+ * the CARs (the requester fetches those tiles by bitswap, from any peer).
+ */
 export interface RangeRequest {
   readonly kind: typeof RANGE_KIND
   readonly version: 1
   readonly chain: ChainId
   readonly from: number
   readonly count: number
+  readonly files: boolean
 }
 
-/** Accepted blocks by header CID (those the peer lacks are left out of the answer). */
+/** Accepted blocks by header CID (those the peer lacks are left out of the answer); `files` as in RangeRequest. */
 export interface RootRequest {
   readonly kind: typeof ROOT_KIND
   readonly version: 1
   readonly roots: readonly CID[]
+  readonly files: boolean
 }
 
 /** Final checkpoints number >= from, at most count, in sequence. */
@@ -172,15 +178,18 @@ export function decodeRequest(bytes: Uint8Array): BlockRequest {
   const raw = decodeCbor(bytes, MAX_REQUEST_BYTES, 'request')
   const kind = typeof raw === 'object' && raw !== null ? (raw as S.Fields)['kind'] : undefined
   if (kind === RANGE_KIND) {
-    const o = S.exactMap(raw, ['kind', 'version', 'chain', 'from', 'count'], 'request')
+    const o = S.exactMap(raw, ['kind', 'version', 'chain', 'from', 'count', 'files'], 'request')
     if (o['version'] !== 1) reject('E_SCHEMA', 'request.version', 'expected 1')
-    return { kind, version: 1, chain: S.oneOf(o, 'chain', 'request', CHAIN_IDS), from: S.uint(o, 'from', 'request'), count: S.uint(o, 'count', 'request', MAX_BLOCKS_PER_REQUEST) }
+    return {
+      kind, version: 1, chain: S.oneOf(o, 'chain', 'request', CHAIN_IDS), from: S.uint(o, 'from', 'request'), count: S.uint(o, 'count', 'request', MAX_BLOCKS_PER_REQUEST),
+      files: S.bool(o, 'files', 'request')
+    }
   }
   if (kind === ROOT_KIND) {
-    const o = S.exactMap(raw, ['kind', 'version', 'roots'], 'request')
+    const o = S.exactMap(raw, ['kind', 'version', 'roots', 'files'], 'request')
     if (o['version'] !== 1) reject('E_SCHEMA', 'request.version', 'expected 1')
     const roots = S.list(o, 'roots', 'request', MAX_BLOCKS_PER_REQUEST).map((_, i) => S.cid(o['roots'] as S.Fields, String(i), 'request.roots'))
-    return { kind, version: 1, roots }
+    return { kind, version: 1, roots, files: S.bool(o, 'files', 'request') }
   }
   if (kind === CHECKPOINTS_KIND) {
     const o = S.exactMap(raw, ['kind', 'version', 'from', 'count'], 'request')

@@ -36,7 +36,9 @@ import type { FullNode } from '../node/full-node.ts'
 import { createPeerHost, type PeerHost } from './host.ts'
 import { MAX_GOSSIP_BYTES, decodeBlockAnnouncement, encodeBlockAnnouncement, topicsOf, type HeadInfo, type StatusMessage } from './messages.ts'
 import { PeerRequests, serveRequests, storeStatus } from './reqresp.ts'
-import { BlockImporter, OFFENCE_CODES, isAhead, type Offence } from './sync.ts'
+import { BlockImporter, OFFENCE_CODES, isAhead, type BitswapStats, type Offence } from './sync.ts'
+import type { Bitswap } from '@helia/bitswap'
+import { startBitswap, wantBlock } from './bitswap.ts'
 
 /** gossipsub's validator verdicts (string values of its TopicValidatorResult enum). */
 type Verdict = 'accept' | 'ignore' | 'reject'
@@ -131,14 +133,19 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
   readonly #pol: PolService | null
   readonly #onCandidate: (header: Uint8Array, car: Uint8Array) => void
 
-  private constructor(host: PeerHost, options: NetworkOptions, staticPeers: readonly Multiaddr[], genesis: CID, banned: Map<string, number>, strikes: Map<string, number>) {
+  readonly #bitswap: Bitswap
+
+  private constructor(
+    host: PeerHost, bitswap: Bitswap, options: NetworkOptions, staticPeers: readonly Multiaddr[], genesis: CID, banned: Map<string, number>, strikes: Map<string, number>
+  ) {
     super()
     this.host = host
+    this.#bitswap = bitswap
     this.node = options.node
     this.#banned = banned
     this.#strikes = strikes
     this.#requests = new PeerRequests(host)
-    this.#importer = new BlockImporter({ node: options.node, requests: this.#requests, onOffence: (o) => this.#offence(o) })
+    this.#importer = new BlockImporter({ node: options.node, requests: this.#requests, onOffence: (o) => this.#offence(o), want: (cid, signal) => wantBlock(bitswap, cid, signal) })
     this.#topics = topicsOf(genesis)
     this.#static = staticPeers
     this.#validator = options.validator ?? null
@@ -172,7 +179,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
       isBanned: (peer) => (banned.get(peer.toString()) ?? 0) > Date.now(),
       appScore: (peer) => -100 * (strikes.get(peer) ?? 0)
     })
-    const net = new PeerNetwork(host, options, staticPeers, genesis.cid, banned, strikes)
+    const net = new PeerNetwork(host, await startBitswap(host, options.node.store), options, staticPeers, genesis.cid, banned, strikes)
     await net.#start(options.statusIntervalMs ?? 2000)
     return net
   }
@@ -249,6 +256,11 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     })
   }
 
+  /** Payload tiles this node fetched by bitswap (blocks and bytes). */
+  get bitswapStats(): Readonly<BitswapStats> {
+    return this.#importer.bitswap
+  }
+
   /** Where a block came from, when this node got it while running. */
   provenance(cid: CID): Provenance | undefined {
     return this.#provenance.get(cid.toString())
@@ -270,6 +282,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.#pol?.off('vote', this.#onVote)
     await this.#syncing?.catch(() => undefined)
     await this.#unserve?.()
+    await this.#bitswap.stop()
     await this.host.stop()
   }
 
@@ -396,7 +409,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
 
   async #fetchAnnounced(peer: PeerId, cid: CID, car: Uint8Array | null): Promise<void> {
     try {
-      const cars = car === null ? await this.#requests.blocksByRoot(peer, [cid]) : [car]
+      const cars = car === null ? await this.#requests.blocksByRoot(peer, [cid], { files: false }) : [car]
       for (const c of cars) await this.#importer.importCar(c, peer)
     } catch (e) {
       this.#log(`gossip: could not bring in ${cid} from ${peer.toString().slice(-8)}: ${e instanceof Error ? e.message : String(e)}`)

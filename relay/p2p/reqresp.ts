@@ -116,7 +116,7 @@ export async function serveRequests(host: PeerHost, options: ServeOptions): Prom
     const found = r.kind === 'blyan/blocks-by-range'
       ? store.headers(r.chain, r.from, r.from + r.count - 1, MAX_ITEMS_PER_RESPONSE)
       : r.roots.map((cid) => store.get(cid)).filter((b) => b !== undefined)
-    return Promise.all(found.map((b) => storedSubmissionCar(store, b)))
+    return Promise.all(found.map((b) => storedSubmissionCar(store, b, { files: r.files })))
   }
   await host.handle(PROTOCOLS.status, handle(async () => [encodeStatus(options.status())], false))
   await host.handle(PROTOCOLS.blocksByRange, handle(blocks, true))
@@ -173,13 +173,13 @@ export class PeerRequests {
   }
 
   /** Submission CARs of the peer's blocks of one chain, index from .. from+count-1. */
-  blocksByRange(peer: PeerId, chain: (typeof CHAIN_IDS)[number], from: number, count: number, signal?: AbortSignal): Promise<Uint8Array[]> {
-    return ask(this.#host, peer, PROTOCOLS.blocksByRange, encodeRequest({ kind: 'blyan/blocks-by-range', version: 1, chain, from, count }), signal)
+  blocksByRange(peer: PeerId, chain: (typeof CHAIN_IDS)[number], from: number, count: number, options: { files?: boolean; signal?: AbortSignal } = {}): Promise<Uint8Array[]> {
+    return ask(this.#host, peer, PROTOCOLS.blocksByRange, encodeRequest({ kind: 'blyan/blocks-by-range', version: 1, chain, from, count, files: options.files ?? true }), options.signal)
   }
 
   /** Submission CARs of the blocks `roots` names (those the peer has). */
-  blocksByRoot(peer: PeerId, roots: readonly CID[], signal?: AbortSignal): Promise<Uint8Array[]> {
-    return ask(this.#host, peer, PROTOCOLS.blocksByRoot, encodeRequest({ kind: 'blyan/blocks-by-root', version: 1, roots }), signal)
+  blocksByRoot(peer: PeerId, roots: readonly CID[], options: { files?: boolean; signal?: AbortSignal } = {}): Promise<Uint8Array[]> {
+    return ask(this.#host, peer, PROTOCOLS.blocksByRoot, encodeRequest({ kind: 'blyan/blocks-by-root', version: 1, roots, files: options.files ?? true }), options.signal)
   }
 
   /** The peer's final checkpoints from `from` (documents with a quorum of signatures). */

@@ -18,7 +18,9 @@
 import type { PeerId } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { CHAIN_IDS, decodeHeader, headerCid, type ChainId } from '../../src/chain/header.ts'
-import { decodeSubmission, type Submission } from '../../src/chain/submission.ts'
+import { CarReader } from '@ipld/car'
+import { decodeSubmission, writeCar, type Submission } from '../../src/chain/submission.ts'
+import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { RuleError, type RuleCode } from '../../src/errors.ts'
 import type { FullNode } from '../node/full-node.ts'
@@ -58,6 +60,8 @@ export interface SyncReport {
 
 /** Most links followed back from one block (a partition's branch, a node far behind). */
 const MAX_DEPTH = 100_000
+/** Bytes of recently fetched tiles kept for a retried import. */
+const TILE_CACHE_BYTES = 64 * 1024 * 1024
 /** How far below its own head a node asks for a chain again: a peer's branch that forked off lower arrives through its links. */
 const OVERLAP = 8
 
@@ -65,19 +69,45 @@ export interface BlockImporterOptions {
   readonly node: FullNode
   readonly requests: PeerRequests
   readonly onOffence: (offence: Offence) => void
+  /**
+   * A block by bitswap from any peer (bitswap.ts). Given, blocks are requested without their chain
+   * B payload tiles, which come this way; absent, whole CARs are requested.
+   */
+  readonly want?: (cid: CID, signal?: AbortSignal) => Promise<Uint8Array>
+}
+
+/** What bitswap brought: payload tiles (and UnixFS nodes) of chain B blocks. */
+export interface BitswapStats {
+  blocks: number
+  bytes: number
 }
 
 export class BlockImporter {
   readonly #node: FullNode
   readonly #requests: PeerRequests
   readonly #onOffence: (offence: Offence) => void
+  readonly #want: BlockImporterOptions['want']
   /** Header CIDs being brought in from peers now (the network does not gossip them again). */
   readonly #importing = new Set<string>()
+  readonly bitswap: BitswapStats = { blocks: 0, bytes: 0 }
+  /**
+   * Tiles fetched lately, by CID (at most TILE_CACHE_BYTES): an import that failed for another
+   * reason and is tried again takes them from here, since a peer's bitswap does not send the same
+   * block twice in quick succession to one node.
+   */
+  readonly #tiles = new Map<string, Uint8Array>()
+  #tileBytes = 0
 
   constructor(options: BlockImporterOptions) {
     this.#node = options.node
     this.#requests = options.requests
     this.#onOffence = options.onOffence
+    this.#want = options.want
+  }
+
+  /** Whether requests leave chain B payload tiles to bitswap. */
+  get #files(): boolean {
+    return this.#want === undefined
   }
 
   /** True while `cid` is being imported from a peer (so its 'accepted' event is not news of this node's). */
@@ -93,7 +123,7 @@ export class BlockImporter {
   async importCar(car: Uint8Array, peer: PeerId, signal?: AbortSignal): Promise<ImportOutcome> {
     let submission: Submission
     try {
-      submission = await decodeSubmission(car, MAX_FRAME_BYTES)
+      submission = await decodeSubmission(await this.#complete(car, signal), MAX_FRAME_BYTES)
     } catch (e) {
       return { block: null, offence: this.#judgeRefusal(e, peer) }
     }
@@ -156,9 +186,9 @@ export class BlockImporter {
     const out: Submission[] = []
     for (let i = 0; i < roots.length; i += MAX_BLOCKS_PER_REQUEST) {
       const asked = roots.slice(i, i + MAX_BLOCKS_PER_REQUEST)
-      for (const car of await this.#requests.blocksByRoot(peer, asked, signal)) {
+      for (const car of await this.#requests.blocksByRoot(peer, asked, { files: this.#files, ...(signal === undefined ? {} : { signal }) })) {
         try {
-          const s = await decodeSubmission(car, MAX_FRAME_BYTES)
+          const s = await decodeSubmission(await this.#complete(car, signal), MAX_FRAME_BYTES)
           const cid = headerCid(s.input.header)
           if (!asked.some((a) => a.equals(cid))) throw new RuleError('E_CID', 'roots', `answered ${cid}, which was not asked for`)
           out.push(s)
@@ -168,6 +198,52 @@ export class BlockImporter {
       }
     }
     return out
+  }
+
+  /**
+   * A chain B block's CAR without its payload tiles, completed with them by bitswap (any peer may
+   * send them; bitswap checks each against its CID). Any other CAR is returned as it is, and so is
+   * one that does not parse (decodeSubmission names what is wrong with it).
+   */
+  async #complete(car: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const want = this.#want
+    if (want === undefined) return car
+    let roots: CID[]
+    const blocks = new Map<string, { cid: CID; bytes: Uint8Array }>()
+    let header
+    try {
+      const reader = await CarReader.fromBytes(car)
+      roots = await reader.getRoots()
+      for await (const b of reader.blocks()) blocks.set(b.cid.toString(), { cid: b.cid, bytes: b.bytes })
+      const root = roots[0]
+      header = root === undefined ? undefined : decodeHeader(blocks.get(root.toString())?.bytes ?? new Uint8Array())
+    } catch {
+      return car
+    }
+    if (header === undefined || header.chain_id !== 'B' || blocks.has(header.payload.toString())) return car
+    await fetchUnixfsFile(header.payload, header.payload_size, async (cid) => {
+      const key = cid.toString()
+      const have = blocks.get(key)?.bytes ?? this.#tiles.get(key)
+      const bytes = have ?? await want(cid, signal)
+      if (have === undefined) {
+        this.bitswap.blocks++
+        this.bitswap.bytes += bytes.length
+        this.#keepTile(key, bytes)
+      }
+      blocks.set(key, { cid, bytes })
+      return bytes
+    }, signal === undefined ? {} : { signal })
+    return writeCar(roots, blocks.values())
+  }
+
+  #keepTile(key: string, bytes: Uint8Array): void {
+    this.#tiles.set(key, bytes)
+    this.#tileBytes += bytes.length
+    for (const [k, b] of this.#tiles) {
+      if (this.#tileBytes <= TILE_CACHE_BYTES) break
+      this.#tiles.delete(k)
+      this.#tileBytes -= b.length
+    }
   }
 
   /** A refusal of what `peer` sent: an offence when it proves the peer wrong, else nothing to hold against it. */
@@ -196,7 +272,7 @@ export class BlockImporter {
       let from = Math.max(finalIndex + 1, ours === undefined ? 0 : ours.header.index - OVERLAP, 0)
       while (from <= theirs.index) {
         signal?.throwIfAborted()
-        const cars = await this.#requests.blocksByRange(peer, chain, from, MAX_BLOCKS_PER_REQUEST, signal)
+        const cars = await this.#requests.blocksByRange(peer, chain, from, MAX_BLOCKS_PER_REQUEST, { files: this.#files, ...(signal === undefined ? {} : { signal }) })
         for (const car of cars) {
           await this.importCar(car, peer, signal)
         }

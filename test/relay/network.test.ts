@@ -79,7 +79,10 @@ describe('a network of five nodes on libp2p (4 validators on their own nodes, 1 
       const joined = await runCli('init', '--data', dir, '--join', (nodes[1] as Served).url, '--anchor', n0.node.store.genesis()?.cid.toString() as string)
       assert.equal(joined.code, 0, joined.out)
       assert.match(joined.out, /joined the network of genesis/)
-      console.log(`# joined: ${n0.node.store.size} blocks synced in ${Date.now() - t0} ms`)
+      // The experts' payload tiles came by bitswap (the CARs carried headers and certificates).
+      const tiles = Number(/\((\d+) payload blocks/.exec(joined.out)?.[1])
+      assert.ok(tiles >= 37, `${tiles} payload blocks by bitswap: ${joined.out}`)
+      console.log(`# joined: ${n0.node.store.size} blocks synced in ${Date.now() - t0} ms, ${tiles} payload blocks by bitswap`)
       const late = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', log: () => undefined })
       try {
         assert.ok(late.network !== undefined, 'a joined node is on the peer network without --peer (peers.json)')

@@ -278,8 +278,8 @@ export async function buildVectors(): Promise<ProtocolVectors> {
       genesis: genesisCid, heads: { A: { cid: genesisCid, index: 0 }, C: { cid: transfer.cid, index: transfer.header.index } }, checkpoint: 0, blocks: 12, validator: null,
       relays: ['http://127.0.0.1:8080']
     }), { protocol: PROTOCOLS.status }),
-    peer('blocks by range: chain B heights 0..63', encodeRequest({ kind: 'blyan/blocks-by-range', version: 1, chain: 'B', from: 0, count: 64 }), { protocol: PROTOCOLS.blocksByRange }),
-    peer('blocks by root: the transfer', encodeRequest({ kind: 'blyan/blocks-by-root', version: 1, roots: [transfer.cid] }), { protocol: PROTOCOLS.blocksByRoot }),
+    peer('blocks by range: chain B heights 0..63, payload tiles left to bitswap', encodeRequest({ kind: 'blyan/blocks-by-range', version: 1, chain: 'B', from: 0, count: 64, files: false }), { protocol: PROTOCOLS.blocksByRange }),
+    peer('blocks by root: the transfer', encodeRequest({ kind: 'blyan/blocks-by-root', version: 1, roots: [transfer.cid], files: true }), { protocol: PROTOCOLS.blocksByRoot }),
     peer('checkpoints from number 0', encodeRequest({ kind: 'blyan/checkpoints', version: 1, from: 0, count: 256 }), { protocol: PROTOCOLS.checkpoints }),
     peer('answer head: 1 item follows', encodeResponseHead('ok', 1)),
     peer('answer head: refused, over the request budget', encodeResponseHead('rate_limited', 0, 'over 50 requests/s'))
