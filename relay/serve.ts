@@ -88,7 +88,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       ...(p2p === null ? {} : { aggregation: 'scheduled' as const })
     })
     pol = polService(options.dataDir, node, polStore, validators, log, p2p === null ? {} : { schedule: 'network', ...(options.voteDeadlineMs === undefined ? {} : { voteDeadlineMs: options.voteDeadlineMs }) })
-    if (validators.length > 0) screener = new DatasetScreener({ node, validators, log })
+    if (validators.length > 0) screener = new DatasetScreener({ node, validators, log, network: p2p !== null })
   } catch (e) {
     polStore?.close()
     store.close()
@@ -98,7 +98,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   if (p2p !== null) {
     try {
       network = await PeerNetwork.start({
-        node, pol, privateKey: await loadPeerKey(join(options.dataDir, PEER_KEY_FILE)), ...p2p, log,
+        node, pol, ...(screener === undefined ? {} : { screener }), privateKey: await loadPeerKey(join(options.dataDir, PEER_KEY_FILE)), ...p2p, log,
         validator: validators.length === 1 ? publicKeyOf(validators[0] as SecretKey) : null
       })
     } catch (e) {

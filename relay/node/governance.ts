@@ -12,7 +12,7 @@ import { documentPayload, sealBlock, type HeaderDraft } from '../../src/chain/bu
 import { DAG_CBOR, cidOf } from '../../src/codec/cbor.ts'
 import type { DatasetDocument } from '../../src/chain/dataset.ts'
 import type { ChainHeads } from '../../src/chain/proposal.ts'
-import { DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, signDecision, type DecisionBody, type Tier, type Verdict } from '../../src/chain/decision.ts'
+import { DECISION_KIND, DECISION_VERSION, assembleDecision, encodeDecision, signDecision, type Decision, type DecisionBody, type Tier, type Verdict } from '../../src/chain/decision.ts'
 import { nextGovernance } from '../../src/chain/governance.ts'
 import type { SecretKey } from '../../src/chain/keys.ts'
 import { isValidator, quorumSize, type MetaDocument } from '../../src/chain/meta.ts'
@@ -37,21 +37,13 @@ export class DecisionError extends Error {
   override readonly name = 'DecisionError'
 }
 
-/**
- * A decision block on `request.dataset` after the chain D head, under the chain A head, signed by
- * every key of `keys` in the head's validator set (they must be a quorum) and sealed by the first.
- */
-export async function decisionSubmission(store: ChainHeads, keys: readonly SecretKey[], request: DecisionRequest, now: number): Promise<Uint8Array> {
+/** The body validators sign to decide `request` on the chain D head's branch, under the chain A head. */
+export function decisionBody(store: ChainHeads, request: DecisionRequest): DecisionBody {
   const rules = store.head('A')
-  const prev = store.head('D')
   const dataset = store.get(request.dataset)
-  if (rules === undefined || prev === undefined) throw new DecisionError('the chain has no chain A or chain D block yet')
+  if (rules === undefined || store.head('D') === undefined) throw new DecisionError('the chain has no chain A or chain D block yet')
   if (dataset === undefined || dataset.header.chain_id !== 'D' || dataset.header.block_type !== 'dataset') throw new DecisionError(`${request.dataset} is not a proposed dataset (a chain D dataset block) here`)
-  const meta = rules.document as MetaDocument
-  const signers = keys.filter((k) => isValidator(meta, publicKeyOf(k)))
-  const need = quorumSize(meta.validators.length)
-  if (signers.length < need) throw new DecisionError(`these keys hold ${signers.length} of the ${meta.validators.length} validator seats; a decision needs ${need}`)
-  const body: DecisionBody = {
+  return {
     kind: DECISION_KIND,
     version: DECISION_VERSION,
     dataset: dataset.cid,
@@ -62,13 +54,39 @@ export async function decisionSubmission(store: ChainHeads, keys: readonly Secre
     reasons: request.reasons ?? [],
     report: request.report === undefined ? null : cidOf(request.report, DAG_CBOR)
   }
-  const doc = documentPayload(encodeDecision(assembleDecision(body, signers.map((k) => signDecision(body, k)))))
+}
+
+/**
+ * A decision block on `request.dataset` after the chain D head, under the chain A head, signed by
+ * every key of `keys` in the head's validator set (they must be a quorum) and sealed by the first.
+ */
+export async function decisionSubmission(store: ChainHeads, keys: readonly SecretKey[], request: DecisionRequest, now: number): Promise<Uint8Array> {
+  const body = decisionBody(store, request)
+  const meta = (store.get(body.meta) as AcceptedBlock).document as MetaDocument
+  const signers = keys.filter((k) => isValidator(meta, publicKeyOf(k)))
+  const need = quorumSize(meta.validators.length)
+  if (signers.length < need) throw new DecisionError(`these keys hold ${signers.length} of the ${meta.validators.length} validator seats; a decision needs ${need}`)
+  return sealedDecision(store, assembleDecision(body, signers.map((k) => signDecision(body, k))), signers[0] as SecretKey, request.report, now)
+}
+
+/**
+ * The decision block of `decision` (a body and a quorum of signatures, gathered on this node or
+ * from validators on theirs), after the chain D head, sealed by `sealer`; `report` is the gate
+ * report the body names, carried with it.
+ */
+export async function sealedDecision(store: ChainHeads, decision: Decision, sealer: SecretKey, report: Uint8Array | undefined, now: number): Promise<Uint8Array> {
+  const rules = store.get(decision.meta)
+  const prev = store.head('D')
+  const dataset = store.get(decision.dataset)
+  if (rules === undefined || prev === undefined || dataset === undefined) throw new DecisionError('the decision names blocks this node does not hold')
+  const meta = rules.document as MetaDocument
+  const doc = documentPayload(encodeDecision(decision))
   const sealed = sealBlock({
     chain_id: 'D', block_type: 'decision', index: prev.header.index + 1, prev: prev.cid, depends_on: [rules.cid, dataset.cid],
     expert_name: null, layer_id: null, payload: doc.cid, payload_size: doc.size,
     timestamp: Math.max(now, prev.header.timestamp, rules.header.timestamp, dataset.header.timestamp), difficulty: meta.pow.D, supersedes: null, pol: null
-  } as HeaderDraft, signers[0] as SecretKey)
-  return encodeSubmission({ header: sealed.bytes, payload: doc.bytes, documents: request.report === undefined ? [] : [request.report] })
+  } as HeaderDraft, sealer)
+  return encodeSubmission({ header: sealed.bytes, payload: doc.bytes, documents: report === undefined ? [] : [report] })
 }
 
 /**

@@ -6,7 +6,8 @@
  *   service, its validators) is announced; a gossiped block passes the cheap header checks (decode,
  *   proof of work, signature) before it is forwarded, and is judged by the full node before it is
  *   stored. A block whose links this node lacks is fetched, with them, from the peer that sent it.
- * - **votes**: finality votes and final checkpoints (relay/node/finality.ts), pooled by the node.
+ * - **votes**: finality votes and final checkpoints (relay/node/finality.ts), pooled by the node,
+ *   and validators' votes on dataset proposals (relay/pol/screener.ts).
  * - **candidates**: PoL candidates a node admitted, admitted in turn by every node's PoL service;
  *   **votes** also carry PoL votes (a certificate with one validator's signature), counted by it.
  *
@@ -31,6 +32,8 @@ import { RuleError } from '../../src/errors.ts'
 import { decodeCbor } from '../../src/codec/cbor.ts'
 import { CERT_KIND } from '../../src/chain/pol.ts'
 import type { PolService } from '../pol/service.ts'
+import type { DatasetScreener } from '../pol/screener.ts'
+import { DECISION_KIND, decodeDecision } from '../../src/chain/decision.ts'
 import { storedSubmissionCar } from '../node/archive.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { createPeerHost, type PeerHost } from './host.ts'
@@ -52,6 +55,8 @@ export interface NetworkOptions {
   readonly peers?: readonly string[]
   /** The node's PoL service: candidates and PoL votes travel through it (validators on their own nodes). */
   readonly pol?: PolService
+  /** The node's dataset screener (a validator's node): decision votes travel through it. */
+  readonly screener?: DatasetScreener
   /** This node's validator key (33 bytes), announced in its status; null for a relay. */
   readonly validator?: Uint8Array | null
   /** How often peers' status is polled (and a peer ahead synced from). @default 2000 */
@@ -131,6 +136,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
   readonly #onVote: (bytes: Uint8Array) => void
   readonly #onFinalized: (checkpoint: Checkpoint, bytes: Uint8Array) => void
   readonly #pol: PolService | null
+  readonly #screener: DatasetScreener | null
   readonly #onCandidate: (header: Uint8Array, car: Uint8Array) => void
 
   readonly #bitswap: Bitswap
@@ -155,6 +161,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.#onVote = (bytes) => this.#publish(this.#topics.votes, bytes)
     this.#onFinalized = (_checkpoint, bytes) => this.#publish(this.#topics.votes, bytes)
     this.#pol = options.pol ?? null
+    this.#screener = options.screener ?? null
     this.#onCandidate = (header, car) => this.#publish(this.#topics.candidates, encodeBlockAnnouncement(header, car))
   }
 
@@ -202,6 +209,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.node.on('finalized', this.#onFinalized)
     this.#pol?.on('candidate', this.#onCandidate)
     this.#pol?.on('vote', this.#onVote)
+    this.#screener?.on('vote', this.#onVote)
     this.host.addEventListener('peer:identify', (e) => {
       void this.#poll(e.detail.peerId).catch(() => undefined)
     })
@@ -280,6 +288,7 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
     this.node.off('finalized', this.#onFinalized)
     this.#pol?.off('candidate', this.#onCandidate)
     this.#pol?.off('vote', this.#onVote)
+    this.#screener?.off('vote', this.#onVote)
     await this.#syncing?.catch(() => undefined)
     await this.#unserve?.()
     await this.#bitswap.stop()
@@ -448,6 +457,11 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
       if (kind === CERT_KIND) {
         if (this.#pol === null) return 'ignore'
         return this.#pol.submitVote(data) === 'counted' ? 'accept' : 'ignore'
+      }
+      if (kind === DECISION_KIND) {
+        // A relay has no screener: it forwards what decodes (the decision block itself is judged by the rules when it comes).
+        if (this.#screener === null) return (decodeDecision(data), 'accept')
+        return (await this.#screener.submitVote(data)) === 'counted' ? 'accept' : 'ignore'
       }
       decodeCheckpoint(data)
     } catch (e) {

@@ -12,6 +12,11 @@
  * Reports are deterministic, so the node keeps the screened ones in memory and screens again after a
  * restart; a decision carries its report in the chain.
  *
+ * On a peer network (`network`), each validator's node holds one key: it signs the decision body
+ * and sends that vote (a decision with its one signature) to the other validators ('vote' event,
+ * `submitVote`); the node of validator `dataset index mod n` seals the decision block once a quorum
+ * signed the same body (any validator's node takes over after AGGREGATOR_TAKEOVER_MS).
+ *
  * @module
  */
 import type { CID } from 'multiformats/cid'
@@ -26,7 +31,11 @@ import { encodeReport, runGate, type GateReport, type ReferencePool } from '../.
 import { loadFloatModel } from '../../src/pol/float-model.ts'
 import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { FullNode } from '../node/full-node.ts'
-import { decisionSubmission } from '../node/governance.ts'
+import { decisionBody, decisionSubmission, sealedDecision } from '../node/governance.ts'
+import { EventEmitter } from 'node:events'
+import { toHex } from '../../src/codec/cbor.ts'
+import { assembleDecision, decisionBodyBytes, decodeDecision, encodeDecision, signDecision, type Decision, type DecisionBody } from '../../src/chain/decision.ts'
+import { checkSignatures, type ValidatorSignature } from '../../src/chain/quorum.ts'
 
 export interface ScreenerOptions {
   readonly node: FullNode
@@ -34,22 +43,39 @@ export interface ScreenerOptions {
   readonly validators: readonly SecretKey[]
   readonly now?: () => number
   readonly log?: (line: string) => void
+  /** Validators on their own nodes: decisions are voted on over the network. */
+  readonly network?: boolean
 }
+
+export interface ScreenerEvents {
+  /** This node's vote on a proposal (a decision with its key's signature), for the network to carry. */
+  vote: [bytes: Uint8Array]
+}
+
+/** How long a quorum waits for the scheduled validator to seal the decision before another does. */
+const AGGREGATOR_TAKEOVER_MS = 10_000
 
 export interface Screened {
   readonly report: GateReport
   readonly bytes: Uint8Array
 }
 
-export class DatasetScreener {
+export class DatasetScreener extends EventEmitter<ScreenerEvents> {
   readonly node: FullNode
   readonly #validators: readonly SecretKey[]
   readonly #now: () => number
   readonly #log: (line: string) => void
   readonly #reports = new Map<string, Screened>()
   #queue: Promise<unknown> = Promise.resolve()
+  readonly #network: boolean
+  /** Sealing decisions, one at a time. */
+  #assembling: Promise<void> = Promise.resolve()
+  /** Votes on proposals by body (hex of its bytes): the body, validator -> signature, when a quorum was first seen. */
+  readonly #votes = new Map<string, { body: DecisionBody; signatures: Map<string, ValidatorSignature>; report: Uint8Array | undefined; quorumAt: number | null }>()
 
   constructor(options: ScreenerOptions) {
+    super()
+    this.#network = options.network === true
     this.node = options.node
     this.#validators = options.validators
     this.#now = options.now ?? Date.now
@@ -134,7 +160,7 @@ export class DatasetScreener {
 
   async #decide(cid: CID, doc: DatasetDocument, screened: Screened, meta: MetaDocument): Promise<void> {
     const keys = this.#validators.filter((k) => isValidator(meta, publicKeyOf(k)))
-    if (keys.length < quorumSize(meta.validators.length)) return
+    if (keys.length < quorumSize(meta.validators.length) && !(this.#network && keys.length > 0)) return
     const { report, bytes } = screened
     if (report.pass && doc.split === 'validation') {
       this.#log(`datasets: ${doc.name} is screened; a validation pool is approved by hand (blyan dataset approve ${cid} --tier gold)`)
@@ -143,7 +169,87 @@ export class DatasetScreener {
     const request = report.pass
       ? { dataset: cid, verdict: 'approve' as const, tier: 'silver' as const, report: bytes }
       : { dataset: cid, verdict: 'reject' as const, reasons: report.checks.filter((c) => !c.pass).map((c) => `${c.name}: ${c.detail}`), report: bytes }
-    const decision = await this.node.submitCar(await decisionSubmission(this.node.store, keys, request, this.#now()))
-    this.#log(`datasets: ${request.verdict === 'approve' ? 'approved (silver)' : 'rejected'} ${doc.name}: D:${decision.header.index} ${decision.cid}`)
+    if (keys.length >= quorumSize(meta.validators.length)) {
+      const decision = await this.node.submitCar(await decisionSubmission(this.node.store, keys, request, this.#now()))
+      this.#log(`datasets: ${request.verdict === 'approve' ? 'approved (silver)' : 'rejected'} ${doc.name}: D:${decision.header.index} ${decision.cid}`)
+      return
+    }
+    // A peer network: this node's key votes; the scheduled validator's node seals the quorum.
+    const body = decisionBody(this.node.store, request)
+    for (const key of keys) {
+      const vote = assembleDecision(body, [signDecision(body, key)])
+      this.#count(vote, bytes)
+      this.emit('vote', encodeDecision(vote))
+    }
+    this.#log(`datasets: voted to ${request.verdict} ${doc.name}`)
+    await this.#assemble()
+  }
+
+  /**
+   * A decision vote from another validator's node: counted when its rules block is known here and
+   * every signature is by one of its validators (RuleError E_CERT_SIG / E_CERT_SIGNER otherwise);
+   * `ignored` when it cannot be used.
+   */
+  async submitVote(bytes: Uint8Array): Promise<'counted' | 'ignored'> {
+    const vote = decodeDecision(bytes)
+    const rules = this.node.store.get(vote.meta)
+    if (rules === undefined || rules.header.chain_id !== 'A') return 'ignored'
+    checkSignatures(decisionBodyBytes(vote), vote.signatures, rules.document as MetaDocument, 'decision', false)
+    if (this.states().get(vote.dataset.toString())?.stage !== 'proposed') return 'ignored'
+    if (!this.#count(vote, undefined)) return 'ignored'
+    await this.#assemble()
+    return 'counted'
+  }
+
+  /** Add a vote's signatures to its body's tally; false when it brought none new. */
+  #count(vote: Decision, report: Uint8Array | undefined): boolean {
+    const { signatures, ...body } = vote
+    const id = toHex(decisionBodyBytes(body))
+    const entry = this.#votes.get(id) ?? { body, signatures: new Map(), report: undefined, quorumAt: null }
+    entry.report ??= report
+    let added = false
+    for (const s of signatures) {
+      const v = toHex(s.validator)
+      if (entry.signatures.has(v)) continue
+      entry.signatures.set(v, s)
+      added = true
+    }
+    this.#votes.set(id, entry)
+    return added
+  }
+
+  /**
+   * Seal the decision of a body that a quorum signed, when this node's key is the scheduled one
+   * (validator dataset index mod n) or the takeover time passed; its own report is what the body
+   * names (reports are deterministic), so a node that has not screened the proposal waits.
+   */
+  #assemble(): Promise<void> {
+    const run = this.#assembling.then(() => this.#assembleNow()).catch((e: unknown) => this.#log(`datasets: could not seal a decision: ${e instanceof Error ? e.message : String(e)}`))
+    this.#assembling = run
+    return run
+  }
+
+  async #assembleNow(): Promise<void> {
+    const store = this.node.store
+    for (const [id, entry] of this.#votes) {
+      if (this.states().get(entry.body.dataset.toString())?.stage !== 'proposed') {
+        this.#votes.delete(id)
+        continue
+      }
+      const meta = store.get(entry.body.meta)?.document as MetaDocument | undefined
+      if (meta === undefined || entry.signatures.size < quorumSize(meta.validators.length) || entry.report === undefined) continue
+      entry.quorumAt ??= this.#now()
+      const dataset = store.get(entry.body.dataset) as AcceptedBlock
+      const turn = toHex(meta.validators[dataset.header.index % meta.validators.length] as Uint8Array)
+      const sealer = this.#validators.find((k) => toHex(publicKeyOf(k)) === turn) ?? (this.#now() - entry.quorumAt >= AGGREGATOR_TAKEOVER_MS ? this.#validators[0] : undefined)
+      if (sealer === undefined) {
+        // Not this node's turn yet: look again when the scheduled validator may have gone away.
+        setTimeout(() => void this.#assemble().catch(() => undefined), AGGREGATOR_TAKEOVER_MS).unref()
+        continue
+      }
+      const decision = await this.node.submitCar(await sealedDecision(store, assembleDecision(entry.body, [...entry.signatures.values()]), sealer, entry.report, this.#now()))
+      this.#votes.delete(id)
+      this.#log(`datasets: decided (${entry.body.verdict}) on ${entry.body.dataset} with ${entry.signatures.size} signatures: D:${decision.header.index} ${decision.cid}`)
+    }
   }
 }

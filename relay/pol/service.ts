@@ -166,6 +166,8 @@ export class PolService extends EventEmitter<PolServiceEvents> implements Candid
       // On a network, a beacon, a certified version or a reward from another node moves a waiting candidate on.
       if (this.#network && block.header.block_type !== 'decision' && this.polStore.pending().length > 0) this.#wake()
       if (block.header.block_type !== 'decision' || this.#validators.length === 0) return
+      // On a network, the node that sealed the decision brings it into force (one rules block, not one per validator).
+      if (this.#network && !this.#validators.some((k) => toHex(publicKeyOf(k)) === toHex(block.header.miner_pub))) return
       this.#takeIntoForce().catch((e: unknown) => this.#log(`governance: could not bring ${block.cid} into force: ${e instanceof Error ? e.message : String(e)}`))
     })
   }
