@@ -5,16 +5,18 @@
  *
  * @module
  */
+import { isValidator, quorumSize, type MetaDocument } from '../src/chain/meta.ts'
+import type { AcceptedBlock } from '../src/chain/view.ts'
 import { CID } from 'multiformats/cid'
-import type { Tier, Verdict } from '../src/chain/decision.ts'
-import type { SecretKey } from '../src/chain/keys.ts'
+import { assembleDecision, encodeDecision, signDecision, type Tier, type Verdict } from '../src/chain/decision.ts'
+import { publicKeyOf, type SecretKey } from '../src/chain/keys.ts'
 import { createRelayClient, type RelayClient } from '../src/net/relay-client.ts'
 import type { DatasetInfo } from '../src/net/relay-api.ts'
 import { MinerChain } from '../src/pol/chain.ts'
 import { decodeReport } from '../src/pol/gate.ts'
 import { DAG_CBOR, cidOf } from '../src/codec/cbor.ts'
 import { proposalSubmission, type ProposalRequest } from '../src/chain/proposal.ts'
-import { decisionSubmission } from './node/governance.ts'
+import { decisionBody, decisionSubmission } from './node/governance.ts'
 
 /** How long `propose` waits for the node's gate before it stops watching. */
 const SCREEN_WAIT_MS = 120_000
@@ -75,10 +77,20 @@ export async function decideDataset(relayUrl: string, keys: readonly SecretKey[]
   } else {
     print('no gate report on it at this relay: the decision links none')
   }
-  const car = await decisionSubmission(chain.chain, keys, {
+  const decision = {
     dataset, verdict: request.verdict, ...(request.tier === undefined ? {} : { tier: request.tier }),
     ...(request.reasons === undefined ? {} : { reasons: request.reasons }), ...(report === undefined ? {} : { report })
-  }, Date.now())
+  }
+  const meta = (chain.chain.head('A') as AcceptedBlock).document as MetaDocument
+  const signers = keys.filter((k) => isValidator(meta, publicKeyOf(k)))
+  if (signers.length > 0 && signers.length < quorumSize(meta.validators.length)) {
+    // Validators on their own nodes: this key votes; the network seals the decision at a quorum of the same vote.
+    const body = decisionBody(chain.chain, decision)
+    const status = await relay.submitDecisionVote(encodeDecision(assembleDecision(body, signers.map((k) => signDecision(body, k)))), signal)
+    print(`voted to ${request.verdict} ${dataset} (${signers.length} of the ${quorumSize(meta.validators.length)} signatures a decision needs; ${status} at ${relay.url}): the decision is sealed when a quorum of validators voted the same`)
+    return ''
+  }
+  const car = await decisionSubmission(chain.chain, keys, decision, Date.now())
   const result = await relay.submit(car, signal)
   const cid = 'accepted' in result ? result.accepted.cid : ''
   print(`${request.verdict} ${dataset}: decision ${cid}; it comes into force with the next chain A block (a node with validator keys makes it at once)`)

@@ -72,6 +72,7 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   { methods: ['POST'], path: '/api/blocks', exclusive: true, handler: submitBlock },
   { methods: ['POST'], path: '/api/checkpoints', handler: submitCheckpoint },
   { methods: ['POST'], path: '/api/checkpoints/votes', handler: submitVote },
+  { methods: ['POST'], path: '/api/datasets/votes', handler: submitDecisionVote },
   { methods: ['POST'], path: '/api/jobs/:id/lease', exclusive: true, handler: withPol(leaseJob) },
   { methods: ['DELETE'], path: '/api/jobs/:id/lease', exclusive: true, handler: withPol(releaseJob) },
   { methods: READ, path: '/api/jobs', handler: withPol(listJobs) },
@@ -158,6 +159,18 @@ function submitVote(ctx: ApiContext, call: RouteCall): Promise<void> {
     sendJson(call.res, outcome.status === 'final' ? 201 : 200, outcome.status === 'final'
       ? { status: 'final', checkpoint: checkpointJson(lastCheckpointRow(ctx.node, outcome.checkpoint)) }
       : outcome.status === 'pooled' ? { status: 'pooled', signatures: outcome.signatures, needed: outcome.needed } : { status: 'stale' })
+  })
+}
+
+/**
+ * `POST /api/datasets/votes`: one validator's signed vote on a proposal (a decision document with its
+ * signature), for a peer network whose validators each hold one key: counted by this node and sent
+ * on to the others; the scheduled validator's node seals the decision at a quorum.
+ */
+function submitDecisionVote(ctx: ApiContext, call: RouteCall): Promise<void> {
+  return withCheckpointBody(call, async (body) => {
+    if (ctx.network === undefined) return sendError(call.res, 409, 'NOT_NETWORKED', 'this node is not on a peer network: decide with a quorum of validator keys (blyan dataset approve --data DIR)')
+    sendJson(call.res, 202, { status: await ctx.network.submitDecisionVote(body) })
   })
 }
 

@@ -33,7 +33,9 @@ import { decodeCbor } from '../../src/codec/cbor.ts'
 import { CERT_KIND } from '../../src/chain/pol.ts'
 import type { PolService } from '../pol/service.ts'
 import type { DatasetScreener } from '../pol/screener.ts'
-import { DECISION_KIND, decodeDecision } from '../../src/chain/decision.ts'
+import { DECISION_KIND, decisionBodyBytes, decodeDecision } from '../../src/chain/decision.ts'
+import { checkSignatures } from '../../src/chain/quorum.ts'
+import type { MetaDocument } from '../../src/chain/meta.ts'
 import { storedSubmissionCar } from '../node/archive.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { createPeerHost, type PeerHost } from './host.ts'
@@ -94,6 +96,7 @@ export interface Provenance {
 /** What the HTTP API shows of the peer network (/api/status, a block's provenance). */
 export interface NetworkView {
   readonly peerId: string
+  submitDecisionVote(bytes: Uint8Array): Promise<'counted' | 'forwarded'>
   multiaddrs(): string[]
   peers(): PeerInfo[]
   relays(): string[]
@@ -262,6 +265,21 @@ export class PeerNetwork extends EventEmitter<NetworkEvents> implements NetworkV
         seenAt: s?.at ?? null
       }
     })
+  }
+
+  /**
+   * A validator's decision vote given to this node over HTTP (`blyan dataset approve` with one key):
+   * checked (its rules block known here, its signers validators of it), counted by this node's
+   * screener if it has one, and sent to the network. RuleError for a vote that breaks a rule.
+   */
+  async submitDecisionVote(bytes: Uint8Array): Promise<'counted' | 'forwarded'> {
+    const vote = decodeDecision(bytes)
+    const rules = this.node.store.get(vote.meta)
+    if (rules === undefined || rules.header.chain_id !== 'A') throw new RuleError('E_UNKNOWN_DEP', 'decision.meta', `${vote.meta} is not a chain A block here`)
+    checkSignatures(decisionBodyBytes(vote), vote.signatures, rules.document as MetaDocument, 'decision', false)
+    const counted = this.#screener === null ? 'ignored' : await this.#screener.submitVote(bytes)
+    this.#publish(this.#topics.votes, bytes)
+    return counted === 'counted' ? 'counted' : 'forwarded'
   }
 
   /** Payload tiles this node fetched by bitswap (blocks and bytes). */

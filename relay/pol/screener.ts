@@ -33,7 +33,7 @@ import { fetchUnixfsFile } from '../../src/tensor/tiles.ts'
 import type { FullNode } from '../node/full-node.ts'
 import { decisionBody, decisionSubmission, sealedDecision } from '../node/governance.ts'
 import { EventEmitter } from 'node:events'
-import { toHex } from '../../src/codec/cbor.ts'
+import { DAG_CBOR, cidOf, toHex } from '../../src/codec/cbor.ts'
 import { assembleDecision, decisionBodyBytes, decodeDecision, encodeDecision, signDecision, type Decision, type DecisionBody } from '../../src/chain/decision.ts'
 import { checkSignatures, type ValidatorSignature } from '../../src/chain/quorum.ts'
 
@@ -237,7 +237,10 @@ export class DatasetScreener extends EventEmitter<ScreenerEvents> {
         continue
       }
       const meta = store.get(entry.body.meta)?.document as MetaDocument | undefined
-      if (meta === undefined || entry.signatures.size < quorumSize(meta.validators.length) || entry.report === undefined) continue
+      // The report the body names: from this node's own screening (reports are deterministic).
+      const own = this.#reports.get(entry.body.dataset.toString())
+      entry.report ??= own !== undefined && entry.body.report?.equals(cidOf(own.bytes, DAG_CBOR)) === true ? own.bytes : undefined
+      if (meta === undefined || entry.signatures.size < quorumSize(meta.validators.length) || (entry.body.report !== null && entry.report === undefined)) continue
       entry.quorumAt ??= this.#now()
       const dataset = store.get(entry.body.dataset) as AcceptedBlock
       const turn = toHex(meta.validators[dataset.header.index % meta.validators.length] as Uint8Array)

@@ -138,6 +138,8 @@ export interface RelayClient {
   block(cid: string, signal?: AbortSignal): Promise<Uint8Array | null>
   /** Finality checkpoints with number >= from, in sequence (none from a relay that predates finality). */
   checkpoints(from: number, signal?: AbortSignal): Promise<CheckpointEntry[]>
+  /** One validator's signed vote on a dataset proposal (a peer network): counted and carried to the other validators. */
+  submitDecisionVote(bytes: Uint8Array, signal?: AbortSignal): Promise<'counted' | 'forwarded'>
   /** Submit a block as a submission CAR; a refusal throws RelayError with the rule code. */
   submit(car: Uint8Array, signal?: AbortSignal): Promise<SubmitResult>
   /** What the relay refused lately, newest first. */
@@ -257,6 +259,12 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
         }
         if (page.checkpoints.length < HEADERS_PAGE) return out
       }
+    },
+
+    async submitDecisionVote(bytes, signal) {
+      const body = (await call('/api/datasets/votes', withSignal({ method: 'POST', headers: { 'Content-Type': 'application/vnd.ipld.dag-cbor' }, body: bytes as Uint8Array<ArrayBuffer> }, signal))) as { status?: unknown }
+      if (body.status !== 'counted' && body.status !== 'forwarded') throw new RelayError(base, 'protocol', 'POST /api/datasets/votes: no status')
+      return body.status
     },
 
     async submit(car, signal) {
