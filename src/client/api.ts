@@ -195,12 +195,21 @@ export interface ClientApi {
   dag(): Promise<DagView>
   /** Re-check a block step by step (onStep as each one settles); chain B checks `tile`'s Merkle path (default 0). */
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport>
+  /** How a block reached the relays' nodes on the peer network (from which peer, when): the first relay that says. */
+  provenance(cid: string): Promise<Provenance | null>
   /** The peer network as each relay's node sees it (its peers, their heads, latency, score, validator keys). */
   network(): Promise<NetworkView>
   /** Replay a certified version's training record on this device (a training run's cost). */
   audit(cid: string, onStep?: (step: number, steps: number) => void): Promise<AuditReport>
 
   clearCache(): Promise<CacheUsage>
+}
+
+/** A relay's word on how a block reached its node: the peer id it came from (`local`: submitted there) and when. */
+export interface Provenance {
+  readonly relay: string
+  readonly from: string
+  readonly at: number
 }
 
 /** The peer network through the page's relays: what each relay's node reports (unverified), or why it did not answer. */

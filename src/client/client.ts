@@ -35,7 +35,7 @@ import type {
   ChatResult,
   ClientApi,
   ClientStatus,
-  DagView, NetworkView,
+  DagView, NetworkView, Provenance,
   DatasetRecordFile,
   RejectionInfo,
   RejectionList,
@@ -294,6 +294,10 @@ export class Client implements ClientApi {
 
   network(): Promise<NetworkView> {
     return this.#queries.network()
+  }
+
+  provenance(cid: string): Promise<Provenance | null> {
+    return this.#queries.provenance(cid)
   }
 
   verify(cid: string, tile: number | null, onStep?: (step: VerifyStep) => void): Promise<VerifyReport> {

@@ -21,7 +21,7 @@ import { unavailable, type PageBlocks } from '../net/blocks.ts'
 import type { RelaySet } from '../net/relays.ts'
 import { decodePayloadIndex, type PayloadIndex } from '../tensor/payload.ts'
 import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, NetworkView, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
+import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, NetworkView, Provenance, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
 import { auditCertifiedVersion } from '../pol/audit.ts'
 import type { ChainFollower } from './follower.ts'
 
@@ -167,6 +167,19 @@ export class ExplorerQueries {
       }
     }
     return { relay: null, rejections: [], error: errors.length === 0 ? 'no relay is configured' : errors.join('; ') }
+  }
+
+  /** The first relay that says how `cid` reached its node. */
+  async provenance(cid: string): Promise<Provenance | null> {
+    for (const url of this.#relayOrder()) {
+      try {
+        const r = await this.#options.relays.client(url).received(cid)
+        if (r !== null) return { relay: url, ...r }
+      } catch {
+        continue
+      }
+    }
+    return null
   }
 
   /** Every relay's report of its node's peers, asked at once (a relay off the peer network reports none). */

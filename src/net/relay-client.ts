@@ -144,6 +144,8 @@ export interface RelayClient {
   submit(car: Uint8Array, signal?: AbortSignal): Promise<SubmitResult>
   /** What the relay refused lately, newest first. */
   rejections(limit: number, signal?: AbortSignal): Promise<RejectionInfo[]>
+  /** How a block reached the relay's node on the peer network: the peer id (or `local`) and when; null when it does not say. Unverified. */
+  received(cid: string, signal?: AbortSignal): Promise<{ readonly from: string; readonly at: number } | null>
   /** The relay's refusal of a block CID, or null when it has none (accepted or unknown). */
   rejectionOf(cid: string, signal?: AbortSignal): Promise<RejectionInfo | null>
   /** The job board (a node with a PoL service). */
@@ -280,6 +282,18 @@ export function createRelayClient(url: string, fetchImpl: typeof fetch = globalT
       const body = (await json(`/api/rejections?limit=${n}`, signal)) as { rejections?: unknown }
       if (!Array.isArray(body.rejections)) throw new RelayError(base, 'protocol', '/api/rejections has no rejections list')
       return body.rejections.map(rejectionFrom).filter((r): r is RejectionInfo => r !== null)
+    },
+
+    async received(cid, signal) {
+      let body: { received?: { from?: unknown; at?: unknown } }
+      try {
+        body = (await json(`/api/blocks/${encodeURIComponent(cid)}`, signal)) as typeof body
+      } catch (e) {
+        if (e instanceof RelayError && e.status === 404) return null
+        throw e
+      }
+      const r = body.received
+      return typeof r?.from === 'string' && typeof r.at === 'number' ? { from: r.from, at: r.at } : null
     },
 
     async rejectionOf(cid, signal) {

@@ -31,6 +31,7 @@ export async function connectClient(): Promise<ClientApi> {
     currentExperts: () => remote.currentExperts(),
     dag: () => remote.dag(),
     network: () => remote.network(),
+    provenance: (cid) => remote.provenance(cid),
     verify: (cid, tile, onStep) => remote.verify(cid, tile, onStep === undefined ? undefined : proxy(onStep)),
     audit: (cid, onStep) => remote.audit(cid, onStep === undefined ? undefined : proxy(onStep)),
     clearCache: () => remote.clearCache()

@@ -66,7 +66,10 @@ describe('a tab on a relay of the peer network', { skip: hasChromium() ? false :
   test('a block submitted at N0 reaches the tab on R2 and verifies; with R2 stopped, the tab carries on from a relay R2 announced', async () => {
     await page.goto(`${r2.url}#/explorer`)
     await page.locator('[data-testid="sync-status"][data-phase="live"]').waitFor({ timeout: 60_000 })
-    await seenAndVerified(await submitAtN0())
+    const first = await submitAtN0()
+    await seenAndVerified(first)
+    // The block page says how it reached the network: R2's node got it by gossip from N0's.
+    await page.locator(`[data-testid="block-received"][data-from="${n0.network?.peerId}"]`).waitFor({ timeout: 20_000 })
     // The Network view: R2's node and its peers (N0 holds a validator key, R1 none), and the relays R2 announced, followed too.
     await page.evaluate(() => { location.hash = '#/explorer/network' })
     const r2Card = page.locator(`[data-testid="network-relay"][data-url="${r2.url.replace(/\/$/, '')}"]`)
