@@ -48,14 +48,19 @@ describe('distributed Proof-of-Learning: 4 validators on their own nodes judge a
     for (const n of [...validators, relay]) await n.close().catch(() => undefined)
   })
 
+  /**
+   * Jobs already mined in this suite: training is deterministic, so mining one again would bring the
+   * same weights, which the network refuses as a copy (E_COPY).
+   */
+  const mined = new Set<string>()
+
   /** Mine through the relay until a candidate is submitted (a job whose self-check finds no gain is skipped); its outcome. */
   async function donate(): Promise<CandidateInfo> {
     const key: SecretKey = randomSecretKey()
-    const skip = new Set<string>()
     for (let i = 0; i < 8; i++) {
-      const r = await mineOnce({ relay: relay.url.replace(/\/$/, ''), key, skip, decisionTimeoutMs: VOTE_DEADLINE_MS + 120_000, pollMs: 250 })
+      const r = await mineOnce({ relay: relay.url.replace(/\/$/, ''), key, skip: mined, decisionTimeoutMs: VOTE_DEADLINE_MS + 120_000, pollMs: 250 })
+      mined.add(r.job.id)
       if (r.outcome !== null) return r.outcome
-      skip.add(r.job.id)
     }
     throw new Error('eight jobs without a gain worth submitting')
   }
