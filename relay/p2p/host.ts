@@ -87,6 +87,9 @@ export async function createPeerHost(options: PeerHostOptions): Promise<PeerHost
         Dout: 1,
         Dlazy: 4,
         heartbeatInterval: 500,
+        // A message is a duplicate for 30 s: long enough for a small mesh, short enough that a PoL
+        // candidate nobody has judged yet can be announced again (relay/pol/service.ts).
+        seenTTL: 30_000,
         maxInboundDataLength: 64 * 1024 + 1024,
         scoreParams: {
           appSpecificScore: options.appScore ?? (() => 0),

@@ -90,6 +90,8 @@ export interface PolServiceEvents {
  * gossip reaches every validator before the beacon makes its rules block stale (E_STALE_RULES).
  */
 export const BEACON_DELAY_MS = 1000
+/** How often a candidate still waiting for its beacon is announced again (past gossip's 30 s duplicate window). */
+export const REANNOUNCE_MS = 35_000
 /** How long the scheduled beacon sealer has before the next validator seals instead. */
 export const BEACON_TAKEOVER_MS = 5000
 /** How long a quorum may wait for the beacon's sealer to assemble it before another validator does. */
@@ -146,6 +148,8 @@ export class PolService extends EventEmitter<PolServiceEvents> implements Candid
   readonly #voteDeadlineMs: number
   /** Votes on candidates: this node's keys' and, on a network, other validators'. */
   readonly #votes = new PolVotes()
+  /** When this node last announced a waiting candidate (network schedule). */
+  readonly #announced = new Map<string, number>()
   /** When this node first held a quorum for a candidate it does not aggregate (for the takeover). */
   readonly #quorumSeen = new Map<string, number>()
 
@@ -330,7 +334,10 @@ export class PolService extends EventEmitter<PolServiceEvents> implements Candid
       signal?.throwIfAborted()
       try {
         const beacon = await this.#beaconFor(c)
-        if (beacon === 'waiting') continue
+        if (beacon === 'waiting') {
+          await this.#reannounce(c)
+          continue
+        }
         if (beacon === null) {
           decided.push(await this.#reject(c, new RuleError('E_STALE_RULES', 'depends_on', 'its rules block has no successor on chain A and is not the head'), null, []))
           continue
@@ -380,6 +387,20 @@ export class PolService extends EventEmitter<PolServiceEvents> implements Candid
       this.#log(`pol: beacon A:${beacon.header.index} ${beacon.cid}`)
       return beacon
     })
+  }
+
+  /**
+   * Network schedule: a candidate still waiting for its beacon is announced again every
+   * REANNOUNCE_MS (gossip does not replay: a validator that joined the mesh late never saw it).
+   */
+  async #reannounce(c: CandidateRecord): Promise<void> {
+    if (!this.#network) return
+    const last = this.#announced.get(c.cid) ?? c.receivedAt
+    if (this.#now() - last < REANNOUNCE_MS) return
+    const car = this.polStore.car(c.cid)
+    if (car === undefined) return
+    this.#announced.set(c.cid, this.#now())
+    this.emit('candidate', (await decodeSubmission(car)).input.header, car)
   }
 
   /**
