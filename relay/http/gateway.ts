@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { requestUrl } from './request-url.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
@@ -74,7 +75,7 @@ export function createGatewayHandler({ store, stats, tamper }: GatewayOptions): 
   }
 
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const url = new URL(req.url ?? '/', 'http://relay')
+    const url = requestUrl(req.url)
     if (!url.pathname.startsWith('/ipfs/')) return false
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(res, 405, 'METHOD_NOT_ALLOWED', 'the gateway answers GET and HEAD', { Allow: 'GET, HEAD, OPTIONS' })

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { requestUrl } from './request-url.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
 import { fromHex } from '../../src/codec/cbor.ts'
@@ -94,7 +95,7 @@ export function createApiHandler({ node, version, uploads, gatewayStats, pol, sc
   const policy: UploadPolicy = { ...DEFAULT_UPLOAD_POLICY, ...uploads }
   const context: ApiContext = { node, store: node.store, version, gatewayStats, pol, screener, network, policy, uploads: new UploadGate(policy) }
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const url = new URL(req.url ?? '/', 'http://relay')
+    const url = requestUrl(req.url)
     if (!url.pathname.startsWith('/api/')) return false
     const match = matchRoute(API_ROUTES, req.method ?? 'GET', url.pathname)
     if (match === null) sendError(res, 404, 'NOT_FOUND', `no route ${url.pathname}`)

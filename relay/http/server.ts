@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { requestUrl } from './request-url.ts'
 import type { NetworkView } from '../p2p/network.ts'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createApiHandler } from './routes.ts'
@@ -63,7 +64,7 @@ export function createRelay(options: RelayOptions): Relay {
   const site: Handler | null = options.siteRoot === undefined ? null : createStaticHandler({ root: options.siteRoot })
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://relay')
+    const url = requestUrl(req.url)
     const path = url.pathname
     const shared = path.startsWith('/ipfs/') || path.startsWith('/api/')
     if (shared) {
@@ -102,7 +103,7 @@ export function createRelay(options: RelayOptions): Relay {
     })
   })
   const feed = attachHeaderFeed(server, options.node, options.version, {
-    admit: (req) => limiter.take(req.socket.remoteAddress ?? 'unknown', requestCost('GET', new URL(req.url ?? '/', 'http://relay'), undefined, true))
+    admit: (req) => limiter.take(req.socket.remoteAddress ?? 'unknown', requestCost('GET', requestUrl(req.url), undefined, true))
   })
   return {
     server,

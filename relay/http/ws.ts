@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { requestUrl } from './request-url.ts'
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -43,7 +44,7 @@ export function attachHeaderFeed(server: Server, node: FullNode, version: string
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy())
-    const path = new URL(req.url ?? '/', 'http://relay').pathname
+    const path = requestUrl(req.url).pathname
     if (path !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n')
       return

@@ -83,11 +83,70 @@ export interface Sampling {
   /** 0 is greedy (argmax). */
   readonly temperature: number
   readonly topP: number
+  /** At most this many tokens; the chat lowers it to what the model's context leaves (ChatContext.maxTokens). */
   readonly maxTokens: number
-  readonly seed: number
+  /** A fixed seed repeats an answer; null draws a new one for each answer (ChatResult.seed says which). */
+  readonly seed: number | null
 }
 
-export const DEFAULT_SAMPLING: Sampling = Object.freeze({ temperature: 0.8, topP: 0.9, maxTokens: 128, seed: 42 })
+export const DEFAULT_SAMPLING: Sampling = Object.freeze({ temperature: 0.8, topP: 0.9, maxTokens: 128, seed: null })
+
+/** One earlier exchange of the conversation, as the model reads it back. */
+export interface ChatExchange {
+  readonly prompt: string
+  readonly answer: string
+}
+
+/** What to answer: the new prompt after the conversation so far (oldest first). */
+export interface ChatRequest {
+  readonly prompt: string
+  readonly history: readonly ChatExchange[]
+  readonly sampling: Sampling
+}
+
+/**
+ * How the conversation fit the model's context window (max_seq_len tokens, the answer included):
+ * the newest exchanges that fit are read back, older ones are dropped, and a prompt longer than the
+ * window keeps its end.
+ */
+export interface ChatContext {
+  /** The model's context window, in tokens. */
+  readonly window: number
+  /** Tokens the model read before answering (BOS, earlier exchanges, the prompt). */
+  readonly promptTokens: number
+  /** Earlier exchanges read back / left out (the oldest) for want of room. */
+  readonly usedExchanges: number
+  readonly droppedExchanges: number
+  /** Tokens cut from the start of the prompt itself (0 when it fit). */
+  readonly trimmedTokens: number
+  /** The prompt's tokens in all, before any trimming. */
+  readonly promptLength: number
+  /** The answer's token budget: the sampling's maxTokens, lowered to what the window leaves. */
+  readonly maxTokens: number
+  /** Prompt tokens the tokenizer could only spell as raw bytes (text outside the model's vocabulary). */
+  readonly byteTokens: number
+}
+
+/**
+ * What the chain's model is, from the page's own verified chain: chain A's architecture and
+ * tokenizer, chain D's datasets, and the genesis training record's held-out loss when one is linked.
+ */
+export interface ModelCard {
+  /** The network chain A names (e.g. `blyan-genesis`). */
+  readonly network: string
+  readonly parameters: number
+  readonly layers: number
+  readonly experts: number
+  readonly topK: number
+  /** Context window (max_seq_len), in tokens. */
+  readonly context: number
+  readonly vocabulary: number
+  readonly datasets: readonly { readonly name: string; readonly split: string; readonly license: string; readonly description: string; readonly cid: string }[]
+  /** Mean loss (nats per token) of the chain's genesis model on held-out text, from the genesis record. */
+  readonly heldOut: { readonly loss: number; readonly tokens: number; readonly dataset: string } | null
+  /** Certified versions accepted since genesis. */
+  readonly certifiedVersions: number
+}
 
 export interface UsedExpertInfo {
   readonly name: string
@@ -118,7 +177,11 @@ export type ChatEvent =
   | { readonly type: 'token'; readonly id: number; readonly text: string }
 
 export interface ChatResult {
+  /** The answer as shown: cut back to a word or sentence end when the token limit stopped it mid-word. */
   readonly text: string
+  /** The seed the sampler used (the settings' one, or the one drawn for this answer). */
+  readonly seed: number
+  readonly context: ChatContext
   readonly tokens: readonly number[]
   readonly experts: readonly UsedExpertInfo[]
   readonly backend: BackendInfo
@@ -174,8 +237,13 @@ export interface ClientApi {
    * weights are fetched), so the first answer does not wait for them.
    */
   prepareChat(): Promise<void>
-  /** Answer a prompt: fetch and verify the experts it routes to, stream tokens, report what ran. */
-  chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }>
+  /**
+   * Answer a prompt after the conversation so far (as much of it as the context window holds): fetch
+   * and verify the experts it routes to, stream tokens, report what ran.
+   */
+  chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }>
+  /** What the chain's model is (null until chain A is verified). */
+  modelCard(): Promise<ModelCard | null>
   /** Stop the running chat (its promise resolves with finish `stopped`). */
   stop(): Promise<void>
 

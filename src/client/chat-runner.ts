@@ -23,7 +23,8 @@ import { chainModel, type ChainModel } from '../model/source.ts'
 import { createTokenizer, type Tokenizer } from '../model/tokenizer/index.ts'
 import { unavailable, type PageBlocks } from '../net/blocks.ts'
 import { fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { BackendChoice, BackendInfo, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, SyncState, UsedExpertInfo } from './api.ts'
+import type { BackendChoice, BackendInfo, ChatEvent, ChatFailure, ChatProgress, ChatRequest, ChatResult, SyncState, UsedExpertInfo } from './api.ts'
+import { drawSeed, fitConversation, tidyAnswer, unreadContext, type FittedConversation } from './conversation.ts'
 import type { ChainFollower } from './follower.ts'
 
 /** How long a chat waits for sync to produce a complete model before it gives up. */
@@ -161,7 +162,7 @@ export class ChatRunner {
     this.#releasePrepared()
   }
 
-  async chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
+  async chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
     if (this.#chat !== null) return { ok: false, failure: { code: 'BUSY', message: 'an answer is being written: stop it first', expert: null, relays: [] } }
     const controller = new AbortController()
     this.#chat = controller
@@ -184,19 +185,25 @@ export class ChatRunner {
     const started = performance.now()
     let firstTokenMs = 0
     let info: BackendInfo | null = null
+    let fitted: FittedConversation | null = null
+    let window = 0
+    const sampling = request.sampling
+    const seed = sampling.seed ?? drawSeed()
     try {
       progress('sync')
       const model = await this.#waitModel(controller.signal)
+      window = model.architecture.max_seq_len
       const run = await this.#runFor(model, this.#options.choice(), { signal: controller.signal, onLoad }, counters)
       info = run.info
       onEvent({ type: 'backend', backend: run.info })
       this.#options.onChange()
+      fitted = fitConversation(run.tokenizer, model.architecture.max_seq_len, request.history, request.prompt, sampling.maxTokens)
       const c = await complete(run.engine, run.tokenizer, {
-        prompt,
-        maxTokens: sampling.maxTokens,
+        prompt: fitted.tokens,
+        maxTokens: fitted.context.maxTokens,
         temperature: sampling.temperature,
         topP: sampling.topP,
-        seed: sampling.seed,
+        seed,
         signal: controller.signal,
         onLoad,
         onToken: (id, piece) => {
@@ -214,7 +221,9 @@ export class ChatRunner {
       return {
         ok: true,
         result: {
-          text: c.text,
+          text: tidyAnswer(c.text, c.finish),
+          seed,
+          context: fitted.context,
           tokens: c.tokens,
           experts,
           backend: run.info,
@@ -224,7 +233,8 @@ export class ChatRunner {
       }
     } catch (e) {
       if (controller.signal.aborted && info !== null) {
-        return { ok: true, result: { text, tokens, experts: [], backend: info, finish: 'stopped', stats: { promptTokens: 0, generatedTokens: tokens.length, tokensPerSecond: 0, firstTokenMs, setup: NO_SETUP, ...counters } } }
+        const context = fitted?.context ?? unreadContext(window, sampling.maxTokens)
+        return { ok: true, result: { text: tidyAnswer(text, 'stopped'), seed, context, tokens, experts: [], backend: info, finish: 'stopped', stats: { promptTokens: 0, generatedTokens: tokens.length, tokensPerSecond: 0, firstTokenMs, setup: NO_SETUP, ...counters } } }
       }
       if (e instanceof DeviceLostError) this.dropRun()
       return { ok: false, failure: this.#failure(e) }

@@ -31,6 +31,7 @@ import type {
   BlockSummary,
   CacheUsage,
   ChatEvent,
+  ChatRequest,
   ChatFailure,
   ChatResult,
   ClientApi,
@@ -39,7 +40,7 @@ import type {
   DatasetRecordFile,
   RejectionInfo,
   RejectionList,
-  Sampling,
+  ModelCard,
   Settings,
   VerifyReport,
   VerifyStep
@@ -250,8 +251,12 @@ export class Client implements ClientApi {
     this.#parts?.chat.want()
   }
 
-  chat(prompt: string, sampling: Sampling, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
-    return this.#need(this.#parts).chat.chat(prompt, sampling, onEvent)
+  chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
+    return this.#need(this.#parts).chat.chat(request, onEvent)
+  }
+
+  modelCard(): Promise<ModelCard | null> {
+    return this.#queries.modelCard()
   }
 
   async stop(): Promise<void> {

@@ -14,14 +14,15 @@ import type { AcceptedBlock } from '../chain/view.ts'
 import { isRuleError } from '../errors.ts'
 import { dagView } from '../explorer/dag-view.ts'
 import { MAX_RECORD_BYTES, RecordError, parseGenesisRecord } from '../explorer/record.ts'
+import { modelCard } from '../explorer/model-card.ts'
 import { listBlocks, searchBlocks } from '../explorer/search.ts'
-import { detail, summarize, withFinality } from '../explorer/summaries.ts'
+import { blockLabel, detail, summarize, withFinality } from '../explorer/summaries.ts'
 import { verifyBlock } from '../explorer/verify.ts'
 import { unavailable, type PageBlocks } from '../net/blocks.ts'
 import type { RelaySet } from '../net/relays.ts'
 import { decodePayloadIndex, type PayloadIndex } from '../tensor/payload.ts'
 import { extractTilePath, fetchUnixfsFile } from '../tensor/tiles.ts'
-import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, NetworkView, Provenance, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
+import type { AuditReport, BlockPage, BlockSummary, DagView, DatasetRecordFile, ModelCard, NetworkView, Provenance, RejectionInfo, RejectionList, VerifyReport, VerifyStep } from './api.ts'
 import { auditCertifiedVersion } from '../pol/audit.ts'
 import type { ChainFollower } from './follower.ts'
 
@@ -39,6 +40,8 @@ export class ExplorerQueries {
   readonly #options: QueriesOptions
   /** Chain B payload indexes read for block pages (payload CID -> index; null when it could not be had). */
   readonly #payloadIndexes = new Map<string, PayloadIndex | null>()
+  /** The held-out loss read from a dataset's training record (the dataset block's CID). */
+  #heldOut: { readonly key: string; readonly loss: NonNullable<ModelCard['heldOut']> } | null = null
 
   constructor(options: QueriesOptions) {
     this.#options = options
@@ -54,9 +57,9 @@ export class ExplorerQueries {
     return block === undefined ? summary : withFinality(summary, block, (b) => this.#chain.isFinal(b))
   }
 
-  /** A newly accepted block as the explorer's live feed shows it. */
+  /** A newly accepted block as the explorer's live feed shows it (a decision named after the dataset it decides). */
   live(block: AcceptedBlock): BlockSummary {
-    return this.summary(summarize(block, this.#chain.paramIndex()), block)
+    return this.summary(summarize(block, this.#chain.paramIndex(), (cid) => this.#chain.get(cid)), block)
   }
 
   listBlocks(chain: ChainId, limit: number, before?: number): BlockSummary[] {
@@ -109,6 +112,28 @@ export class ExplorerQueries {
       if (e instanceof RecordError) return { ok: false, code: 'not-a-record', message: `the file ${root} matches its CID, but it is ${e.message}` }
       throw e
     }
+  }
+
+  /** What the chain's model is; the held-out loss from the first training record a dataset links (read once). */
+  async modelCard(): Promise<ModelCard | null> {
+    const rules = this.#chain.head('A')
+    if (rules === undefined) return null
+    const blocks = this.#chain.blocks()
+    const withRecord = blocks.find((b) => b.header.chain_id === 'D' && (b.document as DatasetDocument | null)?.record !== undefined)
+    let heldOut: ModelCard['heldOut'] = null
+    if (withRecord !== undefined) {
+      const key = withRecord.cid.toString()
+      if (this.#heldOut?.key !== key) {
+        const file = await this.datasetRecord(key)
+        // A record that cannot be had now is asked for again on the next card.
+        if (!file.ok) return modelCard(rules, blocks, null)
+        const r = file.record
+        const loss = { loss: r.evaluation.heldout.student_chain, tokens: r.evaluation.heldout.tokens, dataset: r.datasets.find((d) => d.split === 'validation')?.name ?? 'held-out text' }
+        this.#heldOut = { key, loss }
+      }
+      heldOut = this.#heldOut.loss
+    }
+    return modelCard(rules, blocks, heldOut)
   }
 
   currentExperts(): Record<string, { cid: string; version: number }> {
@@ -255,7 +280,7 @@ function polLinks(block: AcceptedBlock, all: readonly AcceptedBlock[]): Pick<Blo
     const reward = all.find((b) => b.header.chain_id === 'C' && b.header.pol?.equals(cert) === true)
     if (reward === undefined) return { reward: null, rewardFor: null }
     const doc = reward.document as LedgerDocument | null
-    return { reward: { cid: reward.cid.toString(), amount: doc?.amount ?? null, to: doc === null ? null : toHex(doc.to) }, rewardFor: null }
+    return { reward: { cid: reward.cid.toString(), label: blockLabel(reward), amount: doc?.amount ?? null, to: doc === null ? null : toHex(doc.to) }, rewardFor: null }
   }
   if (h.chain_id === 'C' && h.pol !== null) {
     const pol = h.pol

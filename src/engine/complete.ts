@@ -10,7 +10,8 @@ import { TextStream, type Tokenizer } from '../model/tokenizer/index.ts'
 import type { Engine, Generation, LoadEvent } from './engine.ts'
 
 export interface CompleteOptions {
-  readonly prompt: string
+  /** Text (encoded with BOS first), or tokens already encoded (BOS first), e.g. a conversation fitted to the window. */
+  readonly prompt: string | readonly number[]
   readonly maxTokens: number
   /** 0 is greedy (argmax). */
   readonly temperature: number
@@ -30,7 +31,7 @@ export interface Completion extends Generation {
 
 /** Generate after a prompt (BOS first); stops at EOS, or at BOS as llama2.c's stories do. */
 export async function complete(engine: Engine, tokenizer: Tokenizer, options: CompleteOptions): Promise<Completion> {
-  const prompt = tokenizer.encode(options.prompt, { bos: true })
+  const prompt = typeof options.prompt === 'string' ? tokenizer.encode(options.prompt, { bos: true }) : options.prompt
   const stream = new TextStream(tokenizer)
   // The prompt gives the stream its context (a first word after BOS loses its space), but only what
   // the model adds is emitted.

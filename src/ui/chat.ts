@@ -4,13 +4,14 @@
  *
  * @module
  */
-import type { BackendInfo, BackendChoice, BackendName, ChatEvent, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../client/api.ts'
+import type { BackendInfo, BackendChoice, BackendName, ChatContext, ChatEvent, ChatExchange, ChatFailure, ChatProgress, ChatResult, Sampling, UsedExpertInfo } from '../client/api.ts'
 import { errorMessage } from './format.ts'
 
 /** Sampling settings being edited (the API's type is read-only). */
 export type EditableSampling = { -readonly [K in keyof Sampling]: Sampling[K] }
 
-export type TurnStatus = 'running' | 'done' | 'failed' | 'error'
+/** `interrupted`: the page was reloaded or closed while the answer ran (what had streamed is kept). */
+export type TurnStatus = 'running' | 'done' | 'failed' | 'error' | 'interrupted'
 
 export interface Turn {
   readonly id: number
@@ -106,10 +107,56 @@ export function phaseLabel(phase: ChatProgress['phase']): string {
   }
 }
 
-/** `temperature 0 (greedy) · top-p 0.9 · 128 tokens · seed 42`. */
+/** `temperature 0 (greedy) · top-p 0.9 · 128 tokens · seed 42` (or `random seed`). */
 export function samplingSummary(s: Sampling): string {
   const t = s.temperature === 0 ? 'temperature 0 (greedy)' : `temperature ${s.temperature}`
-  return `${t} · top-p ${s.topP} · ${s.maxTokens} tokens · seed ${s.seed}`
+  return `${t} · top-p ${s.topP} · ${s.maxTokens} tokens · ${s.seed === null ? 'random seed' : `seed ${s.seed}`}`
+}
+
+/**
+ * The conversation the model reads back before a new prompt: every earlier exchange that has an
+ * answer (a stopped or interrupted one counts with what it wrote; a refused one does not).
+ */
+export function historyOf(turns: readonly Turn[]): ChatExchange[] {
+  return turns.filter((t) => t.status !== 'running' && t.text !== '' && t.failure === null && t.error === null).map((t) => ({ prompt: t.prompt, answer: t.text }))
+}
+
+/**
+ * The answer goes on from the middle of the prompt's sentence (`, there was…`): it is shown after
+ * the prompt's last words ({@link promptTail}), so it reads as the continuation it is.
+ */
+export function continuesPrompt(answer: string): boolean {
+  return /^[,;:.!?)\]'’-]|^[a-z]/.test(answer)
+}
+
+/** The last `words` words of a prompt, after `…` when there were more: `…upon a time`. */
+export function promptTail(prompt: string, words = 4): string {
+  const all = prompt.trim().split(/\s+/)
+  return `${all.length > words ? '…' : ''}${all.slice(-words).join(' ')}`
+}
+
+/** A share of a prompt's tokens spelled as raw bytes above which the page warns that the model cannot read it. */
+export const BYTE_TOKEN_WARNING = 0.25
+
+/** What the page tells about how an answer's conversation fit the model's context window. */
+export function contextNotices(c: ChatContext): string[] {
+  const out: string[] = []
+  if (c.trimmedTokens > 0) {
+    out.push(`Your prompt is ${c.promptLength} tokens, more than the ${c.window}-token context this model reads with room for an answer: its first ${c.trimmedTokens} tokens were left out.`)
+  }
+  if (c.droppedExchanges > 0) {
+    out.push(`${c.droppedExchanges === 1 ? 'The oldest exchange was' : `The ${c.droppedExchanges} oldest exchanges were`} left out: they no longer fit the model's ${c.window}-token context.`)
+  }
+  if (c.promptLength > 0 && c.byteTokens / c.promptLength >= BYTE_TOKEN_WARNING) {
+    out.push(`${c.byteTokens} of your prompt's ${c.promptLength} tokens are raw bytes: the model's vocabulary has no words for that text (it learned from English stories), so expect an answer that does not follow it.`)
+  }
+  return out
+}
+
+/** `Memory: 2 earlier exchanges · 143 of 256 tokens`. */
+export function memorySummary(c: ChatContext): string {
+  const earlier = c.usedExchanges === 0 ? 'no earlier exchange' : `${c.usedExchanges} earlier exchange${c.usedExchanges === 1 ? '' : 's'}`
+  return `Memory: ${earlier} · ${c.promptTokens} of ${c.window} tokens read, ${c.maxTokens} left for the answer`
 }
 
 /**

@@ -4,7 +4,7 @@
  * - `?relay=URL` (repeatable): relays to use instead of the saved ones, in order;
  * - `?genesis=CID`: the trust anchor to pin (see genesis.ts);
  * - `?temperature=`, `?top_p=`, `?max_tokens=`, `?seed=`: the chat's initial sampling
- *   (`temperature=0` is greedy);
+ *   (`temperature=0` is greedy; without `?seed=` each answer draws its own seed);
  * - `?backend=auto|webgpu|ort-wasm|cpu`.
  *
  * They are read from the query string and also from a query after the hash route
@@ -69,15 +69,20 @@ const SAMPLING_PARAMS: readonly (readonly [NumberField, readonly string[]])[] = 
   ['seed', ['seed']]
 ]
 
-/** A sampling value from text: a finite number in range (whole for maxTokens and seed), or why not. */
-export function parseSamplingValue(field: NumberField, raw: string): { ok: true; value: number } | { ok: false; reason: string } {
+/**
+ * A sampling value from text: a finite number in range (whole for maxTokens and seed), or why not.
+ * A seed left empty (or `random`) is null: a new seed for each answer. `max` lowers the upper limit
+ * (the chat bounds Max tokens by the model's context window).
+ */
+export function parseSamplingValue<F extends NumberField>(field: F, raw: string, max: number = SAMPLING_LIMITS[field].max): { ok: true; value: Sampling[F] } | { ok: false; reason: string } {
   const text = raw.trim()
+  if (field === 'seed' && (text === '' || text.toLowerCase() === 'random')) return { ok: true, value: null as Sampling[F] }
   const value = text === '' ? NaN : Number(text)
-  const { min, max } = SAMPLING_LIMITS[field]
+  const { min } = SAMPLING_LIMITS[field]
   if (!Number.isFinite(value)) return { ok: false, reason: 'is not a number' }
   if ((field === 'maxTokens' || field === 'seed') && !Number.isInteger(value)) return { ok: false, reason: 'must be a whole number' }
   if (value < min || value > max) return { ok: false, reason: `must be between ${min} and ${max}` }
-  return { ok: true, value }
+  return { ok: true, value: value as Sampling[F] }
 }
 
 /** Read every URL option; unusable values are dropped and listed in `problems`. */
@@ -92,14 +97,14 @@ export function readUrlOptions(search: string, hash = ''): UrlOptions {
     else if (!relays.includes(r.url)) relays.push(r.url)
   }
 
-  const sampling: { -readonly [K in keyof Sampling]: number } = { ...DEFAULT_SAMPLING }
+  const sampling: { -readonly [K in keyof Sampling]: Sampling[K] } = { ...DEFAULT_SAMPLING }
   for (const [field, names] of SAMPLING_PARAMS) {
     for (const name of names) {
       const raw = params.get(name)
       if (raw === null) continue
       const v = parseSamplingValue(field, raw)
-      if (v.ok) sampling[field] = v.value
-      else problems.push(`?${name}=${raw} ${v.reason}; using ${sampling[field]}`)
+      if (v.ok) (sampling as Record<NumberField, number | null>)[field] = v.value
+      else problems.push(`?${name}=${raw} ${v.reason}; using ${sampling[field] ?? 'a random seed'}`)
       break
     }
   }

@@ -31,7 +31,7 @@ const GREEDY: Sampling = { temperature: 0, topP: 0.9, maxTokens: 24, seed: 1 }
 let dbCount = 0
 
 async function answer(client: Client, prompt = PROMPT): Promise<{ ok: true; result: ChatResult } | { ok: false; failure: ChatFailure }> {
-  return client.chat(prompt, GREEDY, () => undefined)
+  return client.chat({ prompt, history: [], sampling: GREEDY }, () => undefined)
 }
 
 const dirP = siteDevnet()

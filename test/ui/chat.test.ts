@@ -7,7 +7,8 @@ const backend = { name: 'webgpu', detail: 'WebGPU swiftshader', fallback: null }
 
 function result(text: string): ChatResult {
   return {
-    text, tokens: [1, 2], experts: [], backend, finish: 'end',
+    text, seed: 7, tokens: [1, 2], experts: [], backend, finish: 'end',
+    context: { window: 256, promptTokens: 3, usedExchanges: 0, droppedExchanges: 0, trimmedTokens: 0, promptLength: 2, maxTokens: 128, byteTokens: 0 },
     stats: { promptTokens: 1, generatedTokens: 2, tokensPerSecond: 10, firstTokenMs: 5, setup: { backendMs: 0, sharedMs: 0 }, fetchedTiles: 0, fetchedBytes: 0, cachedTiles: 0 }
   }
 }

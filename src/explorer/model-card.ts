@@ -1,0 +1,31 @@
+/**
+ * What the chain's model is, said from the chain itself: chain A's rules (architecture, tokenizer,
+ * network), the parameter blocks of chain B (their tensors' shapes give the parameter count, their
+ * certificates the versions learned since genesis) and the datasets of chain D. The held-out loss
+ * comes from a genesis training record, which the caller fetches and checks (it is a file, not a block).
+ *
+ * @module
+ */
+import type { DatasetDocument } from '../chain/dataset.ts'
+import { DATASET_KIND } from '../chain/dataset.ts'
+import type { MetaDocument } from '../chain/meta.ts'
+import { blockNames, expectedTensors } from '../chain/params.ts'
+import type { AcceptedBlock } from '../chain/view.ts'
+import type { ModelCard } from '../client/api.ts'
+
+/** The card of the model `rules` (the chain A head) names, over every accepted block. */
+export function modelCard(rules: AcceptedBlock, blocks: readonly AcceptedBlock[], heldOut: ModelCard['heldOut']): ModelCard {
+  const meta = rules.document as MetaDocument
+  const a = meta.architecture
+  // The shapes chain A's architecture fixes for every parameter block (the light client holds headers, not tensor indexes).
+  let parameters = 0
+  for (const name of blockNames(a)) for (const t of expectedTensors(name, a)) parameters += t.shape.reduce((n, d) => n * d, 1)
+  const datasets = blocks
+    .filter((b) => b.header.chain_id === 'D' && (b.document as DatasetDocument | null)?.kind === DATASET_KIND)
+    .map((b) => {
+      const d = b.document as DatasetDocument
+      return { name: d.name, split: d.split, license: d.license, description: d.description, cid: b.cid.toString() }
+    })
+  const certifiedVersions = blocks.filter((b) => b.header.chain_id === 'B' && b.expertVersion > 0).length
+  return { network: meta.network, parameters, layers: a.n_layers, experts: a.n_experts, topK: a.top_k, context: a.max_seq_len, vocabulary: a.vocab_size, datasets, heldOut, certifiedVersions }
+}
