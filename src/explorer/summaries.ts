@@ -5,6 +5,11 @@
  * Pure functions over blocks this page accepted (src/chain/view.ts `AcceptedBlock`): nothing here
  * checks anything; src/explorer/verify.ts re-checks a block from its bytes.
  *
+ * Every block has a **label**, the one name lists, block pages and search use for it
+ * ({@link blockLabel}): `A:3`, `C:12`, `D:2` on the linear chains (chain and height), and
+ * `B:layer0.expert3@v1` on chain B (expert name and expert version), because chain B is a DAG:
+ * its header `index` is a depth (every initial version is at 0), which tells no block apart.
+ *
  * ```ts
  * const index = chain.paramIndex()
  * const rows = chain.blocks('B').map((b) => summarize(b, index))
@@ -15,7 +20,9 @@
  */
 import type { CID } from 'multiformats/cid'
 import { compareCids, toHex } from '../codec/cbor.ts'
-import { CHAIN_IDS } from '../chain/header.ts'
+import type { DatasetDocument } from '../chain/dataset.ts'
+import type { Decision } from '../chain/decision.ts'
+import { CHAIN_IDS, type ChainId } from '../chain/header.ts'
 import { toJson, type Json } from '../chain/json.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 import type { PayloadIndex } from '../tensor/payload.ts'
@@ -42,11 +49,46 @@ export function isCurrent(block: AcceptedBlock, paramIndex: ReadonlyMap<string, 
   return paramIndex.get(name)?.cid.equals(block.cid) === true
 }
 
-/** One accepted block as lists, search results and the DAG show it. */
-export function summarize(block: AcceptedBlock, paramIndex: ReadonlyMap<string, AcceptedBlock>): BlockSummary {
+/**
+ * A block's label: `<chain>:<height>` on the linear chains A, C, D (`A:0`, `C:12`), and
+ * `B:<expert name>@v<expert version>` on chain B (`B:embedding@v0`, `B:layer0.expert3@v1`). Search
+ * reads every label back (src/explorer/search.ts). Two competing versions of one expert (the same
+ * version number, which the param index picks between) share a label; their CIDs tell them apart.
+ */
+export function labelOf(chain: ChainId, index: number, expertName: string | null, version: number): string {
+  return chain === 'B' && expertName !== null ? `B:${expertName}@v${version}` : `${chain}:${index}`
+}
+
+/** {@link labelOf} for an accepted block. */
+export function blockLabel(block: AcceptedBlock): string {
+  const h = block.header
+  return labelOf(h.chain_id, h.index, h.expert_name, block.expertVersion)
+}
+
+/** Finds an accepted block by CID (the page's chain), for names a block takes from another. */
+export type BlockLookup = (cid: CID) => AcceptedBlock | undefined
+
+/**
+ * What a block is called besides its label: a chain B block's expert name; a chain D `dataset`'s
+ * name (its document's `name`) and a `decision`'s, the name of the dataset it decides (when `lookup`
+ * finds that block); null otherwise.
+ */
+export function blockName(block: AcceptedBlock, lookup?: BlockLookup): string | null {
+  const h = block.header
+  if (h.chain_id === 'B') return h.expert_name
+  if (h.chain_id !== 'D' || block.document === null) return null
+  if (h.block_type === 'dataset') return (block.document as DatasetDocument).name
+  const decided = lookup?.((block.document as Decision).dataset)
+  return decided !== undefined && decided.header.block_type === 'dataset' && decided.document !== null ? (decided.document as DatasetDocument).name : null
+}
+
+/** One accepted block as lists, search results and the DAG show it (`lookup` names a decision's dataset). */
+export function summarize(block: AcceptedBlock, paramIndex: ReadonlyMap<string, AcceptedBlock>, lookup?: BlockLookup): BlockSummary {
   const h = block.header
   return Object.freeze({
     cid: block.cid.toString(),
+    label: blockLabel(block),
+    name: blockName(block, lookup),
     chain: h.chain_id,
     index: h.index,
     blockType: h.block_type,
@@ -98,8 +140,9 @@ export function detail(
   const isB = block.header.chain_id === 'B'
   const certificate = block.certificate
   const { signatures, ...body } = certificate?.value ?? { signatures: [] }
+  const all = [...allBlocks]
   return Object.freeze({
-    ...summarize(block, paramIndex),
+    ...summarize(block, paramIndex, (cid) => all.find((b) => b.cid.equals(cid))),
     header: toJson(block.header) as { [key: string]: Json },
     headerHex: toHex(block.bytes),
     meta: block.meta.toString(),
@@ -112,7 +155,7 @@ export function detail(
       signers: Object.freeze(signatures.map((s) => toHex(s.validator)))
     }),
     tiles: isB ? tileCount(block.header.payload_size) : 0,
-    dependents: Object.freeze(dependentsOf(block.cid, allBlocks).map((b) => b.cid.toString()))
+    dependents: Object.freeze(dependentsOf(block.cid, all).map((b) => b.cid.toString()))
   })
 }
 

@@ -18,7 +18,16 @@ export type PolStatus = 'genesis' | 'certified' | 'none'
 /** One accepted block, as lists and search results show it. */
 export interface BlockSummary {
   readonly cid: string
+  /**
+   * The block's label in lists, block pages and search (summaries.ts `labelOf`): `A:3`, `C:12`,
+   * `D:2` (chain and height); `B:layer0.expert3@v1` (expert name and version: chain B's `index` is
+   * a depth in its DAG, 0 for every initial version, so it names no block).
+   */
+  readonly label: string
+  /** Chain B: the expert name; chain D: the dataset's name (a decision: the dataset it decides); else null. */
+  readonly name: string | null
   readonly chain: ChainId
+  /** The header's `index`: the height on chains A, C, D; on chain B the depth in the DAG (1 + the deepest chain B block it depends on). */
   readonly index: number
   readonly blockType: string
   readonly expertName: string | null
@@ -70,8 +79,8 @@ export interface BlockDetail extends BlockSummary {
  * chain (a certified version and the chain C reward minted for its certificate).
  */
 export interface BlockPage extends BlockDetail {
-  /** Chain B, PoL certified: the chain C reward whose `pol` names this block's certificate. */
-  readonly reward: { readonly cid: string; readonly amount: number | null; readonly to: string | null } | null
+  /** Chain B, PoL certified: the chain C reward whose `pol` names this block's certificate (`label`: `C:5`). */
+  readonly reward: { readonly cid: string; readonly label: string; readonly amount: number | null; readonly to: string | null } | null
   /** Chain C reward: the chain B block whose certificate it pays for. */
   readonly rewardFor: string | null
 }

@@ -17,14 +17,62 @@ export const CHAIN_INFO: Readonly<Record<ExplorerChain, { readonly name: string;
   D: { name: 'Datasets', about: 'Training and validation data by content CID, with licence and splits; linear.' }
 })
 
-/** How a block is named in a list: `layer0.expert3`, `meta`, `reward`. */
-export function blockTitle(b: BlockSummary): string {
-  return b.expertName ?? b.blockType
+/** What a block is, as its page's title says: `layer0.expert3`, `genesis-train` (a dataset, or its decision), `meta`, `reward`. */
+export function blockTitle(b: Pick<BlockSummary, 'name' | 'blockType'>): string {
+  return b.name ?? b.blockType
 }
 
-/** `A:3`, `B:12`: chain and height (chain B's index is its depth in the DAG). */
+/**
+ * The search box's examples, each a query that finds a block on any network: the genesis (`A:0`)
+ * and a chain B label (summaries.ts `labelOf`; every model has a layer 0 with at least 2 experts).
+ */
+export const SEARCH_EXAMPLES = Object.freeze({ height: 'A:0', label: 'B:layer0.expert1@v0', name: 'layer0' })
+
+/** The search box's placeholder: what it takes, with {@link SEARCH_EXAMPLES}. */
+export const SEARCH_PLACEHOLDER = `CID, ${SEARCH_EXAMPLES.height}, ${SEARCH_EXAMPLES.label}, a name or a key`
+
+/**
+ * What to say when a query finds nothing, beyond the list of what search takes: `B:3` reads as a
+ * depth in chain B's DAG, not a position, so say how chain B blocks are named instead.
+ */
+export function searchMissHint(query: string): string | null {
+  const depth = /^b:(\d+)$/i.exec(query.trim())
+  if (depth === null) return null
+  return `Chain B is a DAG, not a line: B:${depth[1]} reads as depth ${depth[1]} (the header's index), and no block here is that deep. Chain B blocks are named by expert and version, like ${SEARCH_EXAMPLES.label}; ${SEARCH_EXAMPLES.label.replace(/@v\d+$/, '')} lists every version of that expert.`
+}
+
+/** Where a block sits: `height 3` on chains A, C, D; on chain B `depth 0 in the DAG` (its index names no block). */
 export function blockPosition(b: Pick<BlockSummary, 'chain' | 'index'>): string {
-  return `${b.chain}:${b.index}`
+  return b.chain === 'B' ? `depth ${b.index} in the DAG` : `height ${b.index}`
+}
+
+/**
+ * What a header field means where its raw value misleads: `version` is the header format's version,
+ * not the expert's; chain B's `index` is a depth, not a position; `pol` is set on chain C rewards
+ * only, so it is null on a certified chain B version, whose certificate lives elsewhere. null for
+ * other fields.
+ */
+export function headerFieldNote(
+  name: string,
+  b: Pick<BlockSummary, 'chain' | 'version' | 'pol' | 'label'> & { readonly header: { readonly [key: string]: Json } }
+): string | null {
+  if (name === 'version') {
+    return b.chain === 'B' ? `header format version, not the expert's: this block is expert version v${b.version}` : 'header format version'
+  }
+  if (name === 'index' && b.chain === 'B') {
+    return `depth in chain B's DAG: 1 + the deepest chain B block it depends on, 0 for every initial version; the label ${b.label} names the block`
+  }
+  if (name !== 'pol' || b.header['pol'] !== null) return null
+  const only = 'set only on chain C rewards'
+  if (b.chain !== 'B') return `${only} (the PoL certificate a reward pays for)`
+  switch (b.pol) {
+    case 'genesis':
+      return `${only}. An initial version has no PoL certificate: its signature by a validator of its rules (miner_pub) certifies it`
+    case 'certified':
+      return `${only}. This version's PoL certificate names this block, so the block cannot link it: the certificate came with the block's submission (Proof of Learning, above), and the chain C reward that pays for this version links it in its own pol field`
+    default:
+      return `${only}. A new version's PoL certificate names the block, so the block cannot link it; this page has not found it yet (it looks in the chain C reward that pays for the version)`
+  }
 }
 
 /** Put `fresh` blocks into a newest-first list, once each, keeping it newest first. */

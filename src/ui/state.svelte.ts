@@ -26,6 +26,8 @@ export class ClientState {
   readonly options: UrlOptions
   status: ClientStatus | null = $state(null)
   settings: Settings | null = $state(null)
+  /** True once the client's start() has returned: before, it refuses queries (the first status comes earlier). */
+  started: boolean = $state(false)
   /** Set when start() failed: the page cannot work without the client. */
   startError: string | null = $state(null)
   /** Date.now(), updated every second while the page is open (retry countdowns, "5 s ago"). */
@@ -51,6 +53,7 @@ export class ClientState {
       })
       const first = await this.client.start(startOverrides(this.options))
       if (this.status === null) this.status = first
+      this.started = true
       this.settings = await this.client.settings()
     } catch (e) {
       this.startError = errorMessage(e)

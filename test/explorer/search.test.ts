@@ -4,12 +4,13 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { CID } from 'multiformats/cid'
 import { toHex } from '../../src/codec/cbor.ts'
 import { HEADER_KEYS, expertName } from '../../src/chain/header.ts'
 import { publicKeyOf } from '../../src/chain/keys.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { listBlocks, parseQuery, searchBlocks } from '../../src/explorer/search.ts'
-import { detail, summarize } from '../../src/explorer/summaries.ts'
+import { blockLabel, detail, labelOf, summarize } from '../../src/explorer/summaries.ts'
 import { decodePayloadIndex } from '../../src/tensor/payload.ts'
 import { decodeFileNode } from '../../src/codec/unixfs.ts'
 import { Devnet } from '../fixtures/devnet.ts'
@@ -50,6 +51,48 @@ describe('summaries', () => {
     assert.deepEqual([v0.version, v0.current, v1.version, v1.current], [0, false, 1, true])
     assert.equal(v1.supersedes, v0.cid)
     assert.equal(summarize(d.accepted('expert1.1'), index).current, true)
+  })
+
+  test('labels: chain and height on A, C, D; expert name and version on chain B, one per block here', async () => {
+    const net = await standard
+    const d = net.devnet
+    const index = net.chain.paramIndex()
+    const blocks = net.chain.blocks()
+    const labelled = (name: string): string => summarize(d.accepted(name), index).label
+    assert.equal(labelled('genesis'), 'A:0')
+    assert.equal(labelled('reward'), 'C:0')
+    assert.equal(labelled('transfer'), 'C:1')
+    assert.equal(labelled('embedding'), 'B:embedding@v0')
+    assert.equal(labelled('expert0.0'), 'B:layer0.expert0@v0')
+    assert.equal(labelled('expert0.0v1'), 'B:layer0.expert0@v1')
+    assert.equal(blockLabel(d.accepted('expert0.0v1')), 'B:layer0.expert0@v1')
+    // Every chain B block sits at depth 0 or 1, yet each has a label of its own.
+    const b = blocks.filter((x) => x.header.chain_id === 'B')
+    assert.ok(b.filter((x) => x.header.index === 0).length > 1)
+    assert.equal(new Set(b.map(blockLabel)).size, b.length)
+    assert.equal(new Set(blocks.map(blockLabel)).size, blocks.length)
+    assert.equal(labelOf('B', 3, 'layer2.router', 4), 'B:layer2.router@v4')
+    assert.equal(labelOf('D', 3, null, 0), 'D:3')
+  })
+
+  test('names: a chain B block\'s expert, a dataset\'s name, a decision\'s dataset (when the lookup finds it)', async () => {
+    const net = await standard
+    const d = net.devnet
+    const index = net.chain.paramIndex()
+    const blocks = net.chain.blocks()
+    const lookup = (cid: CID): AcceptedBlock | undefined => net.chain.get(cid)
+    const named = (name: string): string | null => summarize(d.accepted(name), index, lookup).name
+    assert.equal(named('expert0.0v1'), 'layer0.expert0')
+    assert.equal(named('train'), 'train')
+    assert.equal(named('validation'), 'validation')
+    assert.equal(named('approve-train'), 'train')
+    assert.equal(named('approve-validation'), 'validation')
+    assert.equal(named('genesis'), null)
+    assert.equal(named('reward'), null)
+    assert.equal(summarize(d.accepted('approve-train'), index).name, null, 'no lookup: the decision\'s dataset is unknown')
+    // Lists and search name decisions from the blocks they are given.
+    assert.deepEqual(listBlocks(blocks, index, 'D', 10).map((s) => `${s.label} ${s.name} ${s.blockType}`), ['D:3 validation decision', 'D:2 train decision', 'D:1 validation dataset', 'D:0 train dataset'])
+    assert.equal(detail(net.chain.get(d.cid('approve-train')) as AcceptedBlock, index, blocks).name, 'train')
   })
 
   test('detail: every header field, the certificate and its signers, tiles, dependents', async () => {
@@ -113,8 +156,14 @@ describe('search', () => {
     assert.deepEqual(parseQuery(' b:0 '), [{ kind: 'height', chain: 'B', index: 0 }])
     assert.deepEqual(parseQuery('7'), [{ kind: 'height', chain: null, index: 7 }])
     assert.deepEqual(parseQuery('12345678').map((q) => q.kind), ['height', 'key'])
-    assert.deepEqual(parseQuery('Layer0.Expert'), [{ kind: 'name', name: 'layer0.expert' }])
-    assert.deepEqual(parseQuery('reward').map((q) => q.kind), ['name', 'type'])
+    assert.deepEqual(parseQuery('Layer0.Expert'), [{ kind: 'name', name: 'layer0.expert' }, { kind: 'dataset', name: 'layer0.expert' }])
+    assert.deepEqual(parseQuery('reward').map((q) => q.kind), ['name', 'dataset', 'type'])
+    assert.deepEqual(parseQuery('B:layer0.expert3@v1'), [{ kind: 'label', name: 'layer0.expert3', version: 1 }])
+    assert.deepEqual(parseQuery('layer0.expert3@v1'), [{ kind: 'label', name: 'layer0.expert3', version: 1 }])
+    assert.deepEqual(parseQuery('b:Layer0.Expert3@2'), [{ kind: 'label', name: 'layer0.expert3', version: 2 }])
+    assert.deepEqual(parseQuery('B:layer0.expert3'), [{ kind: 'name', name: 'layer0.expert3' }])
+    assert.deepEqual(parseQuery('genesis-train'), [{ kind: 'dataset', name: 'genesis-train' }])
+    assert.deepEqual(parseQuery('B:3'), [{ kind: 'height', chain: 'B', index: 3 }])
     assert.throws(() => parseQuery(3 as unknown as string), TypeError)
   })
 
@@ -164,6 +213,39 @@ describe('search', () => {
     assert.deepEqual(names('reward'), ['C:0 reward'])
     // An exact name outranks prefixes: `layer0.expert1` first though it sorts after `layer0.expert0`.
     assert.equal(names('layer0.expert1')[0], 'B:0 layer0.expert1')
+  })
+
+  test('by label: every label a list shows finds its block; B:<expert> every version of it', async () => {
+    const net = await standard
+    const d = net.devnet
+    const index = net.chain.paramIndex()
+    const blocks = net.chain.blocks()
+    for (const chain of ['A', 'B', 'C', 'D'] as const) {
+      for (const row of listBlocks(blocks, index, chain, 100)) {
+        const found = searchBlocks(row.label, blocks, index)
+        assert.equal(found[0]?.cid, row.cid, `${row.label} finds its block first`)
+        if (chain === 'B') assert.deepEqual(found.map((s) => s.cid), [row.cid], `${row.label} finds only its block`)
+        assert.equal(searchBlocks(row.label.toLowerCase(), blocks, index)[0]?.cid, row.cid, 'in either case')
+      }
+    }
+    assert.deepEqual(searchBlocks('layer0.expert0@v1', blocks, index).map((s) => s.label), ['B:layer0.expert0@v1'])
+    assert.deepEqual(searchBlocks('B:layer0.expert0@1', blocks, index).map((s) => s.label), ['B:layer0.expert0@v1'])
+    assert.deepEqual(searchBlocks('B:layer0.expert0@v2', blocks, index), [])
+    assert.deepEqual(searchBlocks('B:layer0.expert0', blocks, index).map((s) => s.label), ['B:layer0.expert0@v0', 'B:layer0.expert0@v1'])
+    assert.deepEqual(searchBlocks('B:layer0.expert1@v0', blocks, index).map((s) => s.cid), [d.cid('expert0.1').toString()])
+    // `B:<n>` is still the header's index, a depth in the DAG: B:1 is the one version at depth 1, B:3 nothing here.
+    assert.deepEqual(searchBlocks('B:1', blocks, index).map((s) => s.label), ['B:layer0.expert0@v1'])
+    assert.deepEqual(searchBlocks('B:3', blocks, index), [])
+  })
+
+  test('by dataset name: exact first, then prefix; a decision by the dataset it decides', async () => {
+    const net = await standard
+    const index = net.chain.paramIndex()
+    const blocks = net.chain.blocks()
+    const found = (q: string): string[] => searchBlocks(q, blocks, index).map((s) => `${s.label} ${s.blockType}`)
+    assert.deepEqual(found('train'), ['D:0 dataset', 'D:2 decision'])
+    assert.deepEqual(found('VALID'), ['D:1 dataset', 'D:3 decision'])
+    assert.deepEqual(found('trains'), [])
   })
 
   test('by public key: whole or a prefix of 8+ hex digits, signer first, then ledger recipient', async () => {

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict'
 import type { BlockSummary, DagView, VerifyStep } from '../../src/client/api.ts'
 import { DAG_SIZES, layoutDag } from '../../src/ui/dag-layout.ts'
 import { clampTile, mergeStep, stepCounts } from '../../src/ui/verify-steps.ts'
+import { SEARCH_PLACEHOLDER, blockPosition, blockTitle, headerFieldNote, searchMissHint } from '../../src/ui/explorer.ts'
 
 function block(cid: string, patch: Partial<BlockSummary>): BlockSummary {
   return {
-    cid, chain: 'B', index: 0, blockType: 'expert', expertName: null, layer: null, timestamp: 0, minerPub: '02', difficulty: 1,
+    cid, label: `B:${cid}`, name: null, chain: 'B', index: 0, blockType: 'expert', expertName: null, layer: null, timestamp: 0, minerPub: '02', difficulty: 1,
     payload: 'bafk', payloadSize: 1, prev: null, dependsOn: [], supersedes: null, version: 0, pol: 'genesis', current: true, finality: null, ...patch
   }
 }
@@ -93,4 +94,32 @@ test('layoutDag: a column per layer (embedding first), router row on top, a row 
     }
   }
   assert.deepEqual(layoutDag({ nodes: [], edges: [] }).nodes, [])
+})
+
+test('explorer labels: titles, positions, the search box\'s examples, what a miss says, notes on version, index and a null pol', () => {
+  assert.equal(blockTitle({ name: 'genesis-train', blockType: 'decision' }), 'genesis-train')
+  assert.equal(blockTitle({ name: null, blockType: 'reward' }), 'reward')
+  assert.equal(blockPosition({ chain: 'B', index: 0 }), 'depth 0 in the DAG')
+  assert.equal(blockPosition({ chain: 'C', index: 4 }), 'height 4')
+  // The placeholder offers labels search reads (test/explorer/search.test.ts finds them on a devnet).
+  assert.match(SEARCH_PLACEHOLDER, /A:0/)
+  assert.match(SEARCH_PLACEHOLDER, /B:layer0\.expert1@v0/)
+  assert.equal(searchMissHint('A:3'), null)
+  assert.equal(searchMissHint('layer9'), null)
+  const miss = searchMissHint(' b:3 ') as string
+  assert.match(miss, /depth 3/)
+  assert.match(miss, /B:layer0\.expert1@v0/)
+  assert.match(miss, /B:layer0\.expert1 lists every version/)
+
+  const page = (chain: 'A' | 'B' | 'C', pol: BlockSummary['pol'], header: Record<string, unknown>) => ({ chain, version: 1, pol, label: chain === 'B' ? 'B:layer0.expert0@v1' : `${chain}:1`, header: header as Record<string, null> })
+  assert.match(headerFieldNote('version', page('B', 'certified', {})) as string, /header format version, not the expert's: this block is expert version v1/)
+  assert.equal(headerFieldNote('version', page('A', 'none', {})), 'header format version')
+  assert.match(headerFieldNote('index', page('B', 'genesis', {})) as string, /depth in chain B's DAG.*B:layer0\.expert0@v1 names the block/)
+  assert.equal(headerFieldNote('index', page('A', 'none', {})), null)
+  assert.match(headerFieldNote('pol', page('B', 'certified', { pol: null })) as string, /certificate names this block.*reward/)
+  assert.match(headerFieldNote('pol', page('B', 'genesis', { pol: null })) as string, /initial version has no PoL certificate/)
+  assert.match(headerFieldNote('pol', page('B', 'none', { pol: null })) as string, /not found it yet/)
+  assert.match(headerFieldNote('pol', page('A', 'none', { pol: null })) as string, /only on chain C rewards/)
+  assert.equal(headerFieldNote('pol', page('C', 'none', { pol: 'bafy' })), null, 'a reward names its certificate')
+  assert.equal(headerFieldNote('nonce', page('B', 'certified', {})), null)
 })
