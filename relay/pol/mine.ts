@@ -11,7 +11,7 @@ import { toHex } from '../../src/codec/cbor.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../../src/chain/keys.ts'
 import { createRelayClient } from '../../src/net/relay-client.ts'
 import { MinerChain } from '../../src/pol/chain.ts'
-import { NoJobError, SELF_CHECK_MARGIN, mineOnce, type MineResult, type MinerEvent, type Trainer } from '../../src/pol/mining.ts'
+import { NoJobError, formatLossChange, mineOnce, submitRule, type MineResult, type MinerEvent, type Trainer } from '../../src/pol/mining.ts'
 import { readKeyFile, writeKeyFile } from '../devnet.ts'
 
 /** The default key file: created on first use, readable by its owner only. */
@@ -61,7 +61,7 @@ export async function runMiner(run: MinerRun): Promise<MineResult[]> {
     results.push(result)
     if (result.outcome === null) skip.add(result.job.id)
     if (run.json) run.print(JSON.stringify(summary(result)))
-    else if (result.outcome === null) run.print(`not submitted: the gain on the validation sample is under ${SELF_CHECK_MARGIN} x delta, so the validators would most likely refuse it`)
+    else if (result.outcome === null) run.print(`not submitted: ${submitRule(result.delta)}`)
   }
   return results
 }
@@ -71,7 +71,7 @@ function describe(e: MinerEvent): string {
     case 'job': return `job ${e.job.id}: ${e.job.expert} v${e.job.baseVersion}, ${e.job.steps} steps of ${e.job.batchSize} x ${e.job.seqLen} tokens, lr ${e.job.learningRate}`
     case 'fetch': return e.what === 'chain' ? 'syncing and verifying the chain headers' : `fetching and verifying the ${e.what}`
     case 'step': return e.step % 5 === 0 || e.step === e.steps - 1 ? `step ${e.step + 1}/${e.steps}: loss ${e.loss.toFixed(4)} (${e.tokensPerSecond.toFixed(0)} tokens/s)` : ''
-    case 'self-check': return `self-check on ${e.windows} validation windows: ${e.lossBefore.toFixed(5)} -> ${e.lossAfter.toFixed(5)} (${(((e.lossBefore - e.lossAfter) / e.lossBefore) * 100).toFixed(2)}%)`
+    case 'self-check': return `self-check on ${e.windows} validation windows: ${e.lossBefore.toFixed(5)} -> ${e.lossAfter.toFixed(5)} (loss ${formatLossChange((e.lossBefore - e.lossAfter) / e.lossBefore)})`
     case 'submitted': return `submitted candidate ${e.cid}; waiting for the validators`
     case 'outcome': {
       const o = e.outcome

@@ -26,9 +26,9 @@ import { createRelayClient } from '../net/relay-client.ts'
 import { MinerChain } from '../pol/chain.ts'
 import { proposalSubmission } from '../chain/proposal.ts'
 import type { Job } from '../pol/job.ts'
-import { mineOnce, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
+import { formatLossChange, mineOnce, selfCheckVerdict, submitRule, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
 import { trainExpert } from '../train/train.ts'
-import { clearMinerRun, loadMinerRun, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
+import { clearMinerRun, loadMinerRun, loadTriedJobs, rememberTriedJob, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
 import type { KV } from '../store/kv.ts'
 import { loadSettings } from '../store/settings.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey } from '../wallet/keys.ts'
@@ -381,8 +381,8 @@ export class Miner implements MinerApi {
     let run = first
     let follow = resumed === 'follow' ? run.candidate : null
     let prefer = resumed === 'restart' ? (run.job?.id ?? null) : null
-    // Jobs given up on in this run (no gain worth submitting): the same job trains the same weights again.
-    const skip = new Set<string>()
+    // Jobs this key gave up on (no gain worth submitting), in any run before: the same job trains the same weights again.
+    const skip = new Set(await loadTriedJobs(run.miner, this.#env.minerKV))
     // The run's own verified chain (the chat's header sync), synced before each job: delta, the
     // model, the job's base and data all come from it.
     const anchor = await (this.#env.anchor ?? (async () => (await loadSettings()).trustAnchor))()
@@ -494,11 +494,14 @@ export class Miner implements MinerApi {
     const expert = result.job.expert
     if (result.outcome === null) {
       skip.add(result.job.id)
+      await rememberTriedJob(run.miner, result.job.id, this.#env.minerKV).catch(() => undefined)
       const sc = result.selfCheck
       const gain = sc === null ? null : improvementOf(sc.lossBefore, sc.lossAfter)
       return Object.freeze({
         status: 'no-gain', cid: null, expert, code: 'NO_GAIN',
-        message: `The self-check on the public validation pool found ${gain === null ? 'no' : `a ${(gain * 100).toFixed(2)}%`} gain${delta === null ? '' : `, below the ${(delta * 100).toFixed(1)}% validators require`}: nothing was submitted.`,
+        message: delta === null
+          ? `The self-check on the public validation pool found ${gain === null ? 'no gain' : `loss ${formatLossChange(gain)}`}: nothing was submitted.`
+          : `Self-check on the public validation pool: ${selfCheckVerdict(gain, delta)}. Nothing was submitted: ${submitRule(delta)}.`,
         lossBefore: sc?.lossBefore ?? null, lossAfter: sc?.lossAfter ?? null, improvement: gain, delta, amount: null, reward: null, rewardFinal: null, certificate: null, at: this.#now()
       })
     }

@@ -43,6 +43,42 @@ import { sleep } from '../time.ts'
 /** The self-check asks for this many times delta before submitting. */
 export const SELF_CHECK_MARGIN = 2
 
+/**
+ * A relative loss change as every view writes it (page, CLI, docs): the sign is the loss's, so a
+ * lower loss (an improvement) is `−0.46%` and a higher one `+1.2%`; `improvement` is
+ * (before − after) / before.
+ */
+export function formatLossChange(improvement: number | null): string {
+  if (improvement === null || !Number.isFinite(improvement)) return '–'
+  const pct = improvement * 100
+  const digits = Math.abs(pct) < 1 ? 2 : 1
+  return `${pct > 0 ? '−' : pct < 0 ? '+' : ''}${Math.abs(pct).toFixed(digits)}%`
+}
+
+/** A share as a percentage, three significant digits at most: `0.3%`, `0.6%`, `1.25%`. */
+function percent(share: number): string {
+  return `${Number((share * 100).toPrecision(3))}%`
+}
+
+/** True when a self-check's improvement is enough to submit: SELF_CHECK_MARGIN × delta. */
+export function selfCheckPasses(improvement: number | null, delta: number): boolean {
+  return improvement !== null && improvement >= SELF_CHECK_MARGIN * delta
+}
+
+/**
+ * The two thresholds in one sentence, the same on the page, in `blyan mine` and in the docs:
+ * `submitted when the self-check lowers the loss by 0.6% or more (validators accept −0.3%, on other windows)`.
+ */
+export function submitRule(delta: number): string {
+  return `a candidate is submitted when the self-check lowers the validation loss by ${percent(SELF_CHECK_MARGIN * delta)} or more (${SELF_CHECK_MARGIN} × the ${percent(delta)} validators accept, because they judge it on other windows)`
+}
+
+/** What a self-check found, against the rule: `loss −0.46%: under the −0.6% needed to submit`. */
+export function selfCheckVerdict(improvement: number | null, delta: number): string {
+  const needed = `−${percent(SELF_CHECK_MARGIN * delta)}`
+  return selfCheckPasses(improvement, delta) ? `loss ${formatLossChange(improvement)}: meets the ${needed} needed to submit` : `loss ${formatLossChange(improvement)}: short of the ${needed} needed to submit`
+}
+
 /** Trains the target expert (trainExpert's contract): the CPU reference by default. */
 export type Trainer = (model: FloatModel, options: TrainOptions) => Promise<TrainResult>
 
@@ -86,6 +122,8 @@ export interface MineResult {
   readonly outcome: CandidateInfo | null
   readonly losses: Float64Array
   readonly selfCheck: { readonly lossBefore: number; readonly lossAfter: number } | null
+  /** The rules' PoL delta the self-check was held to (SELF_CHECK_MARGIN × delta). */
+  readonly delta: number
 }
 
 /** No job is free (all leased, or the node has none). */
@@ -229,7 +267,7 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
     emit({ type: 'self-check', lossBefore, lossAfter, windows: sample.length })
     // A margin over delta: the validators' slice is other windows, and a gain just above delta on
     // this sample is as likely to fall below it there.
-    if (!meetsThreshold(lossBefore, lossAfter, SELF_CHECK_MARGIN * model.meta.pol.delta)) return { job, outcome: null, losses: trained.losses, selfCheck }
+    if (!meetsThreshold(lossBefore, lossAfter, SELF_CHECK_MARGIN * model.meta.pol.delta)) return { job, outcome: null, losses: trained.losses, selfCheck, delta: model.meta.pol.delta }
   }
 
   let cid: string | null = null
@@ -264,7 +302,7 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
     const candidate = await chain.relay.candidate(cid, signal)
     if (candidate.status !== 'pending' || Date.now() > deadline) {
       emit({ type: 'outcome', outcome: candidate })
-      return { job, outcome: candidate, losses: trained.losses, selfCheck }
+      return { job, outcome: candidate, losses: trained.losses, selfCheck, delta: model.meta.pol.delta }
     }
     await sleep(options.pollMs ?? 1000, signal)
   }

@@ -133,3 +133,29 @@ export function resumePlan(run: StoredMinerRun | null, miner: string | null): Re
   if (run.candidate !== null) return { kind: 'follow', candidate: run.candidate, run }
   return { kind: 'restart', run }
 }
+
+/** Jobs a key tried that gave no gain worth submitting, kept (the newest) so it is never given the identical job again. */
+export const MAX_TRIED_JOBS = 512
+const TRIED = 'tried:'
+
+/** The jobs `miner` (hex public key) tried without a gain worth submitting; [] when none or unreadable. */
+export async function loadTriedJobs(miner: string, kv: KV = minerKV()): Promise<string[]> {
+  try {
+    const v = await kv.get(TRIED + miner)
+    return Array.isArray(v) ? v.filter((id): id is string => typeof id === 'string' && isJobId(id)) : []
+  } catch {
+    return []
+  }
+}
+
+/**
+ * Remember that `miner` tried job `id` without a gain worth submitting. A job's id names its base
+ * version and data, so the identical job would train the identical weights; a new version of the
+ * expert is a new job.
+ */
+export async function rememberTriedJob(miner: string, id: string, kv: KV = minerKV()): Promise<void> {
+  if (!isJobId(id)) throw new TypeError(`id: expected 16 hex digits, got ${JSON.stringify(id)}`)
+  const tried = (await loadTriedJobs(miner, kv)).filter((t) => t !== id)
+  tried.push(id)
+  await kv.setMany([[TRIED + miner, tried.slice(-MAX_TRIED_JOBS)]])
+}

@@ -5,6 +5,7 @@
  * @module
  */
 import type { CandidateInfo, ClientStatus, DonateOutcome, DonatePhase, DonateState } from '../client/api.ts'
+import { formatLossChange } from '../pol/mining.ts'
 
 /** The relay the miner takes jobs from: the client's first relay that is up, else its first, else this page's origin. */
 export function minerRelay(status: ClientStatus | null, origin: string): string {
@@ -82,12 +83,7 @@ export function formatLoss(loss: number | null): string {
 }
 
 /** A relative change as a signed percentage: an improvement of 0.246 is `−24.6%` of the loss. */
-export function formatGain(improvement: number | null): string {
-  if (improvement === null || !Number.isFinite(improvement)) return '–'
-  const pct = improvement * 100
-  const digits = Math.abs(pct) < 1 ? 2 : 1
-  return `${pct >= 0 ? '−' : '+'}${Math.abs(pct).toFixed(digits)}%`
-}
+export const formatGain = formatLossChange
 
 /** delta as the view says it, three significant digits at most: `0.5%`, `5%`, `1.25%`. */
 export function formatDelta(delta: number | null): string {
