@@ -4,12 +4,7 @@
  * (Node, Dawn) and the bench page test/browser/bench/main.ts (Chromium), so no Node imports here.
  */
 import type { Architecture } from '../src/chain/meta.ts'
-import { expertName, routerName, EMBEDDING_NAME } from '../src/chain/header.ts'
-import { expectedTensors } from '../src/chain/params.ts'
-import type { Backend, BlockTensors } from '../src/engine/interface.ts'
-import { readBlockTensors } from '../src/model/weights.ts'
-import { buildPayload } from '../src/tensor/payload.ts'
-import { median } from './measure.ts'
+import type { Backend } from '../src/engine/interface.ts'
 
 /** Everything but the sizes: llama-style MoE, 8 experts top 2, 4 KV heads of 64, no shared expert. */
 export const BASE = { family: 'llama_moe', n_kv_heads: 4, head_dim: 64, max_seq_len: 256, n_experts: 8, top_k: 2, router_weighting: 'softmax_topk', shared_expert_hidden_dim: 0, shared_expert_gate: false, qk_norm: false, attention_bias: false, tie_embeddings: true, norm_eps: 1e-5, rope_theta: 10000 } as const
@@ -19,42 +14,8 @@ export function describeArch(arch: Architecture): string {
   return `dim ${arch.dim}, ${arch.n_layers} layers, ${arch.n_heads}/${arch.n_kv_heads} heads of ${arch.head_dim}, ${arch.n_experts} experts of ${arch.expert_hidden_dim} (top ${arch.top_k}), vocab ${arch.vocab_size}, max_seq_len ${arch.max_seq_len}, int8`
 }
 
-/** One random block per kind, reused for every layer and expert (shapes are all that matter here). */
-export function tensorsFor(arch: Architecture): Map<string, BlockTensors> {
-  let seed = 1
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.2
-  const block = (name: string): BlockTensors => readBlockTensors(name, arch, buildPayload(expectedTensors(name, arch).map((s) => {
-    const values = new Float32Array(s.shape.reduce((a, b) => a * b, 1))
-    for (let i = 0; i < values.length; i++) values[i] = rand()
-    return { name: s.name, values, shape: s.shape, dtype: s.shape.length === 1 ? 'fp32' : 'int8' }
-  })))
-  const router = block(routerName(0))
-  const expert = block(expertName(0, 0))
-  const out = new Map<string, BlockTensors>([[EMBEDDING_NAME, block(EMBEDDING_NAME)]])
-  for (let l = 0; l < arch.n_layers; l++) {
-    out.set(routerName(l), router)
-    for (let e = 0; e < arch.n_experts; e++) out.set(expertName(l, e), expert)
-  }
-  return out
-}
-
-/** Load the shared blocks and every expert of `t` (from tensorsFor) into `b`. */
-export async function load(b: Backend, arch: Architecture, t: Map<string, BlockTensors>): Promise<void> {
-  await b.loadShared(new Map([EMBEDDING_NAME, ...Array.from({ length: arch.n_layers }, (_, l) => routerName(l))].map((n) => [n, t.get(n) as BlockTensors])))
-  for (let l = 0; l < arch.n_layers; l++) for (let e = 0; e < arch.n_experts; e++) await b.loadExpert(l, e, t.get(expertName(l, e)) as BlockTensors)
-}
-
-/** Median ms per token over `rounds` runs of `tokens` decode steps from position 0 (fixed token ids). */
-export async function decodeMs(b: Backend, tokens: number, rounds: number): Promise<number> {
-  const times: number[] = []
-  for (let r = 0; r < rounds; r++) {
-    b.reset()
-    const t = performance.now()
-    for (let pos = 0; pos < tokens; pos++) await b.forward((pos * 7) % 100, pos)
-    times.push((performance.now() - t) / tokens)
-  }
-  return median(times)
-}
+/** The synthetic model and decode timing live in src/engine/probe.ts (the page's backend choice uses them too). */
+export { syntheticTensors as tensorsFor, loadSynthetic as load, decodeMs } from '../src/engine/probe.ts'
 
 /** Index of the largest value (the first on ties): greedy sampling. */
 export function argmax(v: Float32Array): number {

@@ -65,6 +65,11 @@ export interface BackendInfo {
   readonly detail: string
   /** Why this backend and not the one asked for (e.g. `no WebGPU adapter`), or null. */
   readonly fallback: string | null
+  /**
+   * The automatic choice's measurement, when it made one: ms per decoded token of a synthetic copy
+   * of the model on each candidate backend (the faster one runs the chat).
+   */
+  readonly measured?: { readonly webgpu: number; readonly 'ort-wasm': number }
 }
 
 export interface ClientStatus {
@@ -321,6 +326,8 @@ export interface DeviceInfo {
   readonly memoryGiB: number | null
   /** The WebGPU adapter (`google swiftshader`), null without one. */
   readonly gpu: string | null
+  /** The software renderer the adapter is (`SwiftShader`: it runs on the CPU), null for a real GPU or none. */
+  readonly softwareGpu: string | null
   readonly backends: readonly TrainBackendInfo[]
 }
 

@@ -34,7 +34,9 @@ const MODEL_WAIT_MS = 60_000
 export class ModelUnavailableError extends Error {
   override readonly name = 'ModelUnavailableError'
   constructor(reason: string, phase: SyncState['phase']) {
-    super(phase === 'offline' ? `${reason}: no relay can be reached` : `${reason}: the chain is not (yet) complete on the relays`)
+    super(phase === 'offline'
+      ? `Cannot reach a relay, and this page has no verified model of its own yet (${reason}). The page keeps retrying the relays (see the status bar); ask again once one answers.`
+      : `${reason}: the chain is not (yet) complete on the relays`)
   }
 }
 
@@ -252,7 +254,8 @@ export class ChatRunner {
       const follower = this.#options.follower()
       const m = chainModel(follower.chain)
       if (!('missing' in m)) return m
-      if (follower.settled || Date.now() > deadline) throw new ModelUnavailableError(m.missing, follower.phase)
+      // No relay answers and the page has no model of its own: say so now, not after the wait.
+      if (follower.settled || follower.phase === 'offline' || Date.now() > deadline) throw new ModelUnavailableError(m.missing, follower.phase)
       signal.throwIfAborted()
       await follower.nextChange(1000)
     }

@@ -241,19 +241,19 @@ export class Miner implements MinerApi {
 
   // ---------------------------------------------------------------------------- device
 
-  #backends(gpu: string | null): TrainBackendInfo[] {
+  #backends(gpu: string | null, softwareGpu: string | null): TrainBackendInfo[] {
     const t = this.#env.trainers ?? {}
     return [
       { name: 'cpu', available: true, detail: 'The JavaScript reference, on one thread', reason: null },
       t.webgpu !== undefined && gpu !== null
-        ? { name: 'webgpu', available: true, detail: `The WebGPU trainer on ${gpu}`, reason: null }
+        ? { name: 'webgpu', available: true, detail: softwareGpu === null ? `The WebGPU trainer on ${gpu}` : `The WebGPU trainer on ${gpu}, a software GPU (${softwareGpu} runs on the CPU): slower than the CPU reference`, reason: null }
         : { name: 'webgpu', available: false, detail: 'WebGPU', reason: gpu === null ? 'No WebGPU adapter in this browser' : 'This runtime has no WebGPU trainer' }
     ]
   }
 
   async device(): Promise<DeviceInfo> {
-    const d = this.#env.device === undefined ? { cores: null, memoryGiB: null, gpu: null } : await this.#env.device()
-    return { ...d, backends: this.#backends(d.gpu) }
+    const d = this.#env.device === undefined ? { cores: null, memoryGiB: null, gpu: null, softwareGpu: null } : await this.#env.device()
+    return { ...d, backends: this.#backends(d.gpu, d.softwareGpu) }
   }
 
   // ---------------------------------------------------------------------------- state

@@ -7,20 +7,25 @@
  */
 import { expose } from 'comlink'
 import { Miner } from '../client/miner.ts'
+import { adapterName, softwareRenderer } from '../gpu/adapter-kind.ts'
 import { requestTrainingDevice } from '../gpu/device.ts'
 import type { Trainer } from '../pol/mining.ts'
 
 /** Cores, memory and the WebGPU adapter, as far as this browser tells. */
-async function device(): Promise<{ cores: number | null; memoryGiB: number | null; gpu: string | null }> {
+async function device(): Promise<{ cores: number | null; memoryGiB: number | null; gpu: string | null; softwareGpu: string | null }> {
   const nav = navigator as Navigator & { deviceMemory?: number }
   let gpu: string | null = null
+  let softwareGpu: string | null = null
   try {
     const adapter = await nav.gpu?.requestAdapter()
-    if (adapter !== null && adapter !== undefined) gpu = [adapter.info.vendor, adapter.info.architecture].filter((s) => s !== '').join(' ') || 'WebGPU adapter'
+    if (adapter !== null && adapter !== undefined) {
+      gpu = adapterName(adapter.info)
+      softwareGpu = softwareRenderer(adapter.info)
+    }
   } catch {
     gpu = null
   }
-  return { cores: typeof nav.hardwareConcurrency === 'number' ? nav.hardwareConcurrency : null, memoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : null, gpu }
+  return { cores: typeof nav.hardwareConcurrency === 'number' ? nav.hardwareConcurrency : null, memoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : null, gpu, softwareGpu }
 }
 
 /** Training on this browser's WebGPU: one device for the worker's life, requested on first use. */

@@ -196,10 +196,12 @@ describe('Miner wallet operations', () => {
     const d = await miner().device()
     assert.deepEqual(d.backends.map((b) => [b.name, b.available]), [['cpu', true], ['webgpu', false]])
     assert.match(d.backends[1]?.reason ?? '', /WebGPU/)
-    const withGpu = new Miner({ walletKV: freshKV('wallet'), trainers: { webgpu: async () => assert.fail('not called') }, device: async () => ({ cores: 8, memoryGiB: 16, gpu: 'test gpu' }) })
+    const withGpu = new Miner({ walletKV: freshKV('wallet'), trainers: { webgpu: async () => assert.fail('not called') }, device: async () => ({ cores: 8, memoryGiB: 16, gpu: 'test gpu', softwareGpu: null }) })
     const g = await withGpu.device()
     assert.deepEqual(g.backends.map((b) => [b.name, b.available]), [['cpu', true], ['webgpu', true]])
     assert.equal(g.cores, 8)
+    const soft = await new Miner({ walletKV: freshKV('wallet'), trainers: { webgpu: async () => assert.fail('not called') }, device: async () => ({ cores: 8, memoryGiB: 16, gpu: 'google swiftshader', softwareGpu: 'SwiftShader' }) }).device()
+    assert.match(soft.backends[1]?.detail ?? '', /a software GPU \(SwiftShader runs on the CPU\): slower than the CPU reference/)
   })
 
   test('the job board as the miner reads it: the job to restart first, then jobs leased to this key, then the least shared', () => {

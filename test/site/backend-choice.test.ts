@@ -1,0 +1,65 @@
+/**
+ * Issue 17, problem 11: on a software GPU (Chromium's SwiftShader here) the automatic backend is
+ * chosen by measurement, not by the presence of an adapter: the chat times WebGPU and ONNX Runtime
+ * WASM on a synthetic copy of the model, runs the faster and says why; Donate names the GPU as a
+ * software one and keeps the CPU trainer as its default.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import type { Page } from 'playwright-core'
+import { serve, type Served } from '../../relay/serve.ts'
+import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
+import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
+import { buildSiteDist } from '../fixtures/site-devnet.ts'
+
+async function live(page: Page): Promise<void> {
+  await page.locator('[data-testid="sync-status"][data-phase="live"]').waitFor({ timeout: 60_000 })
+}
+
+describe('the automatic backend on a software GPU', { skip: hasChromium() ? false : CHROMIUM_MISSING }, () => {
+  let served: Served
+  let site: { dir: string; cleanup(): void }
+  let profiles: FreshProfiles | undefined
+
+  before(async () => {
+    const [dir, built] = await Promise.all([genesisDevnet(), buildSiteDist()])
+    site = built
+    served = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', siteRoot: site.dir, log: () => undefined })
+    profiles = await FreshProfiles.launch()
+  })
+
+  after(async () => {
+    await profiles?.close()
+    await served?.close()
+    site?.cleanup()
+  })
+
+  test('chat: both backends timed, the faster one runs, and the page says the GPU is software', async () => {
+    const page = await (profiles as FreshProfiles).page()
+    await page.goto(`${served.url}?max_tokens=8#/chat`)
+    await live(page)
+    await page.getByTestId('chat-input').fill('Once upon a time')
+    await page.getByTestId('chat-send').click()
+    const badge = page.getByTestId('chat-backend').locator('[data-backend]')
+    await badge.waitFor({ timeout: 180_000 })
+    const chosen = await badge.getAttribute('data-backend')
+    const webgpu = Number(await badge.getAttribute('data-measured-webgpu'))
+    const ort = Number(await badge.getAttribute('data-measured-ort-wasm'))
+    console.log(`# automatic backend on SwiftShader: ${chosen} (WebGPU ${webgpu.toFixed(1)} ms, ORT WASM ${ort.toFixed(1)} ms a token on a synthetic copy of the model)`)
+    assert.ok(webgpu > 0 && ort > 0, `both timed (${webgpu}, ${ort} ms a token)`)
+    assert.equal(chosen, webgpu <= ort ? 'webgpu' : 'ort-wasm', `the faster runs (WebGPU ${webgpu} ms, ORT ${ort} ms a token)`)
+    const said = await page.getByTestId('chat-backend').innerText()
+    if (chosen === 'ort-wasm') assert.match(said, /software GPU \(SwiftShader runs on the CPU\) measured/)
+    else assert.match(await badge.getAttribute('title') ?? '', /software GPU: SwiftShader runs on the CPU/)
+  })
+
+  test('Donate: the software GPU is named, and the CPU trainer is the default', async () => {
+    const page = await (profiles as FreshProfiles).page()
+    await page.goto(`${served.url}#/donate`)
+    await live(page)
+    await page.getByTestId('donate-gpu').waitFor()
+    assert.match(await page.getByTestId('donate-gpu').innerText(), /a software GPU \(SwiftShader runs on the CPU\)/)
+    assert.equal(await page.getByTestId('donate-backend-cpu').isChecked(), true)
+    assert.match(await page.locator('label', { has: page.getByTestId('donate-backend-webgpu') }).innerText(), /slower than the CPU reference/)
+  })
+})
