@@ -100,3 +100,18 @@ export function relaySummary(relays: readonly RelayState[]): string {
 export function anyLiar(status: ClientStatus): boolean {
   return status.relays.some((r) => r.lies.length > 0) || status.sync.rejected.length > 0
 }
+
+/**
+ * Why a view has nothing to show yet, in the words every view uses: no relay reachable (named, with
+ * why), still syncing, or simply nothing there. `what` is the missing thing: `blocks on chain B`.
+ */
+export function emptyText(what: string, status: ClientStatus | null): string {
+  if (status === null || status.sync.phase === 'starting') return `Starting: ${what} appear once the chain is verified.`
+  if (status.sync.phase === 'offline') {
+    const down = status.relays.filter((r) => r.health === 'down' || r.health === 'wrong-network')
+    const why = down.map((r) => `${r.url}${r.error === null ? '' : ` (${r.error})`}`).join(', ')
+    return `Cannot reach a relay${why === '' ? '' : `: ${why}`}. This page has no verified ${what} yet; it keeps retrying (see the status bar).`
+  }
+  if (status.sync.phase === 'syncing') return `Syncing: ${what} appear as their headers are verified.`
+  return `No ${what} yet.`
+}
