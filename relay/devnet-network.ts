@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { main } from './cli.ts'
 import { JOBS_FILE, KEYS_DIR, STORE_FILE, readValidatorKeys, writeValidatorKey } from './devnet.ts'
+import { stopWithParent } from './lifetime.ts'
 import { serve, type Served } from './serve.ts'
 import { ensureBuilt } from './site-build.ts'
 
@@ -65,13 +66,8 @@ async function run(): Promise<void> {
   served.push(relay)
   console.log(`\nBlyan devnet: ${VALIDATORS} validators and a relay. Open ${relay.url} (the Network view shows the peers).`)
   for (const s of served) console.log(`  ${s.url}  ${s.network?.multiaddrs()[0] ?? ''}`)
-  const stop = (): void => {
-    console.log('stopping')
-    void Promise.all(served.map((s) => s.close())).finally(() => process.exit(0))
-    setTimeout(() => process.exit(0), 3000).unref()
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  // Ctrl+C, SIGTERM, or npm (its parent) gone: every node closes (relay/lifetime.ts).
+  stopWithParent(async () => void (await Promise.allSettled(served.map((s) => s.close()))))
 }
 
 run().catch((e: unknown) => {

@@ -24,6 +24,7 @@ import { checkJobSettings } from './pol/jobs.ts'
 import { PolStore } from './pol/pol-store.ts'
 import { DatasetScreener } from './pol/screener.ts'
 import { PolService, type PolServiceOptions } from './pol/service.ts'
+import { stopWithParent } from './lifetime.ts'
 import { progressLine } from './progress.ts'
 import { PEER_KEY_FILE, loadPeerKey } from './p2p/host.ts'
 import { PeerNetwork } from './p2p/network.ts'
@@ -195,13 +196,10 @@ function networkOptions(options: ServeOptions): { listen?: readonly string[]; pe
   return options.p2p?.listen === undefined ? { peers } : { listen: options.p2p.listen, peers }
 }
 
-/** Close the node cleanly on Ctrl+C or SIGTERM. */
-export function stopOnSignals(served: Served): void {
-  const stop = (signal: NodeJS.Signals): void => {
-    console.log(`${signal}: stopping`)
-    served.close().then(() => process.exit(0), () => process.exit(1))
-    setTimeout(() => process.exit(0), 3000).unref()
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+/**
+ * Close the node cleanly on Ctrl+C or SIGTERM, and when the process that started it (npm, npx, a
+ * shell) is gone (relay/lifetime.ts): killing `npm start` stops the server.
+ */
+export function stopOnSignals(served: Served): () => void {
+  return stopWithParent(() => served.close())
 }

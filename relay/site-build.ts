@@ -83,14 +83,21 @@ async function* walk(path: string): AsyncGenerator<{ path: string; mtimeMs: numb
   for (const name of await readdir(path)) yield* walk(join(path, name))
 }
 
-/** Run the vite production build of the site (vite's own progress goes to the console). */
+/**
+ * Run the vite production build of the site, quietly: vite's warnings and errors are shown, its
+ * per-file listing and the bundler's timing report are not (`npm run build` shows them); one line
+ * says when it is done.
+ */
 export async function buildSite(options: BuildOptions): Promise<void> {
   const { root, log = console.log } = options
   // Loaded only when a build is needed: a fresh dist/ starts the server without loading vite.
   const { build } = await import('vite')
   const started = performance.now()
   try {
-    await build({ root, configFile: join(root, 'vite.config.ts'), logLevel: 'info' })
+    await build({
+      root, configFile: join(root, 'vite.config.ts'), logLevel: 'warn',
+      build: { rolldownOptions: { checks: { bundlerTimings: false } } }
+    })
   } catch (e) {
     throw new SiteBuildError(`vite build failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
   }
@@ -102,7 +109,7 @@ export async function ensureBuilt(options: BuildOptions): Promise<Staleness> {
   const log = options.log ?? console.log
   const verdict = await checkStaleness({ root: options.root })
   if (verdict.stale) {
-    log(`building site: ${verdict.reason}`)
+    log(`building the site (${verdict.reason})...`)
     await buildSite(options)
   }
   return verdict

@@ -60,7 +60,10 @@ if (!existsSync(join(dataDir, STORE_FILE))) {
 }
 
 try {
-  stopOnSignals(await serve({ dataDir, port, host, siteRoot: join(ROOT, 'dist') }))
+  const served = await serve({ dataDir, port, host, siteRoot: join(ROOT, 'dist') })
+  console.log(`serving the site (dist/), the API (/api), the IPFS gateway (/ipfs) and the /ws feed; Ctrl+C stops it`)
+  // Also stops when npm (the parent: the start script execs node) is gone.
+  stopOnSignals(served)
 } catch (e) {
   fail(describe(e))
 }
