@@ -36,8 +36,9 @@ async function webgpuAdapter(): Promise<{ gpu: GPU; adapter: GPUAdapter }> {
   return { gpu, adapter }
 }
 
-async function webgpu(arch: Architecture, found: { gpu: GPU; adapter: GPUAdapter }, fallback: string | null = null, measured?: Measured): Promise<Created> {
-  const { gpu, adapter } = found
+/** A WebGPU backend on an adapter of its own (an adapter gives one device only: each backend asks anew). */
+async function webgpu(arch: Architecture, fallback: string | null = null, measured?: Measured): Promise<Created> {
+  const { gpu, adapter } = await webgpuAdapter()
   const { WebGpuBackend } = await import('../engine/webgpu.ts')
   const maxResidentExperts = arch.n_layers * arch.n_experts
   const device = await requestModelDevice(adapter, arch, { maxResidentExperts })
@@ -78,12 +79,12 @@ function isMeasured(v: unknown): v is Measured {
 }
 
 /** Both backends' ms per token for `arch` on this adapter: from the kept verdict, or measured now (and kept). */
-async function measure(arch: Architecture, found: { gpu: GPU; adapter: GPUAdapter }): Promise<Measured> {
-  const i = found.adapter.info
+async function measure(arch: Architecture, info: GPUAdapterInfo): Promise<Measured> {
+  const i = info
   const key = JSON.stringify([i.vendor, i.architecture, i.device, i.description, arch])
   const kept = await verdictStore().get(key).catch(() => undefined)
   if (isMeasured(kept)) return kept
-  const webgpuMs = await probe(() => webgpu(arch, found), arch)
+  const webgpuMs = await probe(() => webgpu(arch), arch)
   const ortMs = await probe(() => ortWasm(arch, null), arch)
   const m: Measured = { webgpu: webgpuMs, 'ort-wasm': ortMs }
   await verdictStore().setMany([[key, m]]).catch(() => undefined)
@@ -94,26 +95,27 @@ const ms = (v: number): string => `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`
 
 /** The automatic choice: WebGPU when it is measured faster (or is a real GPU and the model too big to probe), else ONNX Runtime WASM. */
 async function automatic(arch: Architecture): Promise<Created> {
-  let found: { gpu: GPU; adapter: GPUAdapter }
+  // This adapter is only asked what it is: each backend requests its own (a device consumes one).
+  let info: GPUAdapterInfo
   try {
-    found = await webgpuAdapter()
+    info = (await webgpuAdapter()).adapter.info
   } catch (e) {
     return ortWasm(arch, e instanceof Error ? e.message : String(e))
   }
-  const soft = softwareRenderer(found.adapter.info)
+  const soft = softwareRenderer(info)
   if (syntheticBytes(arch) > PROBE_MAX_BYTES) {
-    return soft === null ? webgpu(arch, found) : ortWasm(arch, `the WebGPU adapter is a software GPU (${soft} runs on the CPU), and the model is too big to time both here`)
+    return soft === null ? webgpu(arch) : ortWasm(arch, `the WebGPU adapter is a software GPU (${soft} runs on the CPU), and the model is too big to time both here`)
   }
   let m: Measured
   try {
-    m = await measure(arch, found)
+    m = await measure(arch, info)
   } catch (e) {
     // A backend that cannot even run the probe: the other one, saying why.
     const why = e instanceof Error ? e.message : String(e)
-    return soft === null ? webgpu(arch, found, `the backend probe failed (${why})`) : ortWasm(arch, `the WebGPU adapter is a software GPU (${soft}) and the probe failed (${why})`)
+    return soft === null ? webgpu(arch, `the backend probe failed (${why})`) : ortWasm(arch, `the WebGPU adapter is a software GPU (${soft}) and the probe failed (${why})`)
   }
   const kind = soft === null ? 'WebGPU' : `WebGPU on a software GPU (${soft} runs on the CPU)`
-  if (m.webgpu <= m['ort-wasm']) return webgpu(arch, found, null, m)
+  if (m.webgpu <= m['ort-wasm']) return webgpu(arch, null, m)
   return ortWasm(arch, `${kind} measured ${ms(m.webgpu)} a token, ONNX Runtime WASM ${ms(m['ort-wasm'])}: the faster one runs`, m)
 }
 
@@ -122,7 +124,7 @@ export async function createBrowserBackend(choice: BackendChoice, arch: Architec
   if (choice === 'ort-wasm') return ortWasm(arch, null)
   if (choice === 'webgpu') {
     try {
-      return await webgpu(arch, await webgpuAdapter())
+      return await webgpu(arch)
     } catch (e) {
       throw new Error(`WebGPU was chosen in settings, but ${e instanceof Error ? e.message : String(e)}`)
     }
