@@ -13,6 +13,7 @@ import type { Settings } from '../store/settings.ts'
 import type { CacheUsage } from '../store/caches.ts'
 import type { TrainBackend } from '../store/miner-run.ts'
 import type { RelayState } from '../net/relays.ts'
+import type { ModelCard } from '../explorer/model-card.ts'
 import type { PolStatus, BlockSummary, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStep, VerifyReport } from '../explorer/types.ts'
 import type { WalletStatus, WalletResult, WalletActivity, WalletExport } from '../wallet/types.ts'
 import type { DatasetInfo } from '../net/relay-api.ts'
@@ -26,6 +27,7 @@ export type { CacheUsage } from '../store/caches.ts'
 export type { TrainBackend } from '../store/miner-run.ts'
 export { TRAIN_BACKENDS } from '../store/miner-run.ts'
 export type { RelayHealth, RelayLie, RelayState } from '../net/relays.ts'
+export type { ModelCard } from '../explorer/model-card.ts'
 export type { PolStatus, BlockSummary, BlockDetail, BlockPage, RejectionInfo, RejectionList, DatasetRecordFile, DagView, VerifyStepStatus, VerifyStep, VerifyReport } from '../explorer/types.ts'
 export type { WalletInfo, WalletStatus, WalletResult, CandidateStatus, CandidateInfo, WalletActivity, WalletExport } from '../wallet/types.ts'
 export type { DatasetInfo } from '../net/relay-api.ts'
@@ -132,26 +134,6 @@ export interface ChatContext {
   readonly byteTokens: number
 }
 
-/**
- * What the chain's model is, from the page's own verified chain: chain A's architecture and
- * tokenizer, chain D's datasets, and the genesis training record's held-out loss when one is linked.
- */
-export interface ModelCard {
-  /** The network chain A names (e.g. `blyan-genesis`). */
-  readonly network: string
-  readonly parameters: number
-  readonly layers: number
-  readonly experts: number
-  readonly topK: number
-  /** Context window (max_seq_len), in tokens. */
-  readonly context: number
-  readonly vocabulary: number
-  readonly datasets: readonly { readonly name: string; readonly split: string; readonly license: string; readonly description: string; readonly cid: string }[]
-  /** Mean loss (nats per token) of the chain's genesis model on held-out text, from the genesis record. */
-  readonly heldOut: { readonly loss: number; readonly tokens: number; readonly dataset: string } | null
-  /** Certified versions accepted since genesis. */
-  readonly certifiedVersions: number
-}
 
 export interface UsedExpertInfo {
   readonly name: string

@@ -11,7 +11,27 @@ import { DATASET_KIND } from '../chain/dataset.ts'
 import type { MetaDocument } from '../chain/meta.ts'
 import { blockNames, expectedTensors } from '../chain/params.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
-import type { ModelCard } from '../client/api.ts'
+
+/**
+ * What the chain's model is, from the page's own verified chain: chain A's architecture and
+ * tokenizer, chain D's datasets, and the genesis training record's held-out loss when one is linked.
+ */
+export interface ModelCard {
+  /** The network chain A names (e.g. `blyan-genesis`). */
+  readonly network: string
+  readonly parameters: number
+  readonly layers: number
+  readonly experts: number
+  readonly topK: number
+  /** Context window (max_seq_len), in tokens. */
+  readonly context: number
+  readonly vocabulary: number
+  readonly datasets: readonly { readonly name: string; readonly split: string; readonly license: string; readonly description: string; readonly cid: string }[]
+  /** Mean loss (nats per token) of the chain's genesis model on held-out text, from the genesis record. */
+  readonly heldOut: { readonly loss: number; readonly tokens: number; readonly dataset: string } | null
+  /** Certified versions accepted since genesis. */
+  readonly certifiedVersions: number
+}
 
 /** The card of the model `rules` (the chain A head) names, over every accepted block. */
 export function modelCard(rules: AcceptedBlock, blocks: readonly AcceptedBlock[], heldOut: ModelCard['heldOut']): ModelCard {
