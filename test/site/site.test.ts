@@ -2,7 +2,7 @@
  * The site in headless Chromium (WebGPU on SwiftShader), built by vite and served by a relay over a
  * real devnet (the one `npm start` creates: stories260K, 4 experts per layer):
  *
- * - Chat: a prompt at `?temperature=0` gives the tokens `blyan generate --backend cpu` gives, and the
+ * - Chat: a prompt at `?temperature=0&backend=webgpu` gives the tokens `blyan generate --backend cpu` gives, and the
  *   answer lists its experts; after a reload a second answer fetches no tile (counted at the relay).
  * - Explorer: search an expert, open its block, Verify passes every step, its tile's Merkle path included.
  * - A lying relay (test mode: it alters one tile): with an honest relay too, the page rejects the
@@ -88,7 +88,8 @@ describe('site in Chromium', { skip }, () => {
   test('chat at temperature 0 = blyan generate --backend cpu; experts listed; after a reload no tile is fetched', async () => {
     const expected = cliGenerate(devnetDir, PROMPT)
     const page = await freshPage()
-    await page.goto(`${honest.url}/?temperature=0#/chat`)
+    // Our WebGPU kernels against the CPU reference, token for token (the automatic choice may take ORT WASM).
+    await page.goto(`${honest.url}/?temperature=0&backend=webgpu#/chat`)
     await live(page)
     const first = await ask(page, PROMPT)
     assert.deepEqual(first.tokens, expected.tokens)
@@ -105,6 +106,8 @@ describe('site in Chromium', { skip }, () => {
     const tilesBefore = (await honest.stats()).tiles
     await page.reload()
     await live(page)
+    // The reload reopens the conversation; a new chat asks the prompt alone again.
+    await page.getByRole('button', { name: 'New chat' }).click()
     const second = await ask(page, PROMPT)
     assert.deepEqual(second.tokens, expected.tokens)
     assert.equal((await honest.stats()).tiles, tilesBefore, 'the reloaded page fetched no tile from the relay')
