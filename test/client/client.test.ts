@@ -23,6 +23,7 @@ import type { ChatFailure, ChatResult, Sampling } from '../../src/client/api.ts'
 import { Client } from '../../src/client/client.ts'
 import { generate, openRun } from '../../relay/node/run.ts'
 import { main } from '../../relay/cli.ts'
+import { tidyAnswer } from '../../src/client/conversation.ts'
 import { SHARED_DATA_MISSING } from '../fixtures/shared-data.ts'
 import { DevnetNode, PROMPT, siteDevnet, type RunningRelay } from '../fixtures/site-devnet.ts'
 import { clientEnvironment, untilStatus } from '../fixtures/client.ts'
@@ -80,7 +81,8 @@ describe('site client', { skip: dirP === null ? SHARED_DATA_MISSING : false }, (
     const a = await answer(first)
     assert.ok(a.ok, JSON.stringify(a))
     assert.deepEqual(a.result.tokens, expected.tokens)
-    assert.equal(a.result.text, expected.text)
+    // The same text, cut back to a clean end when the token limit stopped it mid-word.
+    assert.equal(a.result.text, tidyAnswer(expected.text, a.result.finish))
     assert.ok(a.result.experts.length > 0)
     for (const e of a.result.experts) {
       assert.match(e.name, /^layer\d+\.expert\d+$/)
