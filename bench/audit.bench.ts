@@ -43,7 +43,7 @@ export async function run(): Promise<void> {
     const sequences = SequencePool.fromText(text, tokenizer, meta.pol.seq_len).slice(start, count)
     const recorder = new TrainingRecorder({
       expert, base: base.cid, model: Object.fromEntries([...model.blocks].map(([n, r]) => [n, r.cid])), dataset: pool.cid,
-      start, count, seq_len: meta.pol.seq_len, seed, steps, batch_size: batchSize, learning_rate: lr
+      start, count, seq_len: meta.pol.seq_len, seed, attempt: 0, steps, batch_size: batchSize, learning_rate: lr
     }, 'cpu')
     const trained = await trainExpert(floats, {
       target: { layer: 0, expert: 1 }, sequences, steps, batchSize, learningRate: lr, seed, onStep: (_s, _l, w) => recorder.step(w)

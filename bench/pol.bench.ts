@@ -6,13 +6,15 @@
  *
  * Both run here, on the same CPU, one after another, for three jobs (three layers).
  */
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import type { DatasetDocument } from '../src/chain/dataset.ts'
 import type { MetaDocument } from '../src/chain/meta.ts'
 import type { Tokenizer } from '../src/model/tokenizer/index.ts'
 import { chainTokenizer } from '../src/model/source.ts'
 import { evaluatePair, trainExpert } from '../src/train/train.ts'
-import { DEFAULT_JOB_SETTINGS } from '../src/pol/job.ts'
+import { DEFAULT_JOB_SETTINGS, attemptTerms } from '../src/pol/job.ts'
+import { toHex } from '../src/codec/cbor.ts'
+import { publicKeyOf, randomSecretKey } from '../src/chain/keys.ts'
 import { loadFloatModel, withExpert } from '../src/pol/float-model.ts'
 import { SequencePool } from '../src/pol/sequences.ts'
 import { fetchUnixfsFile } from '../src/tensor/tiles.ts'
@@ -22,6 +24,9 @@ import { poolsInForce } from '../src/chain/governance.ts'
 import type { AcceptedBlock } from '../src/chain/view.ts'
 import { polDevnet } from '../test/fixtures/pol-devnet.ts'
 import { median } from './measure.ts'
+
+/** Some miner's key: the windows and seed of its first attempt at each job. */
+const MINER = toHex(publicKeyOf(randomSecretKey()))
 
 export async function run(): Promise<void> {
   const dirP = polDevnet()
@@ -47,11 +52,13 @@ export async function run(): Promise<void> {
     for (const job of jobs) {
       let t0 = performance.now()
       const model = await loadFloatModel(arch, refs(), get)
-      const trained = await trainExpert(model, { target: { layer: job.layer, expert: job.expertIndex }, sequences: train.slice(job.shard.start, job.shard.count), steps: job.steps, batchSize: job.batchSize, learningRate: job.learningRate, seed: job.seed })
+      // A first attempt by some miner: its windows and seed (src/pol/job.ts attemptTerms).
+      const { start, seed } = attemptTerms(CID.parse(job.base), MINER, 0)
+      const trained = await trainExpert(model, { target: { layer: job.layer, expert: job.expertIndex }, sequences: train.slice(start, job.shard.count), steps: job.steps, batchSize: job.batchSize, learningRate: job.learningRate, seed })
       const minerMs = performance.now() - t0
       t0 = performance.now()
       const base = await loadFloatModel(arch, refs(), get)
-      const slice = validation.slice(job.seed, meta.pol.eval_sequences)
+      const slice = validation.slice(seed, meta.pol.eval_sequences)
       const { lossBefore: before, lossAfter: after } = await evaluatePair(base, withExpert(base, { layer: job.layer, expert: job.expertIndex }, trained.expert), job.layer, slice)
       const validatorMs = performance.now() - t0
       ratios.push(validatorMs / minerMs)

@@ -39,7 +39,7 @@ import { FullNode } from './node/full-node.ts'
 import { StoreDamagedError } from './node/interface.ts'
 import { BACKENDS, evaluateText, generate, openRun, type BackendName } from './node/run.ts'
 import { checkJobSettings } from './pol/jobs.ts'
-import { DEFAULT_KEY_FILE, loadOrCreateKey, minerKeyLine, runMiner, webgpuTrainer } from './pol/mine.ts'
+import { DEFAULT_KEY_FILE, attemptsFileOf, loadOrCreateKey, minerKeyLine, runMiner, webgpuTrainer } from './pol/mine.ts'
 import { PolStoreError } from './pol/pol-store.ts'
 import { progressLine } from './progress.ts'
 import { VERSION, serve, stopOnSignals } from './serve.ts'
@@ -466,7 +466,7 @@ async function mineCommand(args: string[]): Promise<void> {
   if (!json) console.log(gpu === undefined ? 'training on the CPU reference' : `training on WebGPU: ${gpu.device}`)
   const controller = new AbortController()
   process.once('SIGINT', () => controller.abort(new Error('interrupted')))
-  await runMiner({ relay, key, jobs, json, print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }), ...(anchor === undefined ? {} : { anchor }) })
+  await runMiner({ relay, key, jobs, json, attemptsFile: attemptsFileOf(keyPath), print: (line) => line !== '' && console.log(line), signal: controller.signal, ...(train === undefined ? {} : { train }), ...(anchor === undefined ? {} : { anchor }) })
 }
 
 async function datasetCommand(args: string[]): Promise<void> {

@@ -16,7 +16,7 @@ import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { reject } from '../../src/errors.ts'
 import { batchOrder } from '../../src/model/random.ts'
 import type { MetaDocument } from '../../src/chain/meta.ts'
-import { DEFAULT_JOB_SETTINGS, type Job, type JobSettings } from '../../src/pol/job.ts'
+import { DEFAULT_JOB_SETTINGS, attemptTerms, type Job, type JobSettings } from '../../src/pol/job.ts'
 import type { ChainStore } from '../node/interface.ts'
 import type { Lease } from './pol-store.ts'
 
@@ -28,10 +28,8 @@ function idOf(base: CID): string {
 export interface JobTerms {
   readonly id: string
   readonly dataset: CID
-  readonly start: number
   readonly count: number
   readonly seqLen: number
-  readonly seed: number
   readonly steps: number
   readonly batchSize: number
   readonly learningRate: number
@@ -43,10 +41,8 @@ export function jobTerms(base: CID, train: readonly CID[], settings: JobSettings
   return Object.freeze({
     id,
     dataset: train[digest.readUInt16BE(6) % train.length] as CID,
-    start: digest.readUIntBE(0, 6),
     count: settings.shardSequences,
     seqLen,
-    seed: digest.readUInt32BE(4),
     steps: settings.steps,
     batchSize: settings.batchSize,
     learningRate: settings.learningRate
@@ -79,12 +75,11 @@ export function deriveJobs(store: ChainStore, holders: (job: string) => JobHolde
       expertIndex: Number(m[2]),
       base: block.cid.toString(),
       baseVersion: block.expertVersion,
-      shard: Object.freeze({ dataset: terms.dataset.toString(), start: terms.start, count: terms.count }),
+      shard: Object.freeze({ dataset: terms.dataset.toString(), count: terms.count }),
       seqLen: terms.seqLen,
       steps: terms.steps,
       batchSize: terms.batchSize,
       learningRate: terms.learningRate,
-      seed: terms.seed,
       lease: held.exclusive === null ? null : Object.freeze({ miner: held.exclusive.miner, expiresAt: held.exclusive.expiresAt }),
       sharedBy: Object.freeze(held.shared.map((l) => Object.freeze({ miner: l.miner, expiresAt: l.expiresAt })))
     }))
@@ -108,17 +103,20 @@ export function checkJobSettings(value: unknown, where: string): JobSettings {
 
 /**
  * Rule E_RECORD for validators: a candidate's training record is the job this node gives for its
- * base under the candidate's rules block (pool, windows, seed and settings), its batch order is the
+ * base under the candidate's rules block (pool and settings), its windows and seed are those of the
+ * attempt it names by the candidate's key `miner` (hex; src/pol/job.ts attemptTerms), its batch order is the
  * seed's, and the model it names is one whole model whose `expert` is the base, every block an
  * accepted chain B block of its name.
  */
-export function checkRecordAgainstJob(record: TrainingRecord, rules: AcceptedBlock, store: ChainStore, settings: JobSettings = DEFAULT_JOB_SETTINGS): void {
+export function checkRecordAgainstJob(record: TrainingRecord, miner: string, rules: AcceptedBlock, store: ChainStore, settings: JobSettings = DEFAULT_JOB_SETTINGS): void {
   const meta = rules.document as MetaDocument
   const train = poolsInForce(store, rules).train
   if (train.length === 0) reject('E_RECORD', 'record.dataset', 'no training pool is in force under the candidate\'s rules block')
   const terms = jobTerms(record.base, train, settings, meta.pol.seq_len)
   if (!record.dataset.equals(terms.dataset)) reject('E_RECORD', 'record.dataset', `the job trains on ${terms.dataset}`)
-  const want = { start: terms.start, count: terms.count, seq_len: terms.seqLen, seed: terms.seed, steps: terms.steps, batch_size: terms.batchSize, learning_rate: terms.learningRate }
+  // Where this attempt of this key trains, and its seed: not the miner's to choose.
+  const attempt = attemptTerms(record.base, miner, record.attempt)
+  const want = { start: attempt.start, count: terms.count, seq_len: terms.seqLen, seed: attempt.seed, steps: terms.steps, batch_size: terms.batchSize, learning_rate: terms.learningRate }
   for (const [key, value] of Object.entries(want)) {
     if (record[key as keyof typeof want] !== value) reject('E_RECORD', `record.${key}`, `the job's ${key} is ${value}, the record says ${String(record[key as keyof typeof want])}`)
   }

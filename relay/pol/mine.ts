@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { toHex } from '../../src/codec/cbor.ts'
@@ -36,18 +36,45 @@ export interface MinerRun {
   readonly json: boolean
   readonly print: (line: string) => void
   readonly signal?: AbortSignal
+  /**
+   * Where this key's attempt counts are kept between runs (JSON: job id -> attempts), so a later
+   * run's attempt at a job trains other windows; none: counted for this run only.
+   */
+  readonly attemptsFile?: string
+}
+
+/** The attempt counts kept in `file` (empty when there is none or it does not parse). */
+function readAttempts(file: string | undefined): Map<string, number> {
+  if (file === undefined || !existsSync(file)) return new Map()
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return new Map()
+    return new Map(Object.entries(v).filter((e): e is [string, number] => /^[0-9a-f]{16}$/.test(e[0]) && Number.isSafeInteger(e[1]) && (e[1] as number) > 0))
+  } catch {
+    return new Map()
+  }
+}
+
+/** Keep the newest 512 counts (job ids name bases, so old ones go stale). */
+function writeAttempts(file: string | undefined, attempts: ReadonlyMap<string, number>): void {
+  if (file !== undefined) writeFileSync(file, JSON.stringify(Object.fromEntries([...attempts].slice(-512))))
+}
+
+/** The attempts file kept beside a key file. */
+export function attemptsFileOf(keyPath: string): string {
+  return `${keyPath}.attempts.json`
 }
 
 /** Mine `jobs` jobs one after another; the results, in order. */
 export async function runMiner(run: MinerRun): Promise<MineResult[]> {
   const results: MineResult[] = []
-  const skip = new Set<string>() // jobs given up on in this session (no gain worth submitting)
+  const attempts = readAttempts(run.attemptsFile)
   const chain = new MinerChain(createRelayClient(run.relay), run.anchor === undefined ? {} : { anchor: run.anchor }) // synced before each job
   for (let i = 0; i < run.jobs; i++) {
     let result: MineResult
     try {
       result = await mineOnce({
-        skip, chain,
+        attempts, chain,
         relay: run.relay, key: run.key, ...(run.train === undefined ? {} : { train: run.train }), ...(run.signal === undefined ? {} : { signal: run.signal }),
         ...(run.json ? {} : { onEvent: (e: MinerEvent) => run.print(describe(e)) })
       })
@@ -59,7 +86,9 @@ export async function runMiner(run: MinerRun): Promise<MineResult[]> {
       throw e
     }
     results.push(result)
-    if (result.outcome === null) skip.add(result.job.id)
+    // Counted whatever came of it: the next attempt at this job trains other windows with another seed.
+    attempts.set(result.job.id, result.attempt + 1)
+    writeAttempts(run.attemptsFile, attempts)
     if (run.json) run.print(JSON.stringify(summary(result)))
     else if (result.outcome === null) run.print(`not submitted: ${submitRule(result.delta)}`)
   }
@@ -83,7 +112,7 @@ function describe(e: MinerEvent): string {
 }
 
 function summary(r: MineResult): Record<string, unknown> {
-  return { job: r.job.id, expert: r.job.expert, losses: [...r.losses], selfCheck: r.selfCheck, outcome: r.outcome }
+  return { job: r.job.id, expert: r.job.expert, attempt: r.attempt, losses: [...r.losses], selfCheck: r.selfCheck, outcome: r.outcome }
 }
 
 export function minerKeyLine(key: SecretKey, path: string, created: boolean): string {

@@ -451,8 +451,9 @@ export class PolService extends EventEmitter<PolServiceEvents> implements Candid
     // The training record, when the candidate brought one, must be the job's (relay/pol/jobs.ts).
     let record: ReturnType<typeof trainingRecordIn> = null
     try {
-      record = trainingRecordIn(decodeHeader(submission.input.header), submission.blocks, null)
-      if (record !== null) checkRecordAgainstJob(record.record, this.store.get(CID.parse(c.rules)) as AcceptedBlock, this.store, this.#jobSettings)
+      const header = decodeHeader(submission.input.header)
+      record = trainingRecordIn(header, submission.blocks, null)
+      if (record !== null) checkRecordAgainstJob(record.record, toHex(header.miner_pub), this.store.get(CID.parse(c.rules)) as AcceptedBlock, this.store, this.#jobSettings)
     } catch (e) {
       if (e instanceof RuleError) return this.#reject(c, e, beacon, [])
       throw e

@@ -17,7 +17,8 @@ import { DAG_CBOR, DAG_PB, RAW, decodeCbor, encodeCbor, isProtocolCid } from '..
 import * as S from '../codec/schema.ts'
 
 export const RECORD_KIND = 'blyan/training-record'
-export const RECORD_VERSION = 1
+/** 2: `attempt` added (the windows and seed are the attempt's, src/pol/job.ts attemptTerms). */
+export const RECORD_VERSION = 2
 /** Largest record (a model of a few thousand blocks, a few thousand steps). */
 export const MAX_RECORD_BYTES = 1024 * 1024
 export type TrainingBackend = 'cpu' | 'webgpu'
@@ -39,6 +40,8 @@ export interface TrainingRecord {
   readonly count: number
   readonly seq_len: number
   readonly seed: number
+  /** Which attempt of the miner at this base it was: with the base and the candidate's key it gives `start` and `seed`. */
+  readonly attempt: number
   readonly steps: number
   readonly batch_size: number
   readonly learning_rate: number
@@ -55,7 +58,7 @@ export interface TrainingRecord {
 }
 
 const KEYS = [
-  'kind', 'version', 'expert', 'base', 'payload', 'model', 'dataset', 'start', 'count', 'seq_len', 'seed', 'steps', 'batch_size',
+  'kind', 'version', 'expert', 'base', 'payload', 'model', 'dataset', 'start', 'count', 'seq_len', 'seed', 'attempt', 'steps', 'batch_size',
   'learning_rate', 'batch_order', 'backend', 'losses', 'step_hashes', 'weights'
 ] as const
 
@@ -104,6 +107,7 @@ export function decodeRecord(bytes: Uint8Array): TrainingRecord {
     count: S.uint(o, 'count', p, 1 << 24, 'E_RECORD'),
     seq_len: S.uint(o, 'seq_len', p, 1 << 20, 'E_RECORD'),
     seed: S.uint(o, 'seed', p, 2 ** 32 - 1, 'E_RECORD'),
+    attempt: S.uint(o, 'attempt', p, 2 ** 32 - 1, 'E_RECORD'),
     steps,
     batch_size: S.uint(o, 'batch_size', p, 1 << 16, 'E_RECORD'),
     learning_rate: S.finite(o, 'learning_rate', p, 'E_RECORD'),

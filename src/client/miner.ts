@@ -28,7 +28,7 @@ import { proposalSubmission } from '../chain/proposal.ts'
 import type { Job } from '../pol/job.ts'
 import { formatLossChange, mineOnce, selfCheckVerdict, submitRule, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
 import { trainExpert } from '../train/train.ts'
-import { clearMinerRun, loadMinerRun, loadTriedJobs, rememberTriedJob, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
+import { clearMinerRun, loadAttempts, loadMinerRun, recordAttempt, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
 import type { KV } from '../store/kv.ts'
 import { loadSettings } from '../store/settings.ts'
 import { EXPORT_WARNING, WalletKeyError, createSecretKey, parseSecretKey } from '../wallet/keys.ts'
@@ -381,8 +381,8 @@ export class Miner implements MinerApi {
     let run = first
     let follow = resumed === 'follow' ? run.candidate : null
     let prefer = resumed === 'restart' ? (run.job?.id ?? null) : null
-    // Jobs this key gave up on (no gain worth submitting), in any run before: the same job trains the same weights again.
-    const skip = new Set(await loadTriedJobs(run.miner, this.#env.minerKV))
+    // This key's attempts at each job, in any run before: a job is tried again (as its next attempt, on other windows) only after the less tried ones.
+    const attempts = await loadAttempts(run.miner, this.#env.minerKV)
     // The run's own verified chain (the chat's header sync), synced before each job: delta, the
     // model, the job's base and data all come from it.
     const anchor = await (this.#env.anchor ?? (async () => (await loadSettings()).trustAnchor))()
@@ -395,7 +395,7 @@ export class Miner implements MinerApi {
         this.#set({ delta })
         const outcome = follow !== null
           ? await this.#follow(run, follow, delta, signal)
-          : await this.#mine(run, chain, key, delta, signal, prefer, (next) => (run = next), skip)
+          : await this.#mine(run, chain, key, delta, signal, prefer, (next) => (run = next), attempts)
         await this.#saving
         this.#settle(outcome)
         run = { ...run, job: null, candidate: null }
@@ -447,7 +447,7 @@ export class Miner implements MinerApi {
     return outcomeOf(c, c.expert ?? run.job?.expert ?? 'an expert', delta, this.#now())
   }
 
-  async #mine(run: StoredMinerRun, chain: MinerChain, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: string | null, saved: (r: StoredMinerRun) => void, skip: Set<string>): Promise<DonateOutcome> {
+  async #mine(run: StoredMinerRun, chain: MinerChain, key: SecretKey, delta: number | null, signal: AbortSignal, prefer: string | null, saved: (r: StoredMinerRun) => void, attempts: Map<string, number>): Promise<DonateOutcome> {
     const train = this.#env.trainers?.[run.backend] ?? (run.backend === 'cpu' ? trainExpert : undefined)
     if (train === undefined) throw new NoTrainerError(`no ${run.backend} trainer`)
     let current = run
@@ -487,14 +487,14 @@ export class Miner implements MinerApi {
       }
     }
     const result: MineResult = await mineOnce({
-      relay: run.relay, chain, key, train, signal, onEvent, skip, ...(prefer === null ? {} : { prefer }),
+      relay: run.relay, chain, key, train, signal, onEvent, attempts, ...(prefer === null ? {} : { prefer }),
       ...(this.#env.pollMs === undefined ? {} : { pollMs: this.#env.pollMs }),
       ...(this.#env.selfCheckWindows === undefined ? {} : { selfCheckWindows: this.#env.selfCheckWindows })
     })
     const expert = result.job.expert
+    // Counted whatever came of it: the next attempt at this job trains other windows.
+    attempts.set(result.job.id, await recordAttempt(run.miner, result.job.id, this.#env.minerKV).catch(() => result.attempt + 1))
     if (result.outcome === null) {
-      skip.add(result.job.id)
-      await rememberTriedJob(run.miner, result.job.id, this.#env.minerKV).catch(() => undefined)
       const sc = result.selfCheck
       const gain = sc === null ? null : improvementOf(sc.lossBefore, sc.lossAfter)
       return Object.freeze({

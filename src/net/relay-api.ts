@@ -22,13 +22,15 @@ export interface Job {
   /** The current version to supersede (CID), and its version number. */
   readonly base: string
   readonly baseVersion: number
-  /** Training windows (src/pol/sequences.ts) of a chain D `train` dataset. */
-  readonly shard: { readonly dataset: string; readonly start: number; readonly count: number }
+  /**
+   * The chain D `train` dataset to train on, and how many of its windows (src/pol/sequences.ts) an
+   * attempt takes; where they start, and the seed, are each attempt's own (src/pol/job.ts attemptTerms).
+   */
+  readonly shard: { readonly dataset: string; readonly count: number }
   readonly seqLen: number
   readonly steps: number
   readonly batchSize: number
   readonly learningRate: number
-  readonly seed: number
   /**
    * The exclusive lease, held by a trusted key (one with accepted work behind it), and until when
    * (ms); null when none holds it. Only a trusted key's lease keeps other miners off a job.

@@ -35,7 +35,7 @@ import { encodeRecord, type TrainingBackend } from '../chain/record.ts'
 import { TrainingRecorder } from './recorder.ts'
 import { buildCandidate, expertPayload } from './candidate.ts'
 import { MinerChain } from './chain.ts'
-import { requestTime, signLeaseRequest, type Job } from './job.ts'
+import { attemptTerms, requestTime, signLeaseRequest, type Job } from './job.ts'
 import { loadFloatModel, withExpert } from './float-model.ts'
 import { SequencePool } from './sequences.ts'
 import { sleep } from '../time.ts'
@@ -110,8 +110,11 @@ export interface MineOptions {
   readonly pollMs?: number
   readonly signal?: AbortSignal
   readonly onEvent?: (event: MinerEvent) => void
-  /** Job ids not to take (this miner gave up on them in this session). */
-  readonly skip?: ReadonlySet<string>
+  /**
+   * Attempts this key already made at each job (job id -> count), kept by the caller: a job is
+   * taken again, as its next attempt (other windows, another seed), only after every job with fewer.
+   */
+  readonly attempts?: ReadonlyMap<string, number>
   /** A job to take first when this key may (the one a reloaded page restarts). */
   readonly prefer?: string
 }
@@ -122,6 +125,8 @@ export interface MineResult {
   readonly outcome: CandidateInfo | null
   readonly losses: Float64Array
   readonly selfCheck: { readonly lossBefore: number; readonly lossAfter: number } | null
+  /** The attempt this was (its windows and seed: src/pol/job.ts attemptTerms); the caller counts it. */
+  readonly attempt: number
   /** The rules' PoL delta the self-check was held to (SELF_CHECK_MARGIN × delta). */
   readonly delta: number
 }
@@ -138,17 +143,20 @@ export class NoJobError extends Error {
  * with the fewest miners on them (newbie leases are shared: donors spread over the board rather
  * than pile onto one job), in the board's order otherwise.
  */
-export function jobOrder(jobs: readonly Job[], miner: string, prefer?: string): Job[] {
+export function jobOrder(jobs: readonly Job[], miner: string, prefer?: string, attempts: ReadonlyMap<string, number> = new Map()): Job[] {
   const mine = (j: Job): boolean => j.lease?.miner === miner || (j.sharedBy ?? []).some((l) => l.miner === miner)
   const rank = (j: Job): number => (j.id === prefer ? -2 : mine(j) ? -1 : (j.sharedBy ?? []).length)
-  return jobs.map((job, i) => ({ job, i, rank: rank(job) })).sort((x, y) => x.rank - y.rank || x.i - y.i).map((x) => x.job)
+  // Fewest attempts by this key first: donors spread over experts before any expert is tried again.
+  const tried = (j: Job): number => (j.id === prefer ? -1 : attempts.get(j.id) ?? 0)
+  return jobs.map((job, i) => ({ job, i, rank: rank(job), tried: tried(job) })).sort((x, y) => x.tried - y.tried || x.rank - y.rank || x.i - y.i).map((x) => x.job)
 }
 
 export interface LeaseOptions {
   readonly fetch?: typeof fetch
   readonly signal?: AbortSignal
   readonly now?: () => number
-  readonly skip?: ReadonlySet<string>
+  /** Attempts this key made at each job: the least tried come first (see jobOrder). */
+  readonly attempts?: ReadonlyMap<string, number>
   readonly prefer?: string
 }
 
@@ -156,30 +164,43 @@ const relayOf = (relay: string | RelayClient, fetchImpl: typeof fetch | undefine
   typeof relay === 'string' ? createRelayClient(relay, fetchImpl) : relay
 
 /**
- * Lease the first job of `jobOrder` this key may have. Skips jobs a trusted key holds, and jobs
- * whose base this key already had a candidate rejected on: the same job trains the same weights
- * again, and the node refuses a payload it has judged (E_COPY).
+ * This key's attempts at each job: the caller's count, or the candidates the relay has from this
+ * key on the job's base when it knows more (a lost count must not repeat a judged attempt: the same
+ * windows train the same weights, and the node refuses a payload it has judged, E_COPY).
  */
-export async function leaseJob(relay: string | RelayClient, key: SecretKey, options: LeaseOptions = {}): Promise<Job> {
+export function attemptsAt(jobs: readonly Job[], known: ReadonlyMap<string, number>, candidates: readonly CandidateInfo[]): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const job of jobs) {
+    const submitted = candidates.filter((c) => c.base === job.base).length
+    const n = Math.max(known.get(job.id) ?? 0, submitted)
+    if (n > 0) out.set(job.id, n)
+  }
+  return out
+}
+
+/**
+ * Lease the first job of `jobOrder` this key may have (jobs a trusted key holds are passed over);
+ * with how many attempts this key made at it before (the next attempt's number).
+ */
+export async function leaseJob(relay: string | RelayClient, key: SecretKey, options: LeaseOptions = {}): Promise<Job & { readonly attempt: number }> {
   const r = relayOf(relay, options.fetch)
   const { signal } = options
   const miner = toHex(publicKeyOf(key))
   const jobs = await r.jobs(signal)
   const history = await r.miner(miner, signal).catch(() => ({ candidates: [] as CandidateInfo[] }))
-  const failedBases = new Set(history.candidates.filter((c) => c.status === 'rejected' && c.base !== null).map((c) => c.base))
+  const attempts = attemptsAt(jobs, options.attempts ?? new Map(), history.candidates)
   const now = options.now ?? Date.now
-  for (const job of jobOrder(jobs, miner, options.prefer)) {
+  for (const job of jobOrder(jobs, miner, options.prefer, attempts)) {
     if (job.lease !== null && job.lease.miner !== miner) continue
-    if (failedBases.has(job.base) || options.skip?.has(job.id) === true) continue
     try {
       await r.lease(job.id, signLeaseRequest(job.id, key, 'lease', requestTime(now())), signal)
-      return job
+      return { ...job, attempt: attempts.get(job.id) ?? 0 }
     } catch (e) {
       if (e instanceof RelayError && e.code === 'LEASED') continue
       throw e
     }
   }
-  throw new NoJobError(jobs.length === 0 ? 'the node offers no job' : `no free job: ${jobs.length} jobs, each leased to a trusted miner or already tried by this key on the same version`)
+  throw new NoJobError(jobs.length === 0 ? 'the node offers no job' : `no free job: ${jobs.length} jobs, each leased to a trusted miner`)
 }
 
 /** Give a lease back (a job this key will not finish), so others, and this key's next lease, can have it. */
@@ -197,7 +218,7 @@ export async function mineOnce(options: MineOptions): Promise<MineResult> {
   emit({ type: 'fetch', what: 'chain' })
   await chain.sync(signal)
   const job = await leaseJob(relay, options.key, {
-    ...(signal === undefined ? {} : { signal }), ...(options.skip === undefined ? {} : { skip: options.skip }), ...(options.prefer === undefined ? {} : { prefer: options.prefer })
+    ...(signal === undefined ? {} : { signal }), ...(options.attempts === undefined ? {} : { attempts: options.attempts }), ...(options.prefer === undefined ? {} : { prefer: options.prefer })
   })
   emit({ type: 'job', job })
   try {
@@ -220,10 +241,13 @@ function verifiedBase(chain: MinerChain, job: Job): { readonly cid: CID; readonl
   return { cid: current.cid, index: current.header.index }
 }
 
-async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (event: MinerEvent) => void): Promise<MineResult> {
+async function work(options: MineOptions, chain: MinerChain, job: Job & { readonly attempt: number }, emit: (event: MinerEvent) => void): Promise<MineResult> {
   const { signal } = options
   verifiedBase(chain, job)
   const trainSet = chain.dataset(CID.parse(job.shard.dataset)).block.cid
+  // This attempt's windows and seed: the base, this key and the attempt number give them.
+  const { attempt } = job
+  const { start, seed } = attemptTerms(CID.parse(job.base), toHex(publicKeyOf(options.key)), attempt)
 
   emit({ type: 'fetch', what: 'model' })
   const model: ChainModel = chain.model()
@@ -240,11 +264,11 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
   // What it learned from, and how (src/chain/record.ts): the validators check it, anyone can replay it.
   const recorder = new TrainingRecorder({
     expert: job.expert, base: CID.parse(job.base), model: Object.fromEntries([...model.blocks].map(([name, ref]) => [name, ref.cid])), dataset: trainSet,
-    start: job.shard.start, count: job.shard.count, seq_len: job.seqLen, seed: job.seed, steps: job.steps, batch_size: job.batchSize, learning_rate: job.learningRate
+    start, count: job.shard.count, seq_len: job.seqLen, seed, attempt, steps: job.steps, batch_size: job.batchSize, learning_rate: job.learningRate
   }, options.backend ?? (options.train === undefined ? 'cpu' : 'webgpu'))
   const trained = await trainer(floats, {
-    target, sequences: train.slice(job.shard.start, job.shard.count), steps: job.steps, batchSize: job.batchSize,
-    learningRate: job.learningRate, seed: job.seed, ...(signal === undefined ? {} : { signal }),
+    target, sequences: train.slice(start, job.shard.count), steps: job.steps, batchSize: job.batchSize,
+    learningRate: job.learningRate, seed, ...(signal === undefined ? {} : { signal }),
     onStep: (step, loss, expert) => {
       recorder.step(expert)
       const now = performance.now()
@@ -261,13 +285,13 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
   if (windows > 0) {
     emit({ type: 'fetch', what: 'validation pool' })
     const pool = SequencePool.fromText(await chain.datasetText(chain.validationPool(), signal), tokenizer, model.meta.pol.seq_len)
-    const sample = pool.slice(job.seed % pool.size, Math.min(windows, pool.size))
+    const sample = pool.slice(seed % pool.size, Math.min(windows, pool.size))
     const { lossBefore, lossAfter } = await evaluatePair(floats, withExpert(floats, target, payloadWeights), target.layer, sample, signal === undefined ? {} : { signal })
     selfCheck = { lossBefore, lossAfter }
     emit({ type: 'self-check', lossBefore, lossAfter, windows: sample.length })
     // A margin over delta: the validators' slice is other windows, and a gain just above delta on
     // this sample is as likely to fall below it there.
-    if (!meetsThreshold(lossBefore, lossAfter, SELF_CHECK_MARGIN * model.meta.pol.delta)) return { job, outcome: null, losses: trained.losses, selfCheck, delta: model.meta.pol.delta }
+    if (!meetsThreshold(lossBefore, lossAfter, SELF_CHECK_MARGIN * model.meta.pol.delta)) return { job, outcome: null, losses: trained.losses, selfCheck, attempt, delta: model.meta.pol.delta }
   }
 
   let cid: string | null = null
@@ -302,7 +326,7 @@ async function work(options: MineOptions, chain: MinerChain, job: Job, emit: (ev
     const candidate = await chain.relay.candidate(cid, signal)
     if (candidate.status !== 'pending' || Date.now() > deadline) {
       emit({ type: 'outcome', outcome: candidate })
-      return { job, outcome: candidate, losses: trained.losses, selfCheck, delta: model.meta.pol.delta }
+      return { job, outcome: candidate, losses: trained.losses, selfCheck, attempt, delta: model.meta.pol.delta }
     }
     await sleep(options.pollMs ?? 1000, signal)
   }

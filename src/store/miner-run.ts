@@ -134,28 +134,32 @@ export function resumePlan(run: StoredMinerRun | null, miner: string | null): Re
   return { kind: 'restart', run }
 }
 
-/** Jobs a key tried that gave no gain worth submitting, kept (the newest) so it is never given the identical job again. */
+/** Jobs whose attempt counts a key keeps (the newest); a job's id names its base, so old ones go stale. */
 export const MAX_TRIED_JOBS = 512
-const TRIED = 'tried:'
+const ATTEMPTS = 'attempts:'
 
-/** The jobs `miner` (hex public key) tried without a gain worth submitting; [] when none or unreadable. */
-export async function loadTriedJobs(miner: string, kv: KV = minerKV()): Promise<string[]> {
+/**
+ * How many attempts `miner` (hex public key) made at each job (job id -> count), so its next
+ * attempt trains other windows with another seed (src/pol/job.ts attemptTerms) and the least
+ * tried jobs come first; empty when none or unreadable.
+ */
+export async function loadAttempts(miner: string, kv: KV = minerKV()): Promise<Map<string, number>> {
   try {
-    const v = await kv.get(TRIED + miner)
-    return Array.isArray(v) ? v.filter((id): id is string => typeof id === 'string' && isJobId(id)) : []
+    const v = await kv.get(ATTEMPTS + miner)
+    if (!Array.isArray(v)) return new Map()
+    return new Map(v.filter((e): e is [string, number] => Array.isArray(e) && isJobId(e[0]) && Number.isSafeInteger(e[1]) && e[1] > 0))
   } catch {
-    return []
+    return new Map()
   }
 }
 
-/**
- * Remember that `miner` tried job `id` without a gain worth submitting. A job's id names its base
- * version and data, so the identical job would train the identical weights; a new version of the
- * expert is a new job.
- */
-export async function rememberTriedJob(miner: string, id: string, kv: KV = minerKV()): Promise<void> {
+/** Count one more attempt of `miner` at job `id`; the count it has now. */
+export async function recordAttempt(miner: string, id: string, kv: KV = minerKV()): Promise<number> {
   if (!isJobId(id)) throw new TypeError(`id: expected 16 hex digits, got ${JSON.stringify(id)}`)
-  const tried = (await loadTriedJobs(miner, kv)).filter((t) => t !== id)
-  tried.push(id)
-  await kv.setMany([[TRIED + miner, tried.slice(-MAX_TRIED_JOBS)]])
+  const attempts = await loadAttempts(miner, kv)
+  const n = (attempts.get(id) ?? 0) + 1
+  attempts.delete(id)
+  attempts.set(id, n)
+  await kv.setMany([[ATTEMPTS + miner, [...attempts].slice(-MAX_TRIED_JOBS)]])
+  return n
 }

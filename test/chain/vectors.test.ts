@@ -241,6 +241,18 @@ describe('lease request vectors', () => {
   }
 })
 
+describe('attempt vectors (docs/protocol.md §15 Attempts)', () => {
+  for (const v of vectors.attempts) {
+    test(`${v.name}: start and seed are bytes 0..5 and 6..9 of sha256 of the documented input`, async () => {
+      const te = new TextEncoder()
+      const n = v.attempt
+      assert.equal(v.input_hex, Buffer.concat([te.encode('blyan-attempt/1'), hex(v.base_bytes_hex), hex(v.miner_hex), Uint8Array.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255])]).toString('hex'))
+      const d = Buffer.from((await sha256.digest(hex(v.input_hex))).digest)
+      assert.deepEqual([d.readUIntBE(0, 6), d.readUInt32BE(6)], [v.start, v.seed])
+    })
+  }
+})
+
 describe('peer network vectors (docs/protocol.md §18), checked with @ipld/dag-cbor alone', () => {
   const decoders: Record<string, (bytes: Uint8Array) => unknown> = {
     'blyan/block-announcement': decodeBlockAnnouncement, 'blyan/status': decodeStatus, 'blyan/response': decodeResponseHead,

@@ -194,9 +194,13 @@ describe('mining over HTTP', { skip: dirP === null ? SHARED_DATA_MISSING : false
     assert.match(forgedStep.detail, /^step 3: the weights hash to/)
     // Validators check a record against the job before judging: another seed or other windows is not the job.
     const rules = store.get(version.header.depends_on.find((c) => store.get(c)?.header.chain_id === 'A') as CID) as AcceptedBlock
-    assert.doesNotThrow(() => checkRecordAgainstJob(record, rules, store, DEFAULT_JOB_SETTINGS))
-    await assertRule(() => checkRecordAgainstJob({ ...record, start: record.start + 1 }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
-    await assertRule(() => checkRecordAgainstJob({ ...record, seed }, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.seed')
+    const miner = toHex(version.header.miner_pub)
+    assert.doesNotThrow(() => checkRecordAgainstJob(record, miner, rules, store, DEFAULT_JOB_SETTINGS))
+    await assertRule(() => checkRecordAgainstJob({ ...record, start: record.start + 1 }, miner, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
+    await assertRule(() => checkRecordAgainstJob({ ...record, seed }, miner, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.seed')
+    // The windows are this key's attempt's: another key's, or another attempt named in the record, are not.
+    await assertRule(() => checkRecordAgainstJob(record, toHex(publicKeyOf(randomSecretKey())), rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
+    await assertRule(() => checkRecordAgainstJob({ ...record, attempt: record.attempt + 1 }, miner, rules, store, DEFAULT_JOB_SETTINGS), 'E_RECORD', 'record.start')
 
     // The site's explorer audits the same version on the page's own device (its client, in Node here).
     const client = new Client(clientEnvironment(`audit-${Date.now()}`))

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { signingBytes, type UnsignedHeader } from '../../src/chain/header.ts'
 import { publicKeyOf, randomSecretKey, type SecretKey } from '../../src/chain/keys.ts'
 import { rewardAmount } from '../../src/chain/ledger.ts'
@@ -28,7 +28,8 @@ import type { ExpertWeights } from '../../src/model/weights.ts'
 import { buildCandidate, type Candidate } from '../../src/pol/candidate.ts'
 import { loadFloatModel, withExpert } from '../../src/pol/float-model.ts'
 import { SequencePool } from '../../src/pol/sequences.ts'
-import { DEFAULT_JOB_SETTINGS } from '../../src/pol/job.ts'
+import { DEFAULT_JOB_SETTINGS, attemptTerms } from '../../src/pol/job.ts'
+import { toHex } from '../../src/codec/cbor.ts'
 import { KEYS_DIR, openExistingStore, readKeyFile } from '../../relay/devnet.ts'
 import type { ChainStore } from '../../relay/node/interface.ts'
 import { FullNode } from '../../relay/node/full-node.ts'
@@ -144,7 +145,8 @@ describe('Proof-of-Learning on a full node', { skip: dirP === null ? SHARED_DATA
     const job = net.pol.jobs().find((j) => j.expert === NAME)
     assert.ok(job !== undefined)
     const s = DEFAULT_JOB_SETTINGS
-    const r = await trainExpert(model, { target: TARGET, sequences: pool.slice(job.shard.start, job.shard.count), steps: s.steps, batchSize: s.batchSize, learningRate: s.learningRate, seed: job.seed })
+    const { start, seed } = attemptTerms(CID.parse(job.base), toHex(publicKeyOf(randomSecretKey())), 0)
+    const r = await trainExpert(model, { target: TARGET, sequences: pool.slice(start, job.shard.count), steps: s.steps, batchSize: s.batchSize, learningRate: s.learningRate, seed })
     trained = r.expert
     original = model.weights.expert(TARGET.layer, TARGET.expert) as ExpertWeights
   })

@@ -10,14 +10,14 @@ import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { CID } from 'multiformats/cid'
-import { RAW, cidOf, toHex } from '../../src/codec/cbor.ts'
+import { RAW, cidOf, fromHex, toHex } from '../../src/codec/cbor.ts'
 import { encodeReport } from '../../src/pol/gate.ts'
 import { batchOrderHash, encodeRecord } from '../../src/chain/record.ts'
 import { batchOrder } from '../../src/model/random.ts'
 import { assembleCheckpoint, checkpointBodyBytes, checkpointId, encodeCheckpoint, signCheckpoint } from '../../src/chain/checkpoint.ts'
 import { publicKeyOf, signMessage } from '../../src/chain/keys.ts'
 import { DEFAULT_GATE, quorumSize } from '../../src/chain/meta.ts'
-import { leaseMessage } from '../../src/pol/job.ts'
+import { attemptTerms, leaseMessage } from '../../src/pol/job.ts'
 import { signingBytes } from '../../src/chain/header.ts'
 import { encodeDataset } from '../../src/chain/dataset.ts'
 import { encodeParamIndex, paramIndexDocument } from '../../src/chain/paramindex.ts'
@@ -112,6 +112,19 @@ export interface LeaseVector {
   body: string
 }
 
+/** Where an attempt at a job trains (docs/protocol.md §15 Attempts, src/pol/job.ts attemptTerms). */
+export interface AttemptVector {
+  name: string
+  base: string
+  base_bytes_hex: string
+  miner_hex: string
+  attempt: number
+  /** The sha256 input: UTF-8 "blyan-attempt/1" ‖ base CID bytes ‖ key ‖ uint32be(attempt). */
+  input_hex: string
+  start: number
+  seed: number
+}
+
 export interface ProtocolVectors {
   description: string
   headers: HeaderVector[]
@@ -121,6 +134,7 @@ export interface ProtocolVectors {
   submissions: SubmissionVector[]
   checkpoints: CheckpointVector[]
   leases: LeaseVector[]
+  attempts: AttemptVector[]
   peer: PeerMessageVector[]
 }
 
@@ -191,10 +205,10 @@ export async function buildVectors(): Promise<ProtocolVectors> {
   const names = ['embedding', 'router0', 'expert0.0', 'expert0.1', 'router1', 'expert1.0', 'expert1.1']
   const text = (s: string): Uint8Array => sha256(new TextEncoder().encode(s))
   doc('training record (2 steps on the CPU reference)', 'blyan/training-record', encodeRecord({
-    kind: 'blyan/training-record', version: 1, expert: 'layer0.expert0', base: d.cid('expert0.0'),
+    kind: 'blyan/training-record', version: 2, expert: 'layer0.expert0', base: d.cid('expert0.0'),
     payload: d.built.get('expert0.0v1')!.sealed.header.payload,
     model: Object.fromEntries(names.map((n) => [n === 'embedding' ? 'embedding' : n.startsWith('router') ? `layer${n.slice(6)}.router` : `layer${n[6]}.expert${n[8]}`, d.cid(n)])),
-    dataset: d.cid('train'), start: 5, count: 4, seq_len: 16, seed: 7, steps: 2, batch_size: 2, learning_rate: 0.002,
+    dataset: d.cid('train'), start: 5, count: 4, seq_len: 16, seed: 7, attempt: 0, steps: 2, batch_size: 2, learning_rate: 0.002,
     batch_order: batchOrderHash(batchOrder(4, 2, 2, 7)), backend: 'cpu', losses: [2.5, 2.25],
     step_hashes: [text('step 0'), text('step 1')], weights: text('weights')
   }))
@@ -266,6 +280,16 @@ export async function buildVectors(): Promise<ProtocolVectors> {
   }
   const leases = [lease('lease', 'lease', 1796083200000), lease('release', 'release', 1796083260000)]
 
+  // Attempts: a base (the raw CID of a short text), a key, two attempt numbers.
+  const attemptBase = cidOf(new TextEncoder().encode('layer0.expert0 v0'), RAW)
+  const attemptKey = '02' + '11'.repeat(32)
+  const attempt = (n: number): AttemptVector => {
+    const input = Uint8Array.from([...new TextEncoder().encode('blyan-attempt/1'), ...attemptBase.bytes, ...fromHex(attemptKey), n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255])
+    const t = attemptTerms(attemptBase, attemptKey, n)
+    return { name: `attempt ${n}`, base: attemptBase.toString(), base_bytes_hex: toHex(attemptBase.bytes), miner_hex: attemptKey, attempt: n, input_hex: toHex(input), start: t.start, seed: t.seed }
+  }
+  const attempts = [attempt(0), attempt(3)]
+
   // The peer network (§18): a gossiped block, a status answer, the three requests and an answer's head.
   const transferCar = await submissionCar(d.built.get('transfer')!)
   const genesisCid = d.cid('genesis')
@@ -294,6 +318,7 @@ export async function buildVectors(): Promise<ProtocolVectors> {
     submissions,
     checkpoints,
     leases,
+    attempts,
     peer: peerMessages
   }
 }
