@@ -106,7 +106,11 @@ export class ChatSession {
       try {
         const outcome = await this.client.chat({ prompt: text, history, sampling: plain(this.sampling) }, (event) => {
           applyChatEvent(turn, event)
-          if (event.type === 'token') this.#saveSoon()
+          // The first token is kept at once (a reload right after it keeps the start), later ones every SAVE_EVERY_MS.
+          if (event.type === 'token') {
+            if (turn.tokens === 1) void this.#save()
+            else this.#saveSoon()
+          }
         })
         finishTurn(turn, outcome)
         await this.refreshCurrent()

@@ -6,37 +6,23 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import type { Page } from 'playwright-core'
-import { serve, type Served } from '../../relay/serve.ts'
-import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
-import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
-import { buildSiteDist } from '../fixtures/site-devnet.ts'
-
-async function live(page: Page): Promise<void> {
-  await page.locator('[data-testid="sync-status"][data-phase="live"]').waitFor({ timeout: 60_000 })
-}
+import { CHROMIUM_MISSING, hasChromium } from '../fixtures/browser.ts'
+import { GenesisSite, live } from '../fixtures/genesis-site.ts'
 
 describe('the automatic backend on a software GPU', { skip: hasChromium() ? false : CHROMIUM_MISSING }, () => {
-  let served: Served
-  let site: { dir: string; cleanup(): void }
-  let profiles: FreshProfiles | undefined
+  let site: GenesisSite
 
   before(async () => {
-    const [dir, built] = await Promise.all([genesisDevnet(), buildSiteDist()])
-    site = built
-    served = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', siteRoot: site.dir, log: () => undefined })
-    profiles = await FreshProfiles.launch()
+    site = await GenesisSite.start()
   })
 
   after(async () => {
-    await profiles?.close()
-    await served?.close()
-    site?.cleanup()
+    await site?.close()
   })
 
   test('chat: both backends timed, the faster one runs, and the page says the GPU is software', async () => {
-    const page = await (profiles as FreshProfiles).page()
-    await page.goto(`${served.url}?max_tokens=8#/chat`)
+    const page = await site.page()
+    await page.goto(`${site.url}/?max_tokens=8#/chat`)
     await live(page)
     await page.getByTestId('chat-input').fill('Once upon a time')
     await page.getByTestId('chat-send').click()
@@ -54,8 +40,8 @@ describe('the automatic backend on a software GPU', { skip: hasChromium() ? fals
   })
 
   test('Donate: the software GPU is named, and the CPU trainer is the default', async () => {
-    const page = await (profiles as FreshProfiles).page()
-    await page.goto(`${served.url}#/donate`)
+    const page = await site.page()
+    await page.goto(`${site.url}/#/donate`)
     await live(page)
     await page.getByTestId('donate-gpu').waitFor()
     assert.match(await page.getByTestId('donate-gpu').innerText(), /a software GPU \(SwiftShader runs on the CPU\)/)

@@ -9,46 +9,28 @@
  *    their base version), across a reload too; Stop gives the lease back at once.
  */
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
-import { serve, type Served } from '../../relay/serve.ts'
 import { submitRule } from '../../src/pol/mining.ts'
 import type { Job } from '../../src/pol/job.ts'
-import { CHROMIUM_MISSING, FreshProfiles, attr, hasChromium } from '../fixtures/browser.ts'
-import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
+import { CHROMIUM_MISSING, attr, hasChromium } from '../fixtures/browser.ts'
+import { GenesisSite, SHOTS, live } from '../fixtures/genesis-site.ts'
 import { until } from '../fixtures/network.ts'
-import { buildSiteDist } from '../fixtures/site-devnet.ts'
-
-const SHOTS = fileURLToPath(new URL('../../test-results/', import.meta.url))
 /** A bar no 3-step run clears: the self-check would need a 90% lower loss. */
 const DELTA = 0.45
 
-async function live(page: Page): Promise<void> {
-  await page.locator('[data-testid="sync-status"][data-phase="live"]').waitFor({ timeout: 60_000 })
-}
-
 describe('Donate: one rule, no job twice, Stop gives the lease back', { skip: hasChromium() ? false : CHROMIUM_MISSING }, () => {
-  let served: Served
-  let site: { dir: string; cleanup(): void }
-  let profiles: FreshProfiles | undefined
+  let site: GenesisSite
   let url: string
 
   before(async () => {
-    const [dir, built] = await Promise.all([genesisDevnet({ pol: { delta: DELTA }, jobs: { steps: 3, batchSize: 2 } }), buildSiteDist()])
-    site = built
-    served = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', siteRoot: site.dir, log: () => undefined })
-    url = served.url.replace(/\/$/, '')
-    profiles = await FreshProfiles.launch()
-    mkdirSync(SHOTS, { recursive: true })
+    site = await GenesisSite.start({ pol: { delta: DELTA }, jobs: { steps: 3, batchSize: 2 } })
+    url = site.url
   })
 
   after(async () => {
-    await profiles?.close()
-    await served?.close()
-    site?.cleanup()
+    await site?.close()
   })
 
   async function jobs(): Promise<Job[]> {
@@ -68,7 +50,7 @@ describe('Donate: one rule, no job twice, Stop gives the lease back', { skip: ha
   }
 
   test('problems 3 and 4: the rule said once and the same way; Start again never repeats a job; Stop releases the lease', async () => {
-    const page = await (profiles as FreshProfiles).page()
+    const page = await site.page()
     await page.goto(`${url}/#/wallet`)
     await live(page)
     await page.getByTestId('wallet-create').click()

@@ -17,60 +17,47 @@
  * `block-verify`), so each assertion fails there for what it checks. Screenshots go to test-results/.
  */
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { CID } from 'multiformats/cid'
 import type { Locator, Page } from 'playwright-core'
 import { randomSecretKey } from '../../src/chain/keys.ts'
 import type { AcceptedBlock } from '../../src/chain/view.ts'
 import { mineOnce } from '../../src/pol/mining.ts'
-import { serve, type Served } from '../../relay/serve.ts'
-import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
-import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
+import type { Served } from '../../relay/serve.ts'
+import { CHROMIUM_MISSING, hasChromium } from '../fixtures/browser.ts'
+import { GenesisSite, SHOTS, live } from '../fixtures/genesis-site.ts'
 import { until } from '../fixtures/network.ts'
-import { buildSiteDist } from '../fixtures/site-devnet.ts'
-
-const SHOTS = join(fileURLToPath(new URL('../../', import.meta.url)), 'test-results')
 const PHONE = { width: 390, height: 844 } as const
 
 describe('explorer labels and the block page, in Chromium', { skip: hasChromium() ? false : CHROMIUM_MISSING }, () => {
-  let served: Served
+  let site: GenesisSite
   let url: string
-  let site: { dir: string; cleanup(): void }
-  let profiles: FreshProfiles | undefined
   /** The version mined here, certified by the devnet's validators. */
   let certified: AcceptedBlock
 
   before(async () => {
-    const [dir, built] = await Promise.all([genesisDevnet(), buildSiteDist()])
-    site = built
-    served = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', siteRoot: site.dir, log: () => undefined })
-    url = served.url.replace(/\/$/, '')
+    site = await GenesisSite.start()
+    url = site.url
     // A certified version: a job whose self-check finds no gain, or whose gain the validators find short, is followed by the next.
     const key = randomSecretKey()
     const attempts = new Map<string, number>()
     for (let i = 0; i < 4 && certified === undefined; i++) {
       const r = await mineOnce({ relay: url, key, attempts, pollMs: 250, decisionTimeoutMs: 120_000 })
       attempts.set(r.job.id, r.attempt + 1)
-      if (r.outcome?.status === 'accepted') certified = served.node.store.get(CID.parse(r.outcome.cid)) as AcceptedBlock
+      if (r.outcome?.status === 'accepted') certified = site.served.node.store.get(CID.parse(r.outcome.cid)) as AcceptedBlock
     }
     assert.ok(certified !== undefined && certified.certificate !== null, 'a version was certified')
-    profiles = await FreshProfiles.launch()
-    mkdirSync(SHOTS, { recursive: true })
   })
 
   after(async () => {
-    await profiles?.close()
-    await served?.close()
-    site?.cleanup()
+    await site?.close()
   })
 
   async function open(hash: string, size: { width: number; height: number } = { width: 1280, height: 900 }): Promise<Page> {
-    const page = await (profiles as FreshProfiles).page(size.width, size.height)
+    const page = await site.page(size.width, size.height)
     await page.goto(`${url}/${hash}`)
-    await page.locator('[data-testid="sync-status"][data-phase="live"]').waitFor({ timeout: 60_000 })
+    await live(page)
     return page
   }
 
@@ -93,7 +80,7 @@ describe('explorer labels and the block page, in Chromium', { skip: hasChromium(
     return decodeURIComponent(new URL(page.url()).hash.replace('#/explorer/', ''))
   }
 
-  const store = (): Served['node']['store'] => served.node.store
+  const store = (): Served['node']['store'] => site.served.node.store
 
   test('chain B rows have labels of their own, and searching a shown label opens that block', async () => {
     const page = await open('#/explorer/chain/B')

@@ -9,11 +9,9 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import type { Page } from 'playwright-core'
-import { serve, type Served } from '../../relay/serve.ts'
-import { CHROMIUM_MISSING, FreshProfiles, hasChromium } from '../fixtures/browser.ts'
-import { genesisDevnet } from '../fixtures/genesis-devnet.ts'
+import { CHROMIUM_MISSING, hasChromium } from '../fixtures/browser.ts'
+import { GenesisSite } from '../fixtures/genesis-site.ts'
 import { until } from '../fixtures/network.ts'
-import { buildSiteDist } from '../fixtures/site-devnet.ts'
 
 /** A local URL nothing listens on (a port taken, then freed). */
 async function deadRelay(): Promise<string> {
@@ -36,28 +34,21 @@ async function within(page: Page, done: string, never: RegExp, ms: number): Prom
 }
 
 describe('a page whose relay is down says so at once', { skip: hasChromium() ? false : CHROMIUM_MISSING }, () => {
-  let served: Served
-  let site: { dir: string; cleanup(): void }
-  let profiles: FreshProfiles | undefined
+  let site: GenesisSite
   let dead: string
 
   before(async () => {
-    const [dir, built] = await Promise.all([genesisDevnet(), buildSiteDist()])
-    site = built
-    served = await serve({ dataDir: dir, port: 0, host: '127.0.0.1', siteRoot: site.dir, log: () => undefined })
+    site = await GenesisSite.start()
     dead = await deadRelay()
-    profiles = await FreshProfiles.launch()
   })
 
   after(async () => {
-    await profiles?.close()
-    await served?.close()
-    site?.cleanup()
+    await site?.close()
   })
 
   test('chat: a prompt is answered with "cannot reach a relay" within seconds', async () => {
-    const page = await (profiles as FreshProfiles).page()
-    await page.goto(`${served.url}?relay=${encodeURIComponent(dead)}#/chat`)
+    const page = await site.page()
+    await page.goto(`${site.url}/?relay=${encodeURIComponent(dead)}#/chat`)
     await page.getByTestId('chat-input').fill('Once upon a time')
     await page.getByTestId('chat-send').click()
     const ms = await within(page, '[data-testid="chat-failure"]', /No blocks on chain/, 15_000)
@@ -68,8 +59,8 @@ describe('a page whose relay is down says so at once', { skip: hasChromium() ? f
   })
 
   test('explorer: the lists say the relay cannot be reached, never "No blocks on chain B yet"', async () => {
-    const page = await (profiles as FreshProfiles).page()
-    await page.goto(`${served.url}?relay=${encodeURIComponent(dead)}#/explorer/chain/B`)
+    const page = await site.page()
+    await page.goto(`${site.url}/?relay=${encodeURIComponent(dead)}#/explorer/chain/B`)
     const ms = await within(page, '[data-testid="explorer-empty"][data-phase="offline"]', /No blocks on chain B yet/, 15_000)
     assert.match(await page.getByTestId('explorer-empty').innerText(), new RegExp(`Cannot reach a relay: ${dead.replace(/[.]/g, '\\.')}`))
     console.log(`# a dead relay, explorer: said in ${ms} ms`)
