@@ -9,6 +9,7 @@
  * @module
  */
 import type { ChainId } from '../chain/header.ts'
+import type { Architecture } from '../chain/meta.ts'
 import type { Settings } from '../store/settings.ts'
 import type { CacheUsage } from '../store/caches.ts'
 import type { TrainBackend } from '../store/miner-run.ts'
@@ -311,6 +312,12 @@ export interface DeviceInfo {
   /** The software renderer the adapter is (`SwiftShader`: it runs on the CPU), null for a real GPU or none. */
   readonly softwareGpu: string | null
   readonly backends: readonly TrainBackendInfo[]
+  /**
+   * Milliseconds per training step each trainer measured on a synthetic copy of the model
+   * (src/pol/trainer-probe.ts), when device() was given its architecture and both can run; the
+   * Donate view's default is the faster.
+   */
+  readonly measured: { readonly cpu: number; readonly webgpu: number } | null
 }
 
 /** The job being trained (src/pol/job.ts, the fields the UI shows). */
@@ -411,7 +418,8 @@ export interface MinerApi {
   /** Propose a dataset at `relay`, signed with the wallet's key, on the chain this worker verified. */
   proposeDataset(relay: string, proposal: DatasetProposal): Promise<{ readonly ok: true; readonly cid: string } | { readonly ok: false; readonly code: string; readonly message: string }>
 
-  device(): Promise<DeviceInfo>
+  /** This device and its trainers; with the model's architecture, each trainer timed on a synthetic copy of it. */
+  device(architecture?: Architecture): Promise<DeviceInfo>
   donateState(): Promise<DonateState>
   /** Called with the whole state whenever it changes (at most every 100 ms). */
   onDonate(listener: (state: DonateState) => void): Promise<void>

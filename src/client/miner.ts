@@ -21,13 +21,14 @@
  * @module
  */
 import type { SecretKey } from '../chain/keys.ts'
-import type { MetaDocument } from '../chain/meta.ts'
+import type { Architecture, MetaDocument } from '../chain/meta.ts'
 import { createRelayClient } from '../net/relay-client.ts'
 import { MinerChain } from '../pol/chain.ts'
 import { proposalSubmission } from '../chain/proposal.ts'
 import type { Job } from '../pol/job.ts'
 import { formatLossChange, mineOnce, selfCheckVerdict, submitRule, type MinerEvent, type MineResult, type Trainer } from '../pol/mining.ts'
 import { trainExpert } from '../train/train.ts'
+import { trainerMsPerStep } from '../pol/trainer-probe.ts'
 import { clearMinerRun, loadAttempts, loadMinerRun, recordAttempt, resumePlan, saveMinerRun, type StoredMinerRun } from '../store/miner-run.ts'
 import type { KV } from '../store/kv.ts'
 import { loadSettings } from '../store/settings.ts'
@@ -65,7 +66,7 @@ export interface MinerEnvironment {
    */
   readonly trainers?: Partial<Record<TrainBackend, Trainer>>
   /** Cores, memory and GPU adapter of this device (the worker asks navigator). */
-  readonly device?: () => Promise<Omit<DeviceInfo, 'backends'>>
+  readonly device?: () => Promise<Omit<DeviceInfo, 'backends' | 'measured'>>
   readonly now?: () => number
   /** How often a pending candidate is polled. @default 1000 */
   readonly pollMs?: number
@@ -144,6 +145,8 @@ export class Miner implements MinerApi {
   readonly #walletKV: KV
   #state: Mutable<DonateState> = { ...IDLE }
   readonly #listeners = new Set<(s: DonateState) => void>()
+  /** Each trainer's ms per step on a synthetic copy of a model, by architecture (measured once). */
+  readonly #trainerTimes = new Map<string, Promise<{ cpu: number; webgpu: number }>>()
   #emitTimer: ReturnType<typeof setTimeout> | null = null
   #lastEmit = 0
   #run: { controller: AbortController; done: Promise<void> } | null = null
@@ -251,9 +254,21 @@ export class Miner implements MinerApi {
     ]
   }
 
-  async device(): Promise<DeviceInfo> {
+  async device(architecture?: Architecture): Promise<DeviceInfo> {
     const d = this.#env.device === undefined ? { cores: null, memoryGiB: null, gpu: null, softwareGpu: null } : await this.#env.device()
-    return { ...d, backends: this.#backends(d.gpu, d.softwareGpu) }
+    const webgpu = this.#env.trainers?.webgpu
+    let measured: DeviceInfo['measured'] = null
+    if (architecture !== undefined && webgpu !== undefined && d.gpu !== null) {
+      // Once per architecture: each trainer a few steps on a synthetic copy of the model.
+      const key = JSON.stringify(architecture)
+      const m = this.#trainerTimes.get(key) ?? (async () => ({
+        cpu: await trainerMsPerStep(this.#env.trainers?.cpu ?? trainExpert, architecture),
+        webgpu: await trainerMsPerStep(webgpu, architecture)
+      }))()
+      this.#trainerTimes.set(key, m)
+      measured = await m.catch(() => null)
+    }
+    return { ...d, backends: this.#backends(d.gpu, d.softwareGpu), measured }
   }
 
   // ---------------------------------------------------------------------------- state

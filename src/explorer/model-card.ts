@@ -8,7 +8,7 @@
  */
 import type { DatasetDocument } from '../chain/dataset.ts'
 import { DATASET_KIND } from '../chain/dataset.ts'
-import type { MetaDocument } from '../chain/meta.ts'
+import type { Architecture, MetaDocument } from '../chain/meta.ts'
 import { blockNames, expectedTensors } from '../chain/params.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 
@@ -31,6 +31,8 @@ export interface ModelCard {
   readonly heldOut: { readonly loss: number; readonly tokens: number; readonly dataset: string } | null
   /** Certified versions accepted since genesis. */
   readonly certifiedVersions: number
+  /** The architecture itself (what a trainer probe times a synthetic copy of). */
+  readonly architecture: Architecture
 }
 
 /** The card of the model `rules` (the chain A head) names, over every accepted block. */
@@ -47,5 +49,5 @@ export function modelCard(rules: AcceptedBlock, blocks: readonly AcceptedBlock[]
       return { name: d.name, split: d.split, license: d.license, description: d.description, cid: b.cid.toString() }
     })
   const certifiedVersions = blocks.filter((b) => b.header.chain_id === 'B' && b.expertVersion > 0).length
-  return { network: meta.network, parameters, layers: a.n_layers, experts: a.n_experts, topK: a.top_k, context: a.max_seq_len, vocabulary: a.vocab_size, datasets, heldOut, certifiedVersions }
+  return { architecture: a, network: meta.network, parameters, layers: a.n_layers, experts: a.n_experts, topK: a.top_k, context: a.max_seq_len, vocabulary: a.vocab_size, datasets, heldOut, certifiedVersions }
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Architecture } from '../chain/meta.ts'
 import type { DeviceInfo, DonateState, MinerApi, TrainBackend, WalletActivity, WalletResult, WalletStatus } from '../client/api.ts'
 import { pageContext } from './context.ts'
 import { errorMessage } from './format.ts'
@@ -48,8 +49,14 @@ export class Donor {
     }
   }
 
-  async loadDevice(): Promise<void> {
-    this.device ??= await this.miner.device()
+  /** This device and its trainers; with the model's architecture, each trainer timed on it (once). */
+  async loadDevice(architecture?: Architecture): Promise<void> {
+    if (architecture === undefined) {
+      this.device ??= await this.miner.device()
+      return
+    }
+    if (this.device?.measured != null) return
+    this.device = await this.miner.device(architecture)
   }
 
   /** Balance and history from `relay`. */

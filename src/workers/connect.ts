@@ -61,7 +61,7 @@ export function connectMiner(): MinerApi {
     activity: (relay) => m().activity(relay),
     datasets: (relay) => m().datasets(relay),
     proposeDataset: (relay, proposal) => m().proposeDataset(relay, proposal),
-    device: () => m().device(),
+    device: (architecture) => m().device(architecture),
     donateState: () => m().donateState(),
     onDonate: (listener) => m().onDonate(proxy(listener)),
     resume: () => m().resume(),

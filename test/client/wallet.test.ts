@@ -19,6 +19,8 @@ import { deleteWallet, loadWallet, saveWallet, walletFrom, walletRecord } from '
 import { Miner } from '../../src/client/miner.ts'
 import { jobOrder } from '../../src/pol/mining.ts'
 import type { Job } from '../../src/net/relay-api.ts'
+import { trainExpert } from '../../src/train/train.ts'
+import { TRAIN_BASE_ARCH } from '../fixtures/train-arch.ts'
 
 /** SEC 2 §2.4.1: the order n of secp256k1's generator G, and G itself (compressed): the public key of secret 1. */
 const N = 'fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141'
@@ -202,6 +204,10 @@ describe('Miner wallet operations', () => {
     assert.equal(g.cores, 8)
     const soft = await new Miner({ walletKV: freshKV('wallet'), trainers: { webgpu: async () => assert.fail('not called') }, device: async () => ({ cores: 8, memoryGiB: 16, gpu: 'google swiftshader', softwareGpu: 'SwiftShader' }) }).device()
     assert.match(soft.backends[1]?.detail ?? '', /a software GPU \(SwiftShader runs on the CPU\): slower than the CPU reference/)
+    // Given the model's architecture, each trainer is timed on a synthetic copy of it (here the CPU reference twice).
+    const timed = await new Miner({ walletKV: freshKV('wallet'), trainers: { webgpu: trainExpert }, device: async () => ({ cores: 2, memoryGiB: 4, gpu: 'test gpu', softwareGpu: null }) }).device(TRAIN_BASE_ARCH)
+    assert.ok(timed.measured !== null && timed.measured.cpu > 0 && timed.measured.webgpu > 0, JSON.stringify(timed.measured))
+    assert.equal(g.measured, null, 'nothing timed without an architecture')
   })
 
   test('the job board as the miner reads it: the job to restart first, then jobs leased to this key, then the least shared', () => {
