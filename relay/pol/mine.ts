@@ -12,6 +12,7 @@ import { publicKeyOf, randomSecretKey, type SecretKey } from '../../src/chain/ke
 import { createRelayClient } from '../../src/net/relay-client.ts'
 import { MinerChain } from '../../src/pol/chain.ts'
 import { NoJobError, formatLossChange, mineOnce, submitRule, type MineResult, type MinerEvent, type Trainer } from '../../src/pol/mining.ts'
+import { MAX_TRIED_JOBS, isJobId } from '../../src/store/miner-run.ts'
 import { readKeyFile, writeKeyFile } from '../devnet.ts'
 
 /** The default key file: created on first use, readable by its owner only. */
@@ -49,15 +50,15 @@ function readAttempts(file: string | undefined): Map<string, number> {
   try {
     const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return new Map()
-    return new Map(Object.entries(v).filter((e): e is [string, number] => /^[0-9a-f]{16}$/.test(e[0]) && Number.isSafeInteger(e[1]) && (e[1] as number) > 0))
+    return new Map(Object.entries(v).filter((e): e is [string, number] => isJobId(e[0]) && Number.isSafeInteger(e[1]) && (e[1] as number) > 0))
   } catch {
     return new Map()
   }
 }
 
-/** Keep the newest 512 counts (job ids name bases, so old ones go stale). */
+/** Keep the newest counts, as the browser does (job ids name bases, so old ones go stale). */
 function writeAttempts(file: string | undefined, attempts: ReadonlyMap<string, number>): void {
-  if (file !== undefined) writeFileSync(file, JSON.stringify(Object.fromEntries([...attempts].slice(-512))))
+  if (file !== undefined) writeFileSync(file, JSON.stringify(Object.fromEntries([...attempts].slice(-MAX_TRIED_JOBS))))
 }
 
 /** The attempts file kept beside a key file. */

@@ -41,6 +41,13 @@ export function blockNames(arch: Architecture): string[] {
   return names
 }
 
+/** Parameters of every block an architecture has (the sum of its tensors' elements). */
+export function parameterCount(arch: Architecture): number {
+  let n = 0
+  for (const name of blockNames(arch)) for (const t of expectedTensors(name, arch)) n += t.shape.reduce((a, d) => a * d, 1)
+  return n
+}
+
 /** Tensors the block named `expertName` must hold, in canonical order. Throws E_EXPERT_NAME / E_LAYER outside the architecture. */
 export function expectedTensors(expertName: string, arch: Architecture): readonly TensorSpec[] {
   const parsed = parseExpertName(expertName)

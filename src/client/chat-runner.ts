@@ -199,7 +199,7 @@ export class ChatRunner {
       info = run.info
       onEvent({ type: 'backend', backend: run.info })
       this.#options.onChange()
-      fitted = fitConversation(run.tokenizer, model.architecture.max_seq_len, request.history, request.prompt, sampling.maxTokens)
+      fitted = fitConversation(run.tokenizer, window, request.history, request.prompt, sampling.maxTokens)
       const c = await complete(run.engine, run.tokenizer, {
         prompt: fitted.tokens,
         maxTokens: fitted.context.maxTokens,

@@ -54,10 +54,3 @@ export async function decodeMs(b: Backend, tokens: number, rounds: number): Prom
   }
   return median(times)
 }
-
-/** Bytes of int8 weights a synthetic copy of `arch` holds (every expert resident): what a probe costs in memory. */
-export function syntheticBytes(arch: Architecture): number {
-  const experts = arch.n_layers * arch.n_experts * 3 * arch.dim * arch.expert_hidden_dim
-  const attention = arch.n_layers * arch.dim * arch.head_dim * (2 * arch.n_heads + 2 * arch.n_kv_heads)
-  return experts + attention + arch.vocab_size * arch.dim
-}

@@ -9,7 +9,7 @@
 import type { DatasetDocument } from '../chain/dataset.ts'
 import { DATASET_KIND } from '../chain/dataset.ts'
 import type { Architecture, MetaDocument } from '../chain/meta.ts'
-import { blockNames, expectedTensors } from '../chain/params.ts'
+import { parameterCount } from '../chain/params.ts'
 import type { AcceptedBlock } from '../chain/view.ts'
 
 /**
@@ -39,9 +39,6 @@ export interface ModelCard {
 export function modelCard(rules: AcceptedBlock, blocks: readonly AcceptedBlock[], heldOut: ModelCard['heldOut']): ModelCard {
   const meta = rules.document as MetaDocument
   const a = meta.architecture
-  // The shapes chain A's architecture fixes for every parameter block (the light client holds headers, not tensor indexes).
-  let parameters = 0
-  for (const name of blockNames(a)) for (const t of expectedTensors(name, a)) parameters += t.shape.reduce((n, d) => n * d, 1)
   const datasets = blocks
     .filter((b) => b.header.chain_id === 'D' && (b.document as DatasetDocument | null)?.kind === DATASET_KIND)
     .map((b) => {
@@ -49,5 +46,6 @@ export function modelCard(rules: AcceptedBlock, blocks: readonly AcceptedBlock[]
       return { name: d.name, split: d.split, license: d.license, description: d.description, cid: b.cid.toString() }
     })
   const certifiedVersions = blocks.filter((b) => b.header.chain_id === 'B' && b.expertVersion > 0).length
-  return { architecture: a, network: meta.network, parameters, layers: a.n_layers, experts: a.n_experts, topK: a.top_k, context: a.max_seq_len, vocabulary: a.vocab_size, datasets, heldOut, certifiedVersions }
+  // The shapes chain A's architecture fixes (the light client holds headers, not tensor indexes).
+  return { architecture: a, network: meta.network, parameters: parameterCount(a), layers: a.n_layers, experts: a.n_experts, topK: a.top_k, context: a.max_seq_len, vocabulary: a.vocab_size, datasets, heldOut, certifiedVersions }
 }

@@ -70,11 +70,14 @@ export class ConversationStore<T> {
     return isConversation(v) ? (v as Conversation<T>) : null
   }
 
-  /** Write a conversation whole; past MAX_CONVERSATIONS the least recently updated others are forgotten. */
+  /**
+   * Write a conversation whole; past MAX_CONVERSATIONS the least recently updated others are
+   * forgotten. Saved while an answer streams, so only the keys are read unless there are too many.
+   */
   async save(conversation: Conversation<T>): Promise<void> {
     await this.#kv.setMany([[PREFIX + conversation.id, conversation]])
-    const all = await this.list()
-    const extra = all.filter((c) => c.id !== conversation.id).slice(MAX_CONVERSATIONS - 1)
+    if ((await this.#kv.keys()).filter((k) => k.startsWith(PREFIX)).length <= MAX_CONVERSATIONS) return
+    const extra = (await this.list()).filter((c) => c.id !== conversation.id).slice(MAX_CONVERSATIONS - 1)
     if (extra.length > 0) await this.#kv.delMany(extra.map((c) => PREFIX + c.id))
   }
 

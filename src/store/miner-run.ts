@@ -51,7 +51,8 @@ function minerKV(): KV {
 }
 
 const isHexKey = (v: unknown): v is string => typeof v === 'string' && /^0[23][0-9a-f]{64}$/.test(v)
-const isJobId = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v)
+/** A job id: 16 hex digits (src/pol/job.ts). */
+export const isJobId = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v)
 const isExpert = (v: unknown): v is string => typeof v === 'string' && /^layer\d+\.expert\d+$/.test(v)
 
 function isRelayUrl(v: unknown): v is string {

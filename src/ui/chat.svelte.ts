@@ -39,13 +39,13 @@ export class ChatSession {
   conversations: ConversationSummary[] = $state([])
   /** The open conversation. */
   id: string = $state(newId())
-  /** Turns that were streaming when the page was reloaded (restored as `interrupted`). */
-  restoredInterrupted: number = $state(0)
   #created = Date.now()
   #next = 1
   #inflight: Promise<void> | null = null
   readonly #store: ConversationStore<Turn>
   #saveTimer: ReturnType<typeof setTimeout> | null = null
+  /** The open conversation is in `conversations` (the list is read again only when that changes, not on every save). */
+  #listed = false
 
   constructor(client: ClientApi, sampling: Sampling, store: ConversationStore<Turn> = new ConversationStore(idbKV('blyan-chat', 'conversations'))) {
     this.client = client
@@ -70,18 +70,14 @@ export class ChatSession {
     const c = await this.#store.get(id).catch(() => null)
     if (c === null) return
     await this.reset()
-    let interrupted = 0
-    this.turns = c.turns.map((t) => {
-      if (t.status !== 'running') return t
-      interrupted++
-      return { ...t, status: 'interrupted', progress: null }
-    })
-    this.restoredInterrupted = interrupted
+    const interrupted = c.turns.some((t) => t.status === 'running')
+    this.turns = c.turns.map((t) => (t.status === 'running' ? { ...t, status: 'interrupted', progress: null } : t))
     this.id = c.id
+    this.#listed = true
     this.#created = c.created
     this.#next = Math.max(0, ...c.turns.map((t) => t.id)) + 1
     this.#remember()
-    if (interrupted > 0) await this.#save()
+    if (interrupted) await this.#save()
   }
 
   /** Forget a kept conversation; the open one starts over. */
@@ -145,11 +141,13 @@ export class ChatSession {
     // The worker answers one chat at a time: let the stopped one settle (and be saved) before another is sent.
     await this.#inflight
     this.turns = []
-    this.restoredInterrupted = 0
     this.id = newId()
     this.#created = Date.now()
     this.#next = 1
     this.#remember()
+    // The chat left behind joins the list of past ones.
+    this.#listed = false
+    await this.#list()
   }
 
   #remember(): void {
@@ -174,7 +172,10 @@ export class ChatSession {
     if (first === undefined) return
     try {
       await this.#store.save({ id: this.id, title: conversationTitle(first.prompt), created: this.#created, updated: Date.now(), turns })
-      await this.#list()
+      if (!this.#listed) {
+        this.#listed = true
+        await this.#list()
+      }
     } catch {
       // Storage full or unavailable: the conversation lives on in the page.
     }

@@ -13,13 +13,14 @@
 import type { Architecture } from '../chain/meta.ts'
 import { CpuBackend } from '../engine/cpu.ts'
 import type { Backend } from '../engine/interface.ts'
-import { decodeMs, loadSynthetic, syntheticBytes, syntheticTensors } from '../engine/probe.ts'
+import { parameterCount } from '../chain/params.ts'
+import { decodeMs, loadSynthetic, syntheticTensors } from '../engine/probe.ts'
 import { adapterName, softwareRenderer } from '../gpu/adapter-kind.ts'
 import { requestModelDevice } from '../gpu/device.ts'
 import { idbKV, type KV } from '../store/kv.ts'
 import type { BackendChoice, BackendInfo } from '../client/api.ts'
 
-/** Largest synthetic model the probe builds (int8 bytes); above it the adapter's kind decides. */
+/** Largest synthetic model the probe builds (parameters: about a byte each at int8); above it the adapter's kind decides. */
 const PROBE_MAX_BYTES = 64 * 1024 * 1024
 /** Decode steps per probe round, and rounds (the median is kept; the first round warms up). */
 const PROBE_TOKENS = 8
@@ -103,7 +104,7 @@ async function automatic(arch: Architecture): Promise<Created> {
     return ortWasm(arch, e instanceof Error ? e.message : String(e))
   }
   const soft = softwareRenderer(info)
-  if (syntheticBytes(arch) > PROBE_MAX_BYTES) {
+  if (parameterCount(arch) > PROBE_MAX_BYTES) {
     return soft === null ? webgpu(arch) : ortWasm(arch, `the WebGPU adapter is a software GPU (${soft} runs on the CPU), and the model is too big to time both here`)
   }
   let m: Measured
